@@ -1,0 +1,5 @@
+import sys
+
+from diar.cli import main
+
+sys.exit(main())

@@ -1,0 +1,239 @@
+"""Typed configuration: YAML files plus ``--set key.sub=value`` overrides.
+
+Every section is a dataclass; unknown keys are rejected with their dotted name
+and the valid alternatives. What to build (model, device, batch size) is kept
+apart from tuned thresholds, which live in their own fields with their defaults
+visible here and in ``configs/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from diar.errors import DiarError
+
+
+class ConfigError(DiarError, ValueError):
+    """A config file or override names an unknown key or gives a value of the wrong type."""
+
+
+@dataclass
+class VadConfig:
+    """Speech activity detection (silero-vad)."""
+
+    name: str = "silero"
+    threshold: float = 0.5
+    min_speech_duration: float = 0.25
+    min_silence_duration: float = 0.1
+    speech_pad: float = 0.03
+
+
+@dataclass
+class EmbeddingConfig:
+    """Speaker embedder and the sliding windows it sees."""
+
+    name: str = "ge2e"
+    model_dir: str | None = None
+    device: str = "auto"
+    batch_size: int = 64
+    window: float = 1.5
+    hop: float = 0.75
+
+
+@dataclass
+class ClusteringConfig:
+    """Clustering of window embeddings into speakers (mode: cluster)."""
+
+    method: str = "agglomerative"
+    threshold: float = 0.5
+    num_speakers: int | None = None
+    min_speakers: int = 1
+    max_speakers: int | None = None
+
+
+@dataclass
+class ProfileConfig:
+    """Scoring of window embeddings against enrolled speaker profiles (mode: profile)."""
+
+    threshold: float = 0.5
+
+
+@dataclass
+class FrameModelConfig:
+    """Frame-level speaker-activity model (mode: frame), e.g. WavLM-Base-Plus-SD."""
+
+    name: str = "wavlm-sd"
+    model: str = "microsoft/wavlm-base-plus-sd"
+    device: str = "auto"
+    batch_size: int = 8
+    autocast: str = "none"
+    window: float = 10.0
+    hop: float = 5.0
+    threshold: float = 0.5
+
+
+@dataclass
+class PostprocessConfig:
+    """Frame-level post-processing shared by every model (ModelScope's names, 10 ms frames)."""
+
+    smooth_size: int = 83
+    dur_threshold: int = 10
+
+
+@dataclass
+class JobConfig:
+    """How the Ray job shards the corpus and runs actors."""
+
+    num_shards: int | None = None
+    shard_seconds: float = 600.0
+    num_actors: int | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    max_failures: float = 0.0
+    max_restarts: int = 3
+    max_task_retries: int = 3
+    out_formats: list[str] = field(default_factory=lambda: ["rttm", "parquet"])
+    allow_pipes: bool = False
+
+
+@dataclass
+class Config:
+    """Everything one diarization run needs."""
+
+    mode: str = "cluster"
+    num_threads: int = 1
+    sample_rate: int = 16000
+    vad: VadConfig = field(default_factory=VadConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    frame_model: FrameModelConfig = field(default_factory=FrameModelConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    job: JobConfig = field(default_factory=JobConfig)
+
+
+C = TypeVar("C")
+
+
+def from_dict(cls: type[C], data: dict[str, Any] | None, where: str = "") -> C:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys by dotted name."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise ConfigError(f"unknown config key {dotted!r}; valid keys here: {', '.join(sorted(fields))}")
+        kwargs[key] = _coerce(hints[key], value, dotted)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)  # type: ignore[arg-type]
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain nested dicts (for YAML, JSON and summaries)."""
+    return dataclasses.asdict(config)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``; values are parsed as YAML scalars."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form KEY=VALUE")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override")
+        node[parts[-1]] = value
+    return nested
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``KEY=VALUE`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from e
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = loaded or {}
+    if overrides:
+        data = _deep_merge(data, parse_overrides(overrides))
+    try:
+        return from_dict(Config, data)
+    except ConfigError as e:
+        if path is not None:
+            raise ConfigError(f"{path}: {e}") from None
+        raise

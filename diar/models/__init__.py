@@ -1,0 +1,1 @@
+"""Models by kind; importing this package registers every model."""

@@ -1,0 +1,5 @@
+"""Diarization pipelines; importing this package registers every mode."""
+
+from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, build_diarizer
+
+__all__ = ["DIARIZERS", "Diarizer", "RecordingInput", "StepHook", "build_diarizer"]

@@ -1,0 +1,99 @@
+"""The diarizer interface every pipeline implements, and the registry of modes.
+
+A diarizer is built once from a :class:`~diar.config.Config` (loading its
+models), then applied to many recordings. ``apply`` is a short list of named
+steps; each step's wall time is reported through an injected hook.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from diar.config import Config
+from diar.registry import Registry
+from diar.types import Annotation
+
+#: Called as ``hook(step_name, seconds)`` after each step of a pipeline.
+StepHook = Callable[[str, float], None]
+
+
+def no_hook(step: str, seconds: float) -> None:
+    """The default :data:`StepHook`: ignore timings."""
+
+
+@contextmanager
+def timed(hook: StepHook, step: str) -> Iterator[None]:
+    """Report the wall time of the enclosed block to ``hook`` as ``step``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        hook(step, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class RecordingInput:
+    """One recording to diarize, already decoded.
+
+    Attributes:
+        reco_id: recording id (becomes the RTTM file id).
+        waveform: shape (num_samples,), float32 mono at the diarizer's ``sample_rate``.
+        num_speakers: known speaker count (e.g. from reco2num_spk), or None to estimate.
+        profiles: shape (num_profiles, dim) enrolled speaker embeddings (profile mode).
+        profile_names: one name per profile row; spk1..N when None.
+    """
+
+    reco_id: str
+    waveform: np.ndarray
+    num_speakers: int | None = None
+    profiles: np.ndarray | None = None
+    profile_names: tuple[str, ...] | None = None
+
+
+class Diarizer:
+    """Base class of the diarization pipelines (one per ``config.mode``)."""
+
+    sample_rate: int = 16000
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
+        """Diarize one recording."""
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        audio: str | np.ndarray,
+        reco_id: str | None = None,
+        num_speakers: int | None = None,
+        hook: StepHook = no_hook,
+    ) -> Annotation:
+        """Diarize a path/URL or a waveform at ``self.sample_rate``."""
+        from diar.audio import load_audio
+
+        if isinstance(audio, str):
+            if reco_id is None:
+                from diar.manifests import reco_id_from_path
+
+                reco_id = reco_id_from_path(audio)
+            waveform = load_audio(audio, self.sample_rate, reco_id=reco_id)
+        else:
+            waveform = np.asarray(audio, dtype=np.float32)
+        return self.apply(RecordingInput(reco_id or "recording", waveform, num_speakers), hook)
+
+
+#: Diarizer classes by ``config.mode``: cluster, profile, frame.
+DIARIZERS: Registry[type[Diarizer]] = Registry("diarization mode")
+
+
+def build_diarizer(config: Config) -> Diarizer:
+    """Build (and load the models of) the diarizer that ``config.mode`` names."""
+    import diar.pipelines  # noqa: F401  (registers the modes)
+
+    return DIARIZERS.get(config.mode)(config)
