@@ -51,3 +51,7 @@ class InvalidSamplesError(AudioError):
 
 class ModelLoadError(DiarError):
     """A model directory or id cannot be loaded; the message says which files to put where."""
+
+
+class FormatError(DiarError, ValueError):
+    """A value an output format cannot hold (e.g. an RTTM speaker label containing whitespace)."""

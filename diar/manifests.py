@@ -1,0 +1,527 @@
+"""Kaldi-style manifests: wav.scp, profile.scp + ark, enrollment lists, reco2num_spk, uem, segments.
+
+Conventions (as FunASR and lhotse read Kaldi data directories):
+
+* one record per line, fields separated by whitespace, the first field is the id;
+  blank lines are skipped; there are no comments (Kaldi has none, and ``#`` is a
+  valid first character of an id);
+* relative paths are resolved against the folder of the manifest that names them,
+  so a data directory can be moved as a whole; URLs (``scheme://...``) are kept
+  as they are and opened through fsspec by :mod:`diar.audio`;
+* a Kaldi pipe (``cmd args |``) is refused unless ``allow_pipes=True``;
+* every problem raises :class:`~diar.errors.ManifestError` naming the file, the
+  line number and the offending text.
+
+All readers return insertion-ordered dicts (file order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from diar.audio import is_pipe, is_url
+from diar.errors import ManifestError
+
+PathLike = str | os.PathLike[str]
+
+#: Name of the speaker-names file written beside ``profile.scp`` (see :func:`write_profiles`).
+NAMES_SUFFIX = ".names"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One non-blank manifest line: 1-based ``number``, raw ``text`` and its ``fields``."""
+
+    path: str
+    number: int
+    text: str
+    fields: tuple[str, ...]
+
+    def error(self, message: str, text: str | None = None) -> ManifestError:
+        return ManifestError(self.path, self.number, message, self.text if text is None else text)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A Kaldi ``segments`` entry: ``seg_id`` is ``reco_id`` from ``start`` to ``end`` seconds.
+
+    ``end`` is ``math.inf`` where the file says ``-1`` (to the end of the recording).
+    """
+
+    seg_id: str
+    reco_id: str
+    start: float
+    end: float
+
+
+def iter_lines(path: PathLike) -> Iterator[Line]:
+    """Yield the non-blank lines of a UTF-8 manifest, split on whitespace."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            raw_lines = f.read().splitlines()
+    except FileNotFoundError as exc:
+        raise ManifestError(name, None, "manifest file does not exist") from exc
+    except OSError as exc:
+        raise ManifestError(name, None, f"cannot read manifest: {exc.strerror}") from exc
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(name, number, "line is not valid UTF-8", repr(raw)) from exc
+        fields = tuple(text.split())
+        if fields:
+            yield Line(name, number, text, fields)
+
+
+def _table(path: PathLike, num_fields: int, form: str) -> Iterator[Line]:
+    for line in iter_lines(path):
+        if len(line.fields) != num_fields:
+            raise line.error(f"expected {num_fields} fields '{form}', found {len(line.fields)}")
+        yield line
+
+
+def _unique(line: Line, key: str, seen: dict[str, int]) -> None:
+    if key in seen:
+        raise line.error(f"duplicate id {key!r} (first on line {seen[key]})")
+    seen[key] = line.number
+
+
+def resolve_source(value: str, base_dir: PathLike) -> str:
+    """``value`` as an absolute path (relative to ``base_dir``) unless it is a URL or a pipe."""
+    if is_url(value) or is_pipe(value):
+        return value
+    expanded = os.path.expanduser(value)
+    return os.path.normpath(os.path.join(os.path.abspath(os.fspath(base_dir)), expanded))
+
+
+def _parse_float(line: Line, value: str, what: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise line.error(f"{what} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise line.error(f"{what} {value!r} is not finite")
+    return number
+
+
+def _check_exists(line: Line, source: str) -> None:
+    if not is_url(source) and not is_pipe(source) and not os.path.isfile(source):
+        raise line.error(f"file {source!r} does not exist")
+
+
+def read_wav_scp(path: PathLike, allow_pipes: bool = False, check_exists: bool = False) -> dict[str, str]:
+    """Read ``<reco-id> <path-or-URL>`` lines.
+
+    Args:
+        path: the wav.scp file.
+        allow_pipes: accept ``cmd args |`` lines (returned as the command text,
+            trailing ``|`` included); refused otherwise, since they run a shell.
+        check_exists: also fail on local files that do not exist.
+
+    Returns:
+        reco_id -> absolute path, URL or pipe command, in file order.
+    """
+    base = os.path.dirname(os.path.abspath(os.fspath(path)))
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for line in iter_lines(path):
+        reco_id = line.fields[0]
+        if line.fields[-1].endswith("|") and len(line.fields) >= 2:
+            if not allow_pipes:
+                raise line.error(
+                    "pipe command ('cmd |') refused: it would run a shell command; "
+                    "enable pipes explicitly (allow_pipes / job.allow_pipes) if you trust this manifest"
+                )
+            value = line.text.strip()[len(reco_id) :].strip()
+        elif len(line.fields) != 2:
+            raise line.error(
+                f"expected 2 fields '<reco-id> <path-or-URL>', found {len(line.fields)} "
+                "(paths containing whitespace are not supported)"
+            )
+        else:
+            value = resolve_source(line.fields[1], base)
+            if check_exists:
+                _check_exists(line, value)
+        _unique(line, reco_id, seen)
+        out[reco_id] = value
+    return out
+
+
+def read_enrollment(path: PathLike, check_exists: bool = False) -> dict[str, list[tuple[str, str]]]:
+    """Read ``<reco-id> <speaker> <path-or-URL>`` lines, one per enrollment file.
+
+    A speaker may have several enrollment files (several lines); the same line twice is an error.
+
+    Returns:
+        reco_id -> [(speaker, absolute path or URL), ...] in file order.
+    """
+    base = os.path.dirname(os.path.abspath(os.fspath(path)))
+    out: dict[str, list[tuple[str, str]]] = {}
+    seen: dict[str, int] = {}
+    for line in _table(path, 3, "<reco-id> <speaker> <path-or-URL>"):
+        reco_id, speaker, value = line.fields
+        if is_pipe(value):
+            raise line.error("pipe commands are not supported in enrollment lists")
+        source = resolve_source(value, base)
+        if check_exists:
+            _check_exists(line, source)
+        _unique(line, f"{reco_id} {speaker} {source}", seen)
+        out.setdefault(reco_id, []).append((speaker, source))
+    return out
+
+
+def enrollment_from_list(items: Sequence[str]) -> tuple[str, list[tuple[str, str]]]:
+    """ModelScope's list input ``[recording, enroll1, enroll2, ...]``.
+
+    Returns:
+        (recording source, [("spk1", enroll1), ("spk2", enroll2), ...]).
+    """
+    if isinstance(items, str) or len(items) < 2:
+        raise ValueError(
+            f"expected a list [recording, enroll1, enroll2, ...] with at least one enrollment, got {items!r}"
+        )
+    recording, *enrollments = (str(x) for x in items)
+    return recording, [(f"spk{i}", source) for i, source in enumerate(enrollments, start=1)]
+
+
+def read_reco2num_spk(path: PathLike) -> dict[str, int]:
+    """Read ``<reco-id> <number-of-speakers>`` lines (a positive integer)."""
+    out: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for line in _table(path, 2, "<reco-id> <num-speakers>"):
+        reco_id, value = line.fields
+        if not value.isdigit() or int(value) < 1:
+            raise line.error(f"speaker count {value!r} is not a positive integer")
+        _unique(line, reco_id, seen)
+        out[reco_id] = int(value)
+    return out
+
+
+def read_uem(path: PathLike) -> dict[str, list[tuple[float, float]]]:
+    """Read ``<reco-id> <channel> <start> <end>`` lines (seconds).
+
+    A recording may have several lines; its regions are returned sorted with
+    overlapping or touching ones merged. The channel field is not interpreted.
+
+    Returns:
+        reco_id -> [(start, end), ...].
+    """
+    regions: dict[str, list[tuple[float, float]]] = {}
+    for line in _table(path, 4, "<reco-id> <channel> <start> <end>"):
+        reco_id, _channel, start_s, end_s = line.fields
+        start = _parse_float(line, start_s, "start")
+        end = _parse_float(line, end_s, "end")
+        if start < 0 or end <= start:
+            raise line.error(f"invalid region start={start_s} end={end_s} (need 0 <= start < end)")
+        regions.setdefault(reco_id, []).append((start, end))
+    out: dict[str, list[tuple[float, float]]] = {}
+    for reco_id, spans in regions.items():
+        merged: list[tuple[float, float]] = []
+        for start, end in sorted(spans):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        out[reco_id] = merged
+    return out
+
+
+def read_segments(path: PathLike) -> dict[str, Segment]:
+    """Read Kaldi ``segments``: ``<seg-id> <reco-id> <start> <end>`` (``end`` -1: to the end)."""
+    out: dict[str, Segment] = {}
+    seen: dict[str, int] = {}
+    for line in _table(path, 4, "<seg-id> <reco-id> <start> <end>"):
+        seg_id, reco_id, start_s, end_s = line.fields
+        start = _parse_float(line, start_s, "start")
+        end = math.inf if end_s.strip() in ("-1", "-1.0", "-1.00") else _parse_float(line, end_s, "end")
+        if start < 0 or end <= start:
+            raise line.error(f"invalid segment start={start_s} end={end_s} (need 0 <= start < end)")
+        _unique(line, seg_id, seen)
+        out[seg_id] = Segment(seg_id, reco_id, start, end)
+    return out
+
+
+def validate_ids(path: PathLike, known_ids: Iterable[str], known_name: str = "wav.scp") -> None:
+    """Check that every id (first field) of manifest ``path`` is in ``known_ids``.
+
+    Raises:
+        ManifestError naming ``path``, the line and the unknown id, e.g. a
+        profile.scp id that is not in wav.scp.
+    """
+    known = set(known_ids)
+    for line in iter_lines(path):
+        if line.fields[0] not in known:
+            raise line.error(f"recording id {line.fields[0]!r} is not in {known_name}")
+
+
+# --------------------------------------------------------------------------- profiles
+
+_ARK_VALUE = re.compile(r"^(?P<path>.+):(?P<offset>\d+)(?P<slice>\[[0-9:, ]*\])?$")
+
+
+def read_profile_scp(path: PathLike) -> dict[str, str]:
+    """Read ``<reco-id> <ark-path>:<offset>`` lines.
+
+    Relative ark paths are resolved against the scp's folder.
+
+    Returns:
+        reco_id -> ``/abs/path.ark:offset`` (kaldiio rxfilename), in file order.
+    """
+    base = os.path.dirname(os.path.abspath(os.fspath(path)))
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for line in _table(path, 2, "<reco-id> <ark-path>:<offset>"):
+        reco_id, value = line.fields
+        match = _ARK_VALUE.match(value)
+        if match is None:
+            raise line.error(f"expected '<ark-path>:<byte-offset>', got {value!r}")
+        ark = resolve_source(match["path"], base)
+        _unique(line, reco_id, seen)
+        out[reco_id] = f"{ark}:{match['offset']}{match['slice'] or ''}"
+    return out
+
+
+def names_path_for(profile_scp: PathLike) -> Path:
+    """The speaker-names file beside a profile scp: ``profile.scp`` -> ``profile.names``."""
+    return Path(profile_scp).with_suffix(NAMES_SUFFIX)
+
+
+def read_profile_names(path: PathLike) -> dict[str, tuple[str, ...]]:
+    """Read a speaker-names file: ``<reco-id> <name1> <name2> ...``, one name per profile row."""
+    out: dict[str, tuple[str, ...]] = {}
+    seen: dict[str, int] = {}
+    for line in iter_lines(path):
+        reco_id, names = line.fields[0], line.fields[1:]
+        if not names:
+            raise line.error("expected '<reco-id> <name1> <name2> ...', found no names")
+        if len(set(names)) != len(names):
+            raise line.error("duplicate speaker name")
+        _unique(line, reco_id, seen)
+        out[reco_id] = tuple(names)
+    return out
+
+
+def read_profiles(
+    profile_scp: PathLike, names: PathLike | None = None
+) -> dict[str, tuple[np.ndarray, tuple[str, ...] | None]]:
+    """Load every profile matrix named by a profile.scp.
+
+    Args:
+        profile_scp: ``<reco-id> <ark-path>:<offset>`` lines.
+        names: speaker-names file; by default ``<scp stem>.names`` beside the scp if it exists.
+
+    Returns:
+        reco_id -> (profiles of shape (num_speakers, dim) float32, speaker names or None).
+
+    Raises:
+        ManifestError naming the scp, the line and the value for an unreadable
+        ark/offset or a non-matrix entry; naming the names file for a count mismatch.
+    """
+    import kaldiio
+
+    scp_name = os.fspath(profile_scp)
+    entries = read_profile_scp(scp_name)
+    numbers = {line.fields[0]: line for line in iter_lines(scp_name)}
+    names_file = Path(names) if names is not None else names_path_for(scp_name)
+    all_names: dict[str, tuple[str, ...]] = {}
+    if names is not None or names_file.exists():
+        all_names = read_profile_names(names_file)
+        unknown = [r for r in all_names if r not in entries]
+        if unknown:
+            line = next(li for li in iter_lines(names_file) if li.fields[0] == unknown[0])
+            raise line.error(f"recording id {unknown[0]!r} is not in {scp_name}")
+    out: dict[str, tuple[np.ndarray, tuple[str, ...] | None]] = {}
+    for reco_id, value in entries.items():
+        line = numbers[reco_id]
+        try:
+            matrix = kaldiio.load_mat(value)
+        except Exception as exc:  # kaldiio raises ValueError, OSError, struct.error, ... on bad offsets
+            raise line.error(f"cannot read ark entry ({type(exc).__name__}: {exc})", line.fields[1]) from exc
+        matrix = np.asarray(matrix)
+        if matrix.ndim != 2 or matrix.shape[0] == 0 or not np.issubdtype(matrix.dtype, np.floating):
+            raise line.error(
+                "profile must be a non-empty float matrix (speakers x dim), "
+                f"got {matrix.dtype} {matrix.shape}",
+                line.fields[1],
+            )
+        if not np.isfinite(matrix).all():
+            raise line.error("profile holds NaN or infinite values", line.fields[1])
+        speaker_names = all_names.get(reco_id)
+        if speaker_names is not None and len(speaker_names) != matrix.shape[0]:
+            raise ManifestError(
+                os.fspath(names_file),
+                None,
+                f"{len(speaker_names)} names for recording {reco_id!r} but its profile has "
+                f"{matrix.shape[0]} rows",
+            )
+        out[reco_id] = (matrix.astype(np.float32, copy=False), speaker_names)
+    return out
+
+
+def _profile_paths(out_dir_or_prefix: PathLike) -> tuple[Path, Path, Path]:
+    target = os.fspath(out_dir_or_prefix)
+    if target.endswith(("/", os.sep)) or os.path.isdir(target):
+        prefix = Path(target) / "profile"
+    else:
+        prefix = Path(target)
+    prefix = prefix.absolute()
+    return (
+        prefix.with_name(prefix.name + ".ark"),
+        prefix.with_name(prefix.name + ".scp"),
+        prefix.with_name(prefix.name + NAMES_SUFFIX),
+    )
+
+
+def write_profiles(
+    out_dir_or_prefix: PathLike,
+    profiles: Mapping[str, tuple[np.ndarray, Sequence[str] | None]],
+) -> Path:
+    """Write profiles as a Kaldi ark + scp (+ names file), each file atomically.
+
+    ``out_dir_or_prefix`` is an existing directory (or ends with ``/``; files
+    ``profile.ark``, ``profile.scp``, ``profile.names`` inside it) or a prefix
+    (``out/spk`` -> ``out/spk.ark``, ``out/spk.scp``, ``out/spk.names``).
+
+    * ``.ark``: Kaldi binary float32 matrices (speakers x dim), keyed by recording id;
+    * ``.scp``: ``<reco-id> <absolute-ark-path>:<offset>``, readable by kaldiio
+      (``kaldiio.load_scp``) from any working directory;
+    * ``.names``: ``<reco-id> <name1> <name2> ...`` (one name per matrix row), only
+      for recordings whose names are given; not written when none are.
+
+    The scp is renamed into place last, after removing any old one, so a reader
+    never sees a scp pointing into a half-written ark.
+
+    Args:
+        profiles: reco_id -> (matrix of shape (num_speakers, dim), names or None).
+
+    Returns:
+        path of the written scp.
+    """
+    import kaldiio
+
+    ark_path, scp_path, names_path = _profile_paths(out_dir_or_prefix)
+    ark_path.parent.mkdir(parents=True, exist_ok=True)
+    scp_lines: list[str] = []
+    names_lines: list[str] = []
+    tmp_ark = _temp_beside(ark_path)
+    try:
+        with open(tmp_ark, "wb") as ark:
+            for reco_id, (matrix, names) in profiles.items():
+                _check_id(reco_id)
+                mat = np.asarray(matrix)
+                if mat.ndim != 2 or mat.shape[0] == 0:
+                    raise ValueError(f"profile of {reco_id!r} must be (speakers, dim), got shape {mat.shape}")
+                ark.write(reco_id.encode("utf-8") + b" ")
+                scp_lines.append(f"{reco_id} {ark_path}:{ark.tell()}\n")
+                kaldiio.save_mat(ark, np.ascontiguousarray(mat, dtype=np.float32))
+                if names is not None:
+                    names = [str(n) for n in names]
+                    if len(names) != mat.shape[0]:
+                        raise ValueError(f"{len(names)} names for {mat.shape[0]} profiles of {reco_id!r}")
+                    for name in names:
+                        _check_id(name, "speaker name")
+                    names_lines.append(" ".join([reco_id, *names]) + "\n")
+            ark.flush()
+            os.fsync(ark.fileno())
+        scp_path.unlink(missing_ok=True)
+        os.replace(tmp_ark, ark_path)
+    finally:
+        Path(tmp_ark).unlink(missing_ok=True)
+    if names_lines:
+        write_text_atomic(names_path, "".join(names_lines))
+    else:
+        names_path.unlink(missing_ok=True)
+    write_text_atomic(scp_path, "".join(scp_lines))
+    return scp_path
+
+
+def _check_id(value: str, what: str = "recording id") -> None:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError(f"{what} {value!r} cannot be written to a Kaldi manifest (empty or has whitespace)")
+
+
+def _temp_beside(path: Path) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
+def write_text_atomic(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(target)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_table(f: IO[str], rows: Mapping[str, object]) -> None:
+    """Write ``<id> <value>`` lines (e.g. a wav.scp or reco2num_spk) to a text file object."""
+    for key, value in rows.items():
+        _check_id(key)
+        f.write(f"{key} {value}\n")
+
+
+# --------------------------------------------------------------------------- ids and file names
+
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+_MAX_NAME_BYTES = 200
+
+
+def safe_filename(reco_id: str) -> str:
+    """A file name for ``reco_id`` that cannot leave its folder and never collides.
+
+    Characters outside ``[A-Za-z0-9._-]`` (``/``, ``%``, spaces, non-ASCII, ...) are
+    percent-encoded as UTF-8 bytes, and a leading ``.`` is encoded too, so the
+    result is never ``.``, ``..`` or a hidden file. The encoding is injective
+    (:func:`reco_id_from_filename` inverts it). Names longer than 200 bytes are
+    cut and end with a hash of the full id, which keeps them distinct.
+    """
+    if not reco_id:
+        raise ValueError("an empty recording id has no file name")
+    parts: list[str] = []
+    for i, char in enumerate(reco_id):
+        if char in _SAFE and not (i == 0 and char == "."):
+            parts.append(char)
+        else:
+            parts.extend(f"%{b:02X}" for b in char.encode("utf-8", "surrogatepass"))
+    name = "".join(parts)
+    if len(name) > _MAX_NAME_BYTES:
+        digest = hashlib.sha256(reco_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        name = f"{name[: _MAX_NAME_BYTES - 17]}~{digest}"
+    return name
+
+
+def reco_id_from_filename(name: str) -> str:
+    """Invert :func:`safe_filename` (not for hashed, shortened names)."""
+    from urllib.parse import unquote
+
+    return unquote(name, encoding="utf-8", errors="strict")
+
+
+def reco_id_from_path(path: str) -> str:
+    """Default recording id of an audio path or URL: the file name without its last extension."""
+    from urllib.parse import unquote, urlparse
+
+    tail = unquote(urlparse(path).path) if is_url(path) else path
+    stem = Path(tail.rstrip("/")).stem
+    if not stem:
+        raise ValueError(f"cannot derive a recording id from {path!r}")
+    return stem

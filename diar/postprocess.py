@@ -1,0 +1,165 @@
+"""Frame-level post-processing shared by every model: smoothing, short-turn removal, labels -> turns.
+
+Names and defaults follow ModelScope's speaker-diarization pipeline (FunASR
+``diar_infer.py``): a median filter over ``smooth_size`` frames (83 at 10 ms,
+zero-padded at both ends), then a speaker's turn is kept only if it lasts more
+than ``dur_threshold`` frames (10, i.e. turns of 100 ms or less are dropped).
+
+Work is done on integer frame indices; seconds appear only when turns are built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+from diar.types import FRAME_SHIFT, Annotation, Turn, frames_to_seconds
+
+#: ModelScope defaults (frames at 10 ms).
+SMOOTH_SIZE = 83
+DUR_THRESHOLD = 10
+
+
+def _check_labels(labels: np.ndarray) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim != 2:
+        raise ValueError(f"labels must have shape (frames, speakers), got {arr.shape}")
+    return arr
+
+
+def smooth_labels(labels: np.ndarray, smooth_size: int = SMOOTH_SIZE) -> np.ndarray:
+    """Median-filter each speaker's binary activity over ``smooth_size`` frames.
+
+    Same as ModelScope: ``median_filter(labels, (smooth_size, 1), mode="constant", cval=0)``,
+    i.e. frames outside the recording count as silence.
+
+    Args:
+        labels: shape (num_frames, num_speakers), 0/1 (any integer or bool dtype).
+        smooth_size: window length in frames; 1 or less leaves the labels unchanged.
+
+    Returns:
+        shape (num_frames, num_speakers), int8 0/1.
+    """
+    arr = _check_labels(labels)
+    binary = (arr != 0).astype(np.int8)  # shape: (num_frames, num_speakers)
+    if smooth_size <= 1 or binary.size == 0:
+        return binary
+    return median_filter(binary, size=(int(smooth_size), 1), mode="constant", cval=0).astype(np.int8)
+
+
+def label_runs(column: np.ndarray) -> np.ndarray:
+    """Runs of nonzero frames in a 1-D activity vector.
+
+    Args:
+        column: shape (num_frames,).
+
+    Returns:
+        shape (num_runs, 2) int64: [start_frame, end_frame) of each run, in order.
+    """
+    active = np.concatenate([[0], (np.asarray(column) != 0).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(active))
+    return edges.reshape(-1, 2).astype(np.int64)
+
+
+def labels_to_turns(
+    reco_id: str,
+    labels: np.ndarray,
+    speakers: Sequence[str],
+    dur_threshold: float = DUR_THRESHOLD,
+    shift: float = FRAME_SHIFT,
+    offset: float = 0.0,
+) -> list[Turn]:
+    """Turns of a (not smoothed) binary label matrix, dropping those of <= ``dur_threshold`` frames.
+
+    Args:
+        labels: shape (num_frames, num_speakers).
+        speakers: one label per column.
+        dur_threshold: a run is kept only if it has strictly more frames than this.
+        shift: frame shift in seconds.
+        offset: time of frame 0 in seconds.
+    """
+    arr = _check_labels(labels)
+    if arr.shape[1] != len(speakers):
+        raise ValueError(f"labels have {arr.shape[1]} columns but {len(speakers)} speakers were given")
+    turns: list[Turn] = []
+    for k, speaker in enumerate(speakers):
+        for start, end in label_runs(arr[:, k]):
+            if end - start > dur_threshold:
+                turns.append(
+                    Turn(
+                        reco_id,
+                        round(offset + frames_to_seconds(int(start), shift), 6),
+                        round(offset + frames_to_seconds(int(end), shift), 6),
+                        speaker,
+                    )
+                )
+    return turns
+
+
+def labels_to_annotation(
+    reco_id: str,
+    labels: np.ndarray,
+    speakers: Sequence[str],
+    smooth_size: int = SMOOTH_SIZE,
+    dur_threshold: float = DUR_THRESHOLD,
+    shift: float = FRAME_SHIFT,
+    offset: float = 0.0,
+) -> Annotation:
+    """ModelScope post-processing: median smoothing, then turns longer than ``dur_threshold`` frames.
+
+    Args:
+        labels: shape (num_frames, num_speakers) binary activity at ``shift`` seconds
+            per frame (10 ms by default; use :func:`resample_labels` first for
+            models on another grid so ``smooth_size``/``dur_threshold`` keep their meaning).
+        speakers: one label per column.
+        smooth_size: median window in frames (83).
+        dur_threshold: minimum turn length, exclusive, in frames (10).
+        shift: frame shift in seconds.
+        offset: time of frame 0 in seconds.
+    """
+    smoothed = smooth_labels(labels, smooth_size)  # shape: (num_frames, num_speakers)
+    return Annotation.from_turns(
+        reco_id, labels_to_turns(reco_id, smoothed, speakers, dur_threshold, shift, offset)
+    )
+
+
+def _fraction(seconds: float) -> Fraction:
+    if not seconds > 0:
+        raise ValueError(f"frame shift must be positive, got {seconds}")
+    return Fraction(seconds).limit_denominator(1_000_000)
+
+
+def resample_labels(labels: np.ndarray, src_shift: float, dst_shift: float = FRAME_SHIFT) -> np.ndarray:
+    """Move frame labels from a ``src_shift`` grid to a ``dst_shift`` grid (e.g. WavLM 20 ms -> 10 ms).
+
+    Each destination frame takes the value of the source frame containing its
+    centre; the output covers the same duration, ``round(T * src_shift / dst_shift)``
+    frames. Index arithmetic is exact (rational shifts), so no frame is lost to
+    float rounding.
+
+    Args:
+        labels: shape (num_src_frames, num_speakers) (or (num_src_frames,)).
+
+    Returns:
+        shape (num_dst_frames, num_speakers), same dtype.
+    """
+    arr = np.asarray(labels)
+    src, dst = _fraction(src_shift), _fraction(dst_shift)
+    num_src = arr.shape[0]
+    total = num_src * src / dst
+    num_dst = int(total + Fraction(1, 2))  # round half up, exactly
+    if num_src == 0 or num_dst == 0:
+        return arr[:0].copy()
+    j = np.arange(num_dst, dtype=np.int64)
+    # centre of destination frame j is (2j + 1) * dst / 2; its source frame is floor(centre / src)
+    num = dst.numerator * src.denominator
+    den = 2 * dst.denominator * src.numerator
+    if (2 * num_dst + 1) * num < 2**62:
+        idx = ((2 * j + 1) * num) // den
+    else:  # unusual shifts with huge numerators: exact Python integers
+        idx = np.array([((2 * int(k) + 1) * num) // den for k in j], dtype=np.int64)
+    idx = np.minimum(idx, num_src - 1)
+    return arr[idx]
