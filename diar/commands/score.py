@@ -1,0 +1,80 @@
+"""Score a hypothesis RTTM against a reference RTTM: DER (missed speech, false alarm,
+speaker confusion) and JER, per recording and for the whole corpus.
+
+md-eval conventions: --collar is the margin on EACH side of every reference
+boundary (md-eval -c; pyannote.metrics' collar is the total width, twice this);
+speakers are mapped one-to-one to maximise overlap; overlapped speech is scored
+unless --skip-overlap; without --uem the scored region of a recording spans its
+reference and hypothesis. A recording missing from the hypothesis counts as all
+missed speech, one missing from the reference as all false alarm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from diar.scoring import Score, ScoringResult
+
+HELP = "score a hypothesis RTTM against a reference RTTM (DER, JER)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ref", required=True, metavar="REF.rttm", help="reference RTTM")
+    parser.add_argument("--hyp", required=True, metavar="HYP.rttm", help="hypothesis (system) RTTM")
+    parser.add_argument(
+        "--uem", metavar="UEM", default=None, help="scored regions, '<reco> <chnl> <start> <end>' lines"
+    )
+    parser.add_argument(
+        "--collar",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds not scored on each side of every reference boundary (md-eval -c)",
+    )
+    parser.add_argument(
+        "--skip-overlap", action="store_true", help="do not score regions where reference speakers overlap"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object {der, jer, miss, false_alarm, confusion, total, files: {reco: {...}}}"
+        " with rates as fractions and total in seconds",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from diar.formats.rttm import read_rttm
+    from diar.manifests import read_uem
+    from diar.scoring import score
+
+    reference = read_rttm(args.ref)
+    hypothesis = read_rttm(args.hyp)
+    uem = read_uem(args.uem) if args.uem is not None else None
+    result = score(reference, hypothesis, uem=uem, collar=args.collar, skip_overlap=args.skip_overlap)
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+    else:
+        sys.stdout.write(format_table(result))
+    return 0
+
+
+def format_table(result: ScoringResult) -> str:
+    """A per-recording table and a corpus line, rates in percent, scored speech in seconds."""
+    width = max(len("recording"), len("corpus"), *(len(reco) for reco in result.files))
+    columns = ("DER%", "miss%", "FA%", "conf%", "JER%")
+    header = f"{'recording':<{width}} " + "".join(f" {c:>7}" for c in columns) + f" {'scored_s':>10}"
+    rule = "-" * len(header)
+
+    def row(name: str, s: Score) -> str:
+        return (
+            f"{name:<{width}}  {100 * s.der:7.2f} {100 * s.miss:7.2f} {100 * s.false_alarm:7.2f}"
+            f" {100 * s.confusion:7.2f} {100 * s.jer:7.2f} {s.total:10.3f}"
+        )
+
+    lines = [header, rule, *(row(reco, s) for reco, s in result.files.items()), rule]
+    lines.append(row("corpus", result.corpus))
+    return "\n".join(lines) + "\n"
