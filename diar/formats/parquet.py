@@ -1,0 +1,84 @@
+"""Turns as a Parquet table (pyarrow): reader and writer.
+
+Columns, one row per turn: ``reco_id`` (string), ``speaker`` (string),
+``start``, ``end``, ``duration`` (float64 seconds) and ``model`` (string, the
+model or pipeline that produced the turn). Rows are in annotation order.
+Written atomically when given a path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import IO, Any
+
+from diar.formats import as_annotations, atomic_open
+from diar.types import Annotation, Turn
+
+COLUMNS = ("reco_id", "speaker", "start", "end", "duration", "model")
+
+
+def schema() -> Any:
+    """The pyarrow schema of the table."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("reco_id", pa.string()),
+            ("speaker", pa.string()),
+            ("start", pa.float64()),
+            ("end", pa.float64()),
+            ("duration", pa.float64()),
+            ("model", pa.string()),
+        ]
+    )
+
+
+def to_table(annotations: Annotation | Iterable[Annotation], model: str) -> Any:
+    """A ``pyarrow.Table`` with one row per turn (see module docstring)."""
+    import pyarrow as pa
+
+    turns = [t for a in as_annotations(annotations) for t in a.turns]
+    return pa.table(
+        {
+            "reco_id": [t.reco_id for t in turns],
+            "speaker": [t.speaker for t in turns],
+            "start": [t.start for t in turns],
+            "end": [t.end for t in turns],
+            "duration": [t.end - t.start for t in turns],
+            "model": [model] * len(turns),
+        },
+        schema=schema(),
+    )
+
+
+def write_parquet(
+    annotations: Annotation | Iterable[Annotation], path: str | os.PathLike[str] | IO[bytes], model: str
+) -> int:
+    """Write the turns to ``path`` (atomically) or a binary file object; returns the number of rows."""
+    import pyarrow.parquet as pq
+
+    table = to_table(annotations, model)
+    if isinstance(path, (str, os.PathLike)):
+        with atomic_open(path, "wb") as f:
+            pq.write_table(table, f)
+    else:
+        pq.write_table(table, path)
+    return int(table.num_rows)
+
+
+def read_parquet(path: str | os.PathLike[str] | IO[bytes]) -> dict[str, Annotation]:
+    """Read a table written by :func:`write_parquet` into one annotation per recording."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path if not isinstance(path, os.PathLike) else os.fspath(path))
+    missing = [c for c in ("reco_id", "speaker", "start", "end") if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: not a diar turn table, missing columns {missing}")
+    columns = table.select(["reco_id", "speaker", "start", "end"]).to_pydict()
+    turns: dict[str, list[Turn]] = {}
+    for reco_id, speaker, start, end in zip(
+        columns["reco_id"], columns["speaker"], columns["start"], columns["end"], strict=True
+    ):
+        turns.setdefault(reco_id, []).append(Turn(reco_id, float(start), float(end), speaker))
+    return {reco_id: Annotation(reco_id, tuple(ts)) for reco_id, ts in turns.items()}

@@ -1,0 +1,109 @@
+"""ModelScope's ``vad`` diarization output: reader and writer.
+
+One line per recording and speaker, the speaker's turns as ``[start, end]``
+pairs in seconds with 2 decimals, in time order::
+
+    <reco-id> <speaker>: [1.00, 3.00], [5.00, 8.00]
+
+Speakers appear in the order of their first turn. Times are rounded to whole
+centiseconds (ModelScope's 10 ms frames) and turns that last 0 after rounding
+are dropped; a recording without turns has no line. The reader accepts any
+number of decimals and reports malformed lines with file and line number.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from typing import IO
+
+from diar.errors import FormatError, ManifestError
+from diar.formats import as_annotations
+from diar.types import Annotation, Turn
+
+_LINE = re.compile(r"^(?P<reco>\S+)\s+(?P<speaker>\S+):(?:\s+(?P<spans>.*?))?\s*$")
+_SPAN = re.compile(r"\[\s*(?P<start>[^,\s\]]+)\s*,\s*(?P<end>[^,\s\]]+)\s*\]")
+
+
+def _cs(seconds: float) -> int:
+    return math.floor(seconds * 100 + 0.5)
+
+
+def _fmt(cs: int) -> str:
+    return f"{cs // 100}.{cs % 100:02d}"
+
+
+def _check(value: str, what: str, reco_id: str) -> None:
+    if not value or any(c.isspace() for c in value):
+        raise FormatError(
+            f"vad format cannot hold {what} {value!r} of recording {reco_id!r}: empty or contains whitespace"
+        )
+
+
+def format_vad_lines(annotation: Annotation) -> list[str]:
+    """The ``vad`` lines of one annotation (newline-terminated)."""
+    _check(annotation.reco_id, "recording id", annotation.reco_id)
+    spans: dict[str, list[str]] = {}
+    for turn in annotation.turns:
+        _check(turn.speaker, "speaker label", annotation.reco_id)
+        if turn.speaker.endswith(":"):
+            raise FormatError(f"vad format cannot hold speaker label {turn.speaker!r} (ends with ':')")
+        start, end = _cs(turn.start), _cs(turn.end)
+        if end > start:
+            spans.setdefault(turn.speaker, []).append(f"[{_fmt(start)}, {_fmt(end)}]")
+    return [f"{annotation.reco_id} {speaker}: {', '.join(items)}\n" for speaker, items in spans.items()]
+
+
+def write_vad(annotations: Annotation | Iterable[Annotation], f: IO[str]) -> int:
+    """Write annotations to a text file object; returns the number of lines."""
+    blocks = [format_vad_lines(a) for a in as_annotations(annotations)]
+    count = 0
+    for lines in blocks:
+        f.writelines(lines)
+        count += len(lines)
+    return count
+
+
+def read_vad(source: str | os.PathLike[str] | IO[str]) -> dict[str, Annotation]:
+    """Read ``vad`` lines into one :class:`Annotation` per recording.
+
+    Raises:
+        ManifestError naming the file, the line and its text for a malformed line.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        try:
+            with open(name, encoding="utf-8") as f:
+                return _parse(f, name)
+        except FileNotFoundError as exc:
+            raise ManifestError(name, None, "vad file does not exist") from exc
+    return _parse(source, str(getattr(source, "name", "<stream>")))
+
+
+def _parse(f: IO[str], name: str) -> dict[str, Annotation]:
+    turns: dict[str, list[Turn]] = {}
+    for number, raw in enumerate(f, start=1):
+        text = raw.rstrip("\n")
+        if not text.strip():
+            continue
+        match = _LINE.match(text.strip())
+        if match is None:
+            raise ManifestError(name, number, "expected '<reco-id> <speaker>: [start, end], ...'", text)
+        reco_id, speaker, body = match["reco"], match["speaker"], match["spans"] or ""
+        # Everything between the spans must be separators, else part of the line was not understood.
+        if _SPAN.sub("", body).replace(",", "").strip():
+            raise ManifestError(name, number, "malformed '[start, end]' list", text)
+        bucket = turns.setdefault(reco_id, [])
+        for span in _SPAN.finditer(body):
+            try:
+                start, end = Decimal(span["start"]), Decimal(span["end"])
+            except InvalidOperation:
+                raise ManifestError(name, number, f"non-numeric time in {span[0]!r}", text) from None
+            if not (start.is_finite() and end.is_finite()) or start < 0 or end < start:
+                raise ManifestError(name, number, f"invalid turn {span[0]!r} (need 0 <= start <= end)", text)
+            if end > start:
+                bucket.append(Turn(reco_id, float(start), float(end), speaker))
+    return {reco_id: Annotation(reco_id, tuple(ts)) for reco_id, ts in turns.items()}
