@@ -1,0 +1,73 @@
+"""Shared fixtures: the optional corpus beside the checkout, and small synthetic audio files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+#: ../shared/corpus beside the checkout (see its README.md); tests using it are skipped without it.
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+WavWriter = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """Path of the shared real-speech corpus; skips the test when it is absent."""
+    if not (CORPUS / "README.md").is_file():
+        pytest.skip(f"corpus not found at {CORPUS}")
+    return CORPUS
+
+
+def synth(
+    seconds: float, sample_rate: int = 16000, channels: int = 1, kind: str = "sine", seed: int = 0
+) -> np.ndarray:
+    """Synthetic audio of shape (num_samples, channels), float32 in [-0.5, 0.5].
+
+    ``kind``: "sine" (a 440 Hz tone, each channel a different phase), "noise"
+    (Gaussian, fixed seed) or "silence".
+    """
+    n = round(seconds * sample_rate)
+    t = np.arange(n, dtype=np.float64) / sample_rate
+    if kind == "sine":
+        data = np.stack([0.5 * np.sin(2 * np.pi * 440 * t + c) for c in range(channels)], axis=1)
+    elif kind == "noise":
+        data = np.clip(np.random.default_rng(seed).normal(0, 0.1, (n, channels)), -0.5, 0.5)
+    elif kind == "silence":
+        data = np.zeros((n, channels))
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    return data.astype(np.float32)
+
+
+@pytest.fixture
+def write_wav(tmp_path: Path) -> WavWriter:
+    """``write_wav(name, seconds=1.0, sample_rate=16000, channels=1, kind="sine", subtype="PCM_16",
+    data=None)`` writes a file under ``tmp_path`` (format from the name's extension) and returns its path.
+    ``data`` (shape (N,) or (N, channels)) overrides the synthetic signal."""
+
+    def write(
+        name: str,
+        seconds: float = 1.0,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        kind: str = "sine",
+        subtype: str | None = "PCM_16",
+        data: np.ndarray | None = None,
+    ) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        audio = synth(seconds, sample_rate, channels, kind) if data is None else data
+        if path.suffix.lower() in (".ogg", ".mp3"):
+            subtype = None
+        sf.write(path, audio, sample_rate, subtype=subtype)
+        return path
+
+    return write
