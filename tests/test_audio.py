@@ -1,0 +1,227 @@
+"""diar.audio: decoding, mix-down, resampling, block reading and typed errors, on files made here."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+from conftest import WavWriter, synth
+
+from diar.audio import audio_duration, is_url, load_audio
+from diar.errors import (
+    AudioDecodeError,
+    AudioError,
+    AudioNotFoundError,
+    EmptyAudioError,
+    InvalidSamplesError,
+)
+
+
+def dominant_frequency(x: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum) * rate / len(x))
+
+
+def test_mono_16k_is_returned_unchanged(write_wav: WavWriter) -> None:
+    path = write_wav("a.wav", seconds=1.5, kind="noise")
+    expected, _ = sf.read(path, dtype="float32")
+    got = load_audio(str(path), 16000, "a")
+    assert got.dtype == np.float32 and got.shape == (24000,)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("rate", [8000, 44100, 48000, 22050])
+def test_other_rates_are_resampled_keeping_duration_and_pitch(write_wav: WavWriter, rate: int) -> None:
+    path = write_wav(f"r{rate}.wav", seconds=2.0, sample_rate=rate)
+    got = load_audio(str(path), 16000, "r")
+    assert got.dtype == np.float32
+    assert abs(len(got) - 32000) <= 1
+    assert dominant_frequency(got, 16000) == pytest.approx(440, abs=2)
+    reference = soxr.resample(sf.read(path, dtype="float32")[0], rate, 16000, quality="HQ")
+    assert len(reference) == len(got)
+    # streaming and one-shot soxr differ only at the edges' filter state
+    np.testing.assert_allclose(got[200:-200], reference[200:-200], atol=1e-3)
+
+
+def test_stereo_is_mixed_down_to_the_channel_mean(write_wav: WavWriter) -> None:
+    left = synth(1.0, kind="noise", seed=1)[:, 0]
+    right = synth(1.0, kind="noise", seed=2)[:, 0]
+    path = write_wav("st.wav", data=np.stack([left, right], axis=1), subtype="FLOAT")
+    got = load_audio(str(path), 16000, "st")
+    assert got.shape == (16000,)
+    np.testing.assert_allclose(got, (left + right) / 2, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["x.flac", "x.ogg", "x.mp3"])
+def test_compressed_formats_load(write_wav: WavWriter, name: str) -> None:
+    path = write_wav(name, seconds=1.0, sample_rate=16000)
+    got = load_audio(str(path), 16000, "x")
+    assert abs(len(got) - 16000) < 2000  # codec padding for lossy formats
+    assert dominant_frequency(got, 16000) == pytest.approx(440, abs=3)
+
+
+def test_block_reading_matches_single_block_and_never_reads_float64(
+    write_wav: WavWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_wav("long.wav", seconds=3.0, sample_rate=44100, channels=2, kind="noise")
+    whole = load_audio(str(path), 16000, "long", block_frames=1 << 22)
+    calls: list[tuple[int, str]] = []
+    original = sf.SoundFile.read
+
+    def spy(self: sf.SoundFile, frames: int = -1, dtype: str = "float64", **kwargs: object) -> np.ndarray:
+        calls.append((frames, dtype))
+        return original(self, frames=frames, dtype=dtype, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sf.SoundFile, "read", spy)
+    blocks = load_audio(str(path), 16000, "long", block_frames=1000)
+    assert len(calls) >= 44100 * 3 // 1000
+    assert all(frames == 1000 and dtype == "float32" for frames, dtype in calls)
+    assert len(blocks) == len(whole)
+    np.testing.assert_allclose(blocks, whole, atol=1e-5)
+
+
+def test_silent_audio_is_valid(write_wav: WavWriter) -> None:
+    got = load_audio(str(write_wav("quiet.wav", kind="silence")), 16000, "quiet")
+    assert got.shape == (16000,) and not got.any()
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(AudioNotFoundError, match=r"'gone'.*no such file"):
+        load_audio(str(tmp_path / "gone.wav"), 16000, "gone")
+
+
+def test_zero_byte_file(tmp_path: Path) -> None:
+    path = tmp_path / "zero.wav"
+    path.write_bytes(b"")
+    with pytest.raises(AudioDecodeError, match=r"'zero'.*zero-byte"):
+        load_audio(str(path), 16000, "zero")
+
+
+def test_text_file_named_wav(tmp_path: Path) -> None:
+    path = tmp_path / "notes.wav"
+    path.write_text("this is not audio\n" * 20)
+    with pytest.raises(AudioDecodeError, match="'notes'"):
+        load_audio(str(path), 16000, "notes")
+    with pytest.raises(AudioDecodeError):
+        audio_duration(str(path), "notes")
+
+
+def test_truncated_wav_is_an_error_not_a_shorter_recording(write_wav: WavWriter) -> None:
+    path = write_wav("cut.wav", seconds=2.0)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioDecodeError, match="truncated"):
+        load_audio(str(path), 16000, "cut")
+
+
+def test_truncated_header(write_wav: WavWriter) -> None:
+    path = write_wav("head.wav")
+    path.write_bytes(path.read_bytes()[:30])
+    with pytest.raises(AudioDecodeError, match="'head'"):
+        load_audio(str(path), 16000, "head")
+
+
+def test_corrupt_flac(write_wav: WavWriter) -> None:
+    path = write_wav("bad.flac", seconds=2.0, kind="noise")
+    data = bytearray(path.read_bytes())
+    cut = data[: len(data) // 2]
+    path.write_bytes(bytes(cut))
+    with pytest.raises(AudioDecodeError, match="'bad'"):
+        load_audio(str(path), 16000, "bad")
+
+
+def test_empty_audio(write_wav: WavWriter) -> None:
+    path = write_wav("empty.wav", data=np.zeros(0, dtype=np.float32))
+    with pytest.raises(EmptyAudioError, match=r"'empty'.*0 samples"):
+        load_audio(str(path), 16000, "empty")
+    assert audio_duration(str(path)) == 0.0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_samples(write_wav: WavWriter, bad: float) -> None:
+    data = synth(1.0)[:, 0].copy()
+    data[12345] = bad
+    path = write_wav("nan.wav", data=data, subtype="FLOAT")
+    with pytest.raises(InvalidSamplesError, match=r"'nan'.*frame 12345"):
+        load_audio(str(path), 16000, "nan")
+
+
+def test_non_ascii_id_and_path(write_wav: WavWriter) -> None:
+    path = write_wav("réunion_會議.wav", seconds=0.5)
+    assert load_audio(str(path), 16000, "réunion_會議").shape == (8000,)
+    with pytest.raises(AudioNotFoundError, match="réunion_會議"):
+        load_audio(str(path) + ".missing", 16000, "réunion_會議")
+
+
+def test_audio_duration_reads_the_header(write_wav: WavWriter) -> None:
+    assert audio_duration(str(write_wav("d.wav", seconds=2.5, sample_rate=44100))) == pytest.approx(2.5)
+    assert audio_duration(str(write_wav("d.flac", seconds=1.25, sample_rate=8000))) == pytest.approx(1.25)
+
+
+def test_file_url(write_wav: WavWriter) -> None:
+    path = write_wav("u.wav", kind="noise")
+    np.testing.assert_array_equal(load_audio(path.as_uri(), 16000, "u"), load_audio(str(path), 16000, "u"))
+
+
+def test_pipes_are_refused_unless_enabled(write_wav: WavWriter) -> None:
+    path = write_wav("p.wav", kind="noise")
+    command = f"cat '{path}' |"
+    with pytest.raises(AudioError, match="disabled"):
+        load_audio(command, 16000, "p")
+    got = load_audio(command, 16000, "p", allow_pipes=True)
+    np.testing.assert_array_equal(got, load_audio(str(path), 16000, "p"))
+    with pytest.raises(AudioDecodeError, match="exited"):
+        load_audio("false |", 16000, "p", allow_pipes=True)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A local http.server on 127.0.0.1 serving a folder (no range requests)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_url(http_root: tuple[str, Path]) -> None:
+    base, root = http_root
+    sf.write(root / "r.flac", synth(2.0, sample_rate=8000, channels=2, kind="noise"), 8000)
+    url = f"{base}/r.flac"
+    assert is_url(url)
+    got = load_audio(url, 16000, "r")
+    np.testing.assert_array_equal(got, load_audio(str(root / "r.flac"), 16000, "r"))
+    assert audio_duration(url, "r") == pytest.approx(2.0)
+
+
+def test_http_404(http_root: tuple[str, Path]) -> None:
+    base, _ = http_root
+    with pytest.raises(AudioNotFoundError, match=r"'lost'.*not found"):
+        load_audio(f"{base}/lost.wav", 16000, "lost")
+
+
+@pytest.mark.corpus
+def test_corpus_mixture(corpus: Path) -> None:
+    path = corpus / "seriously" / "mixture.wav"
+    assert audio_duration(str(path)) == pytest.approx(60.0)
+    assert load_audio(str(path), 16000, "mixture").shape == (960000,)
+    assert abs(len(load_audio(str(path), 8000, "mixture")) - 480000) <= 1
