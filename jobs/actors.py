@@ -1,0 +1,208 @@
+"""Run shards on a pool of long-lived workers: Ray actors, or this process.
+
+A *worker* is any callable ``worker(shard) -> result`` built once by a
+picklable ``factory()`` (loading its models there), then called for shard
+after shard. :func:`run_ray` gives each actor one shard at a time and hands
+the next one to whichever actor finishes first, so slow recordings do not
+hold up the others. Actors are restarted by Ray when their process dies
+(``max_restarts``) and the interrupted call is retried (``max_task_retries``);
+a shard whose actor is gone for good comes back as an :class:`Outcome` with an
+error, never silently dropped.
+
+:func:`run_local` runs the same workers in this process without Ray (tests,
+debugging, and ``--local``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from diar.config import JobConfig
+from jobs.shards import Shard
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+Worker = Callable[[Shard[Any]], R]
+WorkerFactory = Callable[[], Callable[[Shard[Any]], Any]]
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[R]):
+    """What became of one shard: a result, or the error that ended it.
+
+    ``stage`` is ``"actor"`` when the worker process died for good, ``"shard"`` when the
+    worker raised (the error is the worker's own exception, unwrapped from Ray's).
+    """
+
+    shard: Shard[Any]
+    result: R | None = None
+    error: BaseException | None = None
+    stage: str = ""
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    """Resources and fault tolerance of each actor."""
+
+    num_cpus: float
+    num_gpus: float
+    max_restarts: int
+    max_task_retries: int
+
+    @property
+    def num_threads(self) -> int:
+        """Torch threads in the actor: its CPUs, at least one."""
+        return max(1, math.floor(self.num_cpus))
+
+
+def actor_spec(job: JobConfig, cluster: dict[str, float]) -> ActorSpec:
+    """Per-actor resources: GPU actors when the cluster has GPUs (unless ``num_gpus`` is 0).
+
+    ``job.num_gpus`` None means one GPU per actor on a GPU cluster and none elsewhere; a
+    fraction (e.g. 0.5) packs several actors on one GPU.
+    """
+    if job.num_cpus <= 0:
+        raise ValueError(f"job.num_cpus must be > 0, got {job.num_cpus}")
+    has_gpus = cluster.get("GPU", 0.0) > 0
+    if job.num_gpus is None:
+        num_gpus = 1.0 if has_gpus else 0.0
+    elif job.num_gpus < 0:
+        raise ValueError(f"job.num_gpus must be >= 0, got {job.num_gpus}")
+    else:
+        num_gpus = job.num_gpus if has_gpus else 0.0
+        if job.num_gpus > 0 and not has_gpus:
+            logger.warning("job.num_gpus=%s but the cluster has no GPU: running CPU actors", job.num_gpus)
+    return ActorSpec(float(job.num_cpus), float(num_gpus), job.max_restarts, job.max_task_retries)
+
+
+def num_actors_for(job: JobConfig, spec: ActorSpec, cluster: dict[str, float], num_shards: int) -> int:
+    """``job.num_actors``, or as many actors as the cluster's CPUs (and GPUs) hold; at most one per shard."""
+    if job.num_actors is not None:
+        if job.num_actors < 1:
+            raise ValueError(f"job.num_actors must be >= 1, got {job.num_actors}")
+        wanted = job.num_actors
+    else:
+        wanted = max(1, math.floor(cluster.get("CPU", 1.0) / spec.num_cpus + 1e-9))
+        if spec.num_gpus > 0:
+            wanted = min(wanted, max(1, math.floor(cluster.get("GPU", 0.0) / spec.num_gpus + 1e-9)))
+    return max(1, min(wanted, num_shards))
+
+
+def set_num_threads(num_threads: int) -> None:
+    """Limit torch (and BLAS via the environment of children) to ``num_threads``."""
+    os.environ["OMP_NUM_THREADS"] = str(num_threads)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.set_num_threads(num_threads)
+
+
+def run_local(
+    factory: WorkerFactory,
+    shards: Sequence[Shard[Any]],
+    on_outcome: Callable[[Outcome[Any]], None],
+) -> None:
+    """Process ``shards`` in order in this process with one worker from ``factory``."""
+    if not shards:
+        return
+    worker = factory()
+    for shard in shards:
+        try:
+            result = worker(shard)
+        except Exception as e:
+            on_outcome(Outcome(shard, error=e, stage="shard"))
+        else:
+            on_outcome(Outcome(shard, result=result))
+
+
+class ShardActor:
+    """The Ray actor: builds its worker once, then processes the shards it is sent."""
+
+    def __init__(self, factory: WorkerFactory, num_threads: int) -> None:
+        set_num_threads(num_threads)
+        self._num_threads = num_threads
+        self._worker = factory()
+
+    def process(self, shard: Shard[Any]) -> Any:
+        set_num_threads(self._num_threads)  # the call may run on another thread than __init__
+        return self._worker(shard)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def run_ray(
+    factory: WorkerFactory,
+    shards: Sequence[Shard[Any]],
+    spec: ActorSpec,
+    num_actors: int,
+    on_outcome: Callable[[Outcome[Any]], None],
+) -> None:
+    """Process ``shards`` on ``num_actors`` Ray actors (Ray must be initialised).
+
+    Each actor holds at most one shard at a time; outcomes are reported as they arrive.
+    """
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    if not shards:
+        return
+    actor_cls: Any = ray.remote(ShardActor).options(
+        num_cpus=spec.num_cpus,
+        num_gpus=spec.num_gpus,
+        max_restarts=spec.max_restarts,
+        max_task_retries=spec.max_task_retries,
+    )
+    num_actors = max(1, min(num_actors, len(shards)))
+    actors: list[Any] = [actor_cls.remote(factory, spec.num_threads) for _ in range(num_actors)]
+    logger.info(
+        "started %d actors (%s CPU, %s GPU each) for %d shards",
+        num_actors,
+        spec.num_cpus,
+        spec.num_gpus,
+        len(shards),
+    )
+    pending: deque[Shard[Any]] = deque(shards)
+    inflight: dict[Any, tuple[int, Shard[Any]]] = {}
+    alive = set(range(num_actors))
+
+    def submit(index: int) -> None:
+        if pending and index in alive:
+            shard = pending.popleft()
+            inflight[actors[index].process.remote(shard)] = (index, shard)
+
+    try:
+        for index in range(num_actors):
+            submit(index)
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in ready:
+                index, shard = inflight.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except RayActorError as e:
+                    logger.error("actor %d died for good while processing %s: %s", index, shard.shard_id, e)
+                    alive.discard(index)
+                    on_outcome(Outcome(shard, error=e, stage="actor"))
+                except RayTaskError as e:
+                    cause = e.cause if isinstance(e.cause, BaseException) else e
+                    on_outcome(Outcome(shard, error=cause, stage="shard"))
+                else:
+                    on_outcome(Outcome(shard, result=result))
+                submit(index)
+            if not alive and pending:
+                error = RuntimeError("every actor died (see max_restarts); shard not processed")
+                while pending:
+                    on_outcome(Outcome(pending.popleft(), error=error, stage="actor"))
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)

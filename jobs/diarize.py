@@ -1,0 +1,641 @@
+"""The diarization job: wav.scp -> balanced shards -> model actors -> per-shard RTTM -> corpus.
+
+Run it as ``python -m jobs.diarize --config configs/default.yaml --wav-scp WAV_SCP --out OUT``
+(or ``diar run ...``). It connects to the Ray cluster named by ``--address`` or
+``RAY_ADDRESS`` and otherwise starts a local Ray on all cores; ``--local`` runs
+everything in this process without Ray.
+
+Output folder (a local path or any fsspec URL)::
+
+    OUT/job.json                    the plan: config and input digests, shards and their items
+    OUT/shards/<shard-id>.rttm      turns of the shard's recordings (written atomically)
+    OUT/shards/<shard-id>.parquet   the same as a table (with "parquet" in job.out_formats)
+    OUT/shards/<shard-id>.done.json written last: recordings done and failed, step timings
+    OUT/corpus.rttm                 every turn, sorted by recording id then start, channel 1
+    OUT/corpus.parquet, corpus.vad  with "parquet" / "vad" in job.out_formats
+    OUT/failures.tsv                reco_id, stage, error_type, message (header only if none)
+    OUT/summary.json                counts, audio hours, wall time, real-time factor, step times, config
+
+Rerunning into the same OUT reuses every shard whose done record matches the
+plan (resume) and reduces again; a rerun after a finished run starts no actors
+and leaves the corpus files byte-identical. OUT made with another config or
+other inputs is refused unless ``--overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from diar.config import Config, load_config, to_dict
+from diar.errors import DiarError
+from diar.pipelines.base import Diarizer, RecordingInput
+from diar.types import Annotation
+from jobs.actors import Outcome, actor_spec, num_actors_for, run_local, run_ray
+from jobs.progress import Progress
+from jobs.records import Failure, ShardRecord, done_name
+from jobs.reduce import (
+    Totals,
+    allowed_failures,
+    failures_tsv,
+    merge_annotations,
+    parquet_bytes,
+    rttm_bytes,
+    write_corpus,
+    write_json,
+)
+from jobs.shards import Shard, digest, plan_shards
+from jobs.storage import OutDir
+
+logger = logging.getLogger(__name__)
+
+#: Version of the layout of OUT; a different version is treated as another job.
+LAYOUT_VERSION = 1
+
+#: Exit code when more recordings failed than ``job.max_failures`` allows.
+EXIT_OVER_BUDGET = 1
+
+DiarizerFactory = Callable[[Config], Diarizer]
+
+
+class JobError(DiarError):
+    """The job cannot start or cannot write its outputs (e.g. OUT belongs to another job)."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording of the job: where its audio is and what the driver knows about it.
+
+    Attributes:
+        reco_id: recording id.
+        source: path or URL, read by the actor (never by the driver, beyond the header).
+        seconds: duration from the header, None when the header cannot be read.
+        num_speakers: known speaker count (reco2num_spk), or None.
+        profiles: shape (num_speakers, dim) enrolled speaker profiles (profile mode), or None.
+        profile_names: one name per profile row, or None.
+    """
+
+    reco_id: str
+    source: str
+    seconds: float | None
+    num_speakers: int | None = None
+    profiles: np.ndarray | None = field(default=None, compare=False)
+    profile_names: tuple[str, ...] | None = None
+
+    def fingerprint_data(self) -> dict[str, Any]:
+        """What about this recording determines its output (the duration does not)."""
+        return {
+            "reco_id": self.reco_id,
+            "source": self.source,
+            "num_speakers": self.num_speakers,
+            "profiles": None if self.profiles is None else digest(self.profiles),
+            "profile_names": self.profile_names,
+        }
+
+
+def config_digest(config: Config) -> str:
+    """Digest of the parts of ``config`` that can change the output.
+
+    The ``job`` section (sharding, actors, budget) and ``num_threads`` only change how
+    the work is spread, so they are left out: changing them keeps finished shards valid.
+    """
+    data = to_dict(config)
+    data.pop("job", None)
+    data.pop("num_threads", None)
+    return digest(data)
+
+
+# --------------------------------------------------------------------------- actor side
+
+
+class DiarizeWorker:
+    """Diarizes the recordings of one shard after another; built once per actor.
+
+    Loads the model in ``__init__`` (``build_diarizer(config)``); each call reads the audio
+    of a shard's recordings itself, diarizes them, and writes the shard's files, the done
+    record last. A recording that fails (unreadable audio, model error) becomes a
+    failure row and the others go on.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        out_url: str,
+        diarizer_factory: DiarizerFactory | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        from diar.pipelines import build_diarizer
+
+        if num_threads is not None:
+            config = replace(config, num_threads=num_threads)
+        self.config = config
+        self.out = OutDir(out_url)
+        self.diarizer = (diarizer_factory or build_diarizer)(config)
+
+    def __call__(self, shard: Shard[Recording]) -> ShardRecord:
+        from diar.audio import load_audio
+
+        t0 = time.perf_counter()
+        record = ShardRecord(shard.shard_id, shard.fingerprint)
+        steps = record.step_seconds
+
+        def hook(step: str, seconds: float) -> None:
+            steps[step] = steps.get(step, 0.0) + seconds
+
+        rate = self.diarizer.sample_rate
+        rttm_parts: list[bytes] = []
+        annotations: list[Annotation] = []
+        for rec in shard.items:
+            try:
+                waveform = load_audio(
+                    rec.source, rate, reco_id=rec.reco_id, allow_pipes=self.config.job.allow_pipes
+                )
+            except Exception as e:
+                record.failures.append(Failure.from_exception(rec.reco_id, "read", e, rec.source))
+                continue
+            try:
+                # shape: (num_samples,) float32 at the diarizer's rate
+                recording = RecordingInput(
+                    rec.reco_id, waveform, rec.num_speakers, rec.profiles, rec.profile_names
+                )
+                annotation = self.diarizer.apply(recording, hook)
+                if annotation.reco_id != rec.reco_id:
+                    raise ValueError(f"diarizer returned turns of {annotation.reco_id!r} for {rec.reco_id!r}")
+            except Exception as e:
+                record.failures.append(Failure.from_exception(rec.reco_id, "diarize", e, rec.source))
+                continue
+            try:
+                rttm = rttm_bytes([annotation])
+            except Exception as e:
+                record.failures.append(Failure.from_exception(rec.reco_id, "write", e, rec.source))
+                continue
+            rttm_parts.append(rttm)
+            annotations.append(annotation)
+            record.done[rec.reco_id] = round(len(waveform) / rate, 6)
+        self._write(shard, record, b"".join(rttm_parts), annotations)
+        record.compute_seconds = round(time.perf_counter() - t0, 6)
+        record.step_seconds = {k: round(v, 6) for k, v in steps.items()}
+        self.out.write_text(done_name(shard.shard_id), record.to_json())
+        return record
+
+    def _write(
+        self, shard: Shard[Recording], record: ShardRecord, rttm: bytes, annotations: list[Annotation]
+    ) -> None:
+        stem = f"shards/{shard.shard_id}"
+        try:
+            self.out.write_bytes(f"{stem}.rttm", rttm)
+            record.files.append(f"{shard.shard_id}.rttm")
+            if "parquet" in self.config.job.out_formats:
+                self.out.write_bytes(f"{stem}.parquet", parquet_bytes(annotations, model=self.config.mode))
+                record.files.append(f"{shard.shard_id}.parquet")
+        except Exception as e:
+            raise JobError(
+                f"cannot write the outputs of {shard.shard_id} to {self.out.display('shards')}: {e}"
+            ) from e
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+@dataclass
+class Inputs:
+    """The validated manifests of a job."""
+
+    recordings: list[Recording]
+    digest: str
+
+
+def read_inputs(
+    config: Config,
+    wav_scp: str,
+    reco2num_spk: str | None = None,
+    profile_scp: str | None = None,
+    read_durations: bool = True,
+) -> Inputs:
+    """Read and cross-check the manifests; any problem stops the job (ManifestError with file and line).
+
+    Durations are read from the audio headers (in parallel threads) when ``read_durations``;
+    a header that cannot be read gives ``seconds=None`` (the actor will report the problem).
+    """
+    from diar.manifests import read_profiles, read_reco2num_spk, read_wav_scp, validate_ids
+
+    sources = read_wav_scp(wav_scp, allow_pipes=config.job.allow_pipes)
+    num_spk: dict[str, int] = {}
+    if reco2num_spk:
+        validate_ids(reco2num_spk, sources, known_name=wav_scp)
+        num_spk = read_reco2num_spk(reco2num_spk)
+    profiles: dict[str, tuple[np.ndarray, tuple[str, ...] | None]] = {}
+    if profile_scp:
+        validate_ids(profile_scp, sources, known_name=wav_scp)
+        profiles = read_profiles(profile_scp)
+    recordings = [
+        Recording(
+            reco_id,
+            source,
+            None,
+            num_spk.get(reco_id),
+            profiles[reco_id][0] if reco_id in profiles else None,
+            profiles[reco_id][1] if reco_id in profiles else None,
+        )
+        for reco_id, source in sources.items()
+    ]
+    inputs_digest = digest(sorted((r.fingerprint_data() for r in recordings), key=lambda d: d["reco_id"]))
+    if read_durations:
+        recordings = with_durations(recordings, config.job.allow_pipes)
+    return Inputs(recordings, inputs_digest)
+
+
+def with_durations(recordings: Sequence[Recording], allow_pipes: bool) -> list[Recording]:
+    """The recordings with ``seconds`` read from their headers (None where that fails)."""
+    from diar.audio import audio_duration
+
+    def one(rec: Recording) -> Recording:
+        try:
+            seconds: float | None = audio_duration(rec.source, rec.reco_id, allow_pipes=allow_pipes)
+        except Exception as e:
+            logger.warning("cannot read the header of %s: %s", rec.source, e)
+            seconds = None
+        return replace(rec, seconds=seconds)
+
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(recordings)))) as pool:
+        return list(pool.map(one, recordings))
+
+
+def make_plan(config: Config, recordings: Sequence[Recording]) -> list[Shard[Recording]]:
+    """Balanced shards, each with its fingerprint (config digest + items)."""
+    shards = plan_shards(
+        recordings,
+        key=lambda r: r.reco_id,
+        seconds=lambda r: r.seconds,
+        num_shards=config.job.num_shards,
+        shard_seconds=config.job.shard_seconds,
+    )
+    cfg = config_digest(config)
+    return [
+        replace(s, fingerprint=digest({"config": cfg, "items": [r.fingerprint_data() for r in s.items]}))
+        for s in shards
+    ]
+
+
+def plan_json(config: Config, inputs_digest: str, shards: Sequence[Shard[Recording]]) -> dict[str, Any]:
+    return {
+        "layout": LAYOUT_VERSION,
+        "config_digest": config_digest(config),
+        "inputs_digest": inputs_digest,
+        "sharding": {"num_shards": config.job.num_shards, "shard_seconds": config.job.shard_seconds},
+        "shards": [
+            {
+                "shard_id": s.shard_id,
+                "fingerprint": s.fingerprint,
+                "seconds": s.seconds,
+                "items": [[r.reco_id, r.seconds] for r in s.items],
+            }
+            for s in shards
+        ],
+    }
+
+
+def load_or_make_plan(
+    out: OutDir,
+    config: Config,
+    wav_scp: str,
+    reco2num_spk: str | None,
+    profile_scp: str | None,
+    overwrite: bool,
+) -> tuple[list[Shard[Recording]], list[Recording]]:
+    """The job's shards: the stored plan when OUT holds this same job, else a new one.
+
+    Raises:
+        JobError: OUT holds the plan of a different config or different inputs (and not
+            ``overwrite``).
+    """
+    import json
+
+    inputs = read_inputs(config, wav_scp, reco2num_spk, profile_scp, read_durations=False)
+    expected = {
+        "layout": LAYOUT_VERSION,
+        "config_digest": config_digest(config),
+        "inputs_digest": inputs.digest,
+        "sharding": {"num_shards": config.job.num_shards, "shard_seconds": config.job.shard_seconds},
+    }
+    if out.exists("job.json"):
+        stored = json.loads(out.read_text("job.json"))
+        differs = [k for k, v in expected.items() if stored.get(k) != v]
+        if not differs:
+            by_id = {r.reco_id: r for r in inputs.recordings}
+            shards = []
+            for s in stored["shards"]:
+                items = tuple(replace(by_id[rid], seconds=sec) for rid, sec in s["items"])
+                shards.append(Shard(s["shard_id"], items, float(s["seconds"]), s["fingerprint"]))
+            logger.info("resuming %s: %d shards in its plan", out.display(""), len(shards))
+            return shards, inputs.recordings
+        what = {
+            "config_digest": "config",
+            "inputs_digest": "manifests",
+            "sharding": "sharding",
+            "layout": "layout",
+        }
+        reason = ", ".join(what[k] for k in differs)
+        if not overwrite:
+            raise JobError(
+                f"{out.display('job.json')}: this output folder was made by another job "
+                f"(different {reason}); use another --out, or --overwrite to discard it"
+            )
+        logger.warning(
+            "--overwrite: discarding the previous job in %s (different %s)", out.display(""), reason
+        )
+        clear_outputs(out)
+    recordings = with_durations(inputs.recordings, config.job.allow_pipes)
+    shards = make_plan(config, recordings)
+    write_json(out, "job.json", plan_json(config, inputs.digest, shards))
+    return shards, recordings
+
+
+def clear_outputs(out: OutDir) -> None:
+    """Remove what a previous job wrote into OUT (its shards, corpus files, plan and summary)."""
+    for name in out.listdir("shards"):
+        out.remove(f"shards/{name}")
+    for name in ("corpus.rttm", "corpus.parquet", "corpus.vad", "failures.tsv", "summary.json", "job.json"):
+        out.remove(name)
+
+
+def read_done(out: OutDir, shard: Shard[Recording]) -> ShardRecord | None:
+    """The shard's done record if it exists, matches the plan and its files are there; else None."""
+    name = done_name(shard.shard_id)
+    if not out.exists(name):
+        return None
+    try:
+        record = ShardRecord.from_json(out.read_text(name))
+    except (ValueError, KeyError, TypeError) as e:
+        logger.warning("ignoring unreadable done record %s: %s", out.display(name), e)
+        return None
+    if record.fingerprint != shard.fingerprint or record.item_ids != {r.reco_id for r in shard.items}:
+        logger.warning("ignoring %s: it does not match the plan", out.display(name))
+        return None
+    if not all(out.exists(f"shards/{f}") for f in record.files):
+        return None
+    return record
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Connect to ``address`` / ``RAY_ADDRESS``, else start a local Ray on all cores; stop what we started."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        ray.init(address=target)
+    else:
+        ray.init(include_dashboard=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@dataclass
+class JobReport:
+    """The outcome of :func:`run_job`: the summary written to OUT and the exit code."""
+
+    summary: dict[str, Any]
+    exit_code: int
+    reason: str = ""
+
+
+def run_job(
+    config: Config,
+    wav_scp: str,
+    out_url: str,
+    *,
+    reco2num_spk: str | None = None,
+    profile_scp: str | None = None,
+    address: str | None = None,
+    local: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    diarizer_factory: DiarizerFactory | None = None,
+) -> JobReport:
+    """Run (or resume) the job and reduce its outputs; see the module docstring for the files.
+
+    Args:
+        config: the typed config (``job`` section: sharding, actors, budget, formats).
+        wav_scp: the recordings; reco2num_spk / profile_scp: optional per-recording inputs.
+        out_url: output folder, a local path or fsspec URL.
+        address: Ray cluster address (default ``RAY_ADDRESS``, else a local Ray).
+        local: process the shards in this process, without Ray.
+        overwrite: discard OUT if another job made it.
+        progress: show the progress bar (None: only on a terminal).
+        diarizer_factory: builds the diarizer in each worker (default ``build_diarizer``).
+
+    Returns:
+        The summary and exit code: 0, or :data:`EXIT_OVER_BUDGET` with a one-line reason.
+    """
+    t0 = time.perf_counter()
+    out = OutDir(out_url)
+    out.makedirs()
+    shards, recordings = load_or_make_plan(out, config, wav_scp, reco2num_spk, profile_scp, overwrite)
+    out.makedirs("shards")
+    stale = out.remove_temporaries("shards")
+    if stale:
+        logger.info("removed %d temporary files of an interrupted run", len(stale))
+
+    records: dict[str, ShardRecord] = {}
+    todo: list[Shard[Recording]] = []
+    for shard in shards:
+        record = read_done(out, shard)
+        if record is None:
+            todo.append(shard)
+        else:
+            records[shard.shard_id] = record
+    lost: list[Failure] = []
+    reused = len(records)
+    num_actors = 0
+    total_seconds = sum(r.seconds or 0.0 for r in recordings)
+    done_seconds = sum(s.seconds for s in shards if s.shard_id in records)
+    done_count = sum(len(s.items) for s in shards if s.shard_id in records)
+
+    t_work = time.perf_counter()
+    if todo:
+        bar = Progress(
+            len(recordings), total_seconds, done_count, done_seconds, disable=None if progress else True
+        )
+
+        def on_outcome(outcome: Outcome[ShardRecord]) -> None:
+            shard = outcome.shard
+            if outcome.result is not None:
+                records[shard.shard_id] = outcome.result
+                failed = len(outcome.result.failures)
+            else:
+                stage = "actor" if outcome.stage == "actor" else "write"
+                error = outcome.error or RuntimeError("unknown error")
+                lost.extend(Failure.from_exception(r.reco_id, stage, error) for r in shard.items)
+                failed = len(shard.items)
+            bar.advance(len(shard.items), shard.seconds, failed)
+
+        factory = functools.partial(DiarizeWorker, config, out.url, diarizer_factory)
+        with bar:
+            if local:
+                num_actors = 1
+                run_local(factory, todo, on_outcome)
+            else:
+                import ray
+
+                with ray_session(address):
+                    cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
+                    spec = actor_spec(config.job, cluster)
+                    num_actors = num_actors_for(config.job, spec, cluster, len(todo))
+                    factory = functools.partial(
+                        DiarizeWorker, config, out.url, diarizer_factory, spec.num_threads
+                    )
+                    run_ray(factory, todo, spec, num_actors, on_outcome)
+    work_seconds = time.perf_counter() - t_work
+
+    finished = [records[s.shard_id] for s in shards if s.shard_id in records]
+    totals = Totals(recordings=len(recordings))
+    for record in finished:
+        totals.add(record)
+    totals.add_lost(lost)
+    annotations = merge_annotations(out, finished)
+    outputs = write_corpus(out, annotations, config.job.out_formats, model=config.mode)
+    out.write_text("failures.tsv", failures_tsv(totals.failures))
+    outputs.append("failures.tsv")
+
+    allowed = allowed_failures(config.job.max_failures, len(recordings))
+    over = totals.failed > allowed
+    processed_seconds = sum(sum(records[s.shard_id].done.values()) for s in todo if s.shard_id in records)
+    wall = time.perf_counter() - t0
+    reason = ""
+    if over:
+        reason = (
+            f"{totals.failed} of {len(recordings)} recordings failed, more than job.max_failures="
+            f"{config.job.max_failures:g} allows ({allowed}); see {out.display('failures.tsv')}"
+        )
+    summary: dict[str, Any] = {
+        "status": "over_budget" if over else "ok",
+        "recordings": {"total": len(recordings), "done": totals.done, "failed": totals.failed},
+        "audio_hours": round(totals.audio_seconds / 3600.0, 6),
+        "wall_seconds": round(wall, 3),
+        "work_seconds": round(work_seconds, 3),
+        "processed_audio_seconds": round(processed_seconds, 3),
+        "real_time_factor": round(wall / processed_seconds, 6) if processed_seconds > 0 else None,
+        "compute_seconds": round(totals.compute_seconds, 3),
+        "step_seconds": {k: round(v, 3) for k, v in sorted(totals.step_seconds.items())},
+        "num_actors": num_actors,
+        "shards": {
+            "total": len(shards),
+            "run": len(todo),
+            "reused": reused,
+            "lost": len(todo) - (len(records) - reused),
+        },
+        "failure_budget": {"max_failures": config.job.max_failures, "allowed": allowed},
+        "outputs": [*outputs, "summary.json"],
+        "config": to_dict(config),
+    }
+    write_json(out, "summary.json", summary)
+    return JobReport(summary, EXIT_OVER_BUDGET if over else 0, reason)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m jobs.diarize`` and ``diar run``."""
+    parser.add_argument(
+        "--config", default=None, help="YAML config (e.g. configs/default.yaml); defaults if omitted"
+    )
+    parser.add_argument("--wav-scp", required=True, help="manifest '<reco-id> <path-or-URL>' per line")
+    parser.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by dotted key, e.g. --set clustering.threshold=0.6 (repeatable)",
+    )
+    parser.add_argument("--num-shards", type=int, default=None, help="shortcut for --set job.num_shards=N")
+    parser.add_argument("--num-actors", type=int, default=None, help="shortcut for --set job.num_actors=N")
+    parser.add_argument(
+        "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)"
+    )
+    parser.add_argument("--reco2num-spk", default=None, help="manifest '<reco-id> <num-speakers>' (optional)")
+    parser.add_argument(
+        "--profile-scp", default=None, help="speaker profiles '<reco-id> <ark>:<offset>' (profile mode)"
+    )
+    parser.add_argument("--local", action="store_true", help="run in this process without Ray (debugging)")
+    parser.add_argument("--overwrite", action="store_true", help="discard OUT if another job made it")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace, diarizer_factory: DiarizerFactory | None = None) -> int:
+    """Run the job from parsed arguments; return the exit code."""
+    overrides = list(args.overrides)
+    if args.num_shards is not None:
+        overrides.append(f"job.num_shards={args.num_shards}")
+    if args.num_actors is not None:
+        overrides.append(f"job.num_actors={args.num_actors}")
+    config = load_config(args.config, overrides)
+    report = run_job(
+        config,
+        args.wav_scp,
+        args.out,
+        reco2num_spk=args.reco2num_spk,
+        profile_scp=args.profile_scp,
+        address=args.address,
+        local=args.local,
+        overwrite=args.overwrite,
+        progress=False if args.no_progress else None,
+        diarizer_factory=diarizer_factory,
+    )
+    s = report.summary
+    out = OutDir(args.out)
+    sys.stdout.write(
+        f"{s['recordings']['done']} recordings diarized, {s['recordings']['failed']} failed; "
+        f"corpus RTTM: {out.display('corpus.rttm')}\n"
+    )
+    if report.reason:
+        sys.stderr.write(f"diar run: {report.reason}\n")
+    elif s["recordings"]["failed"]:
+        sys.stderr.write(f"diar run: failures within budget, listed in {out.display('failures.tsv')}\n")
+    return report.exit_code
+
+
+def main(argv: list[str] | None = None, diarizer_factory: DiarizerFactory | None = None) -> int:
+    """Entry point of ``python -m jobs.diarize``; ``diarizer_factory`` replaces ``build_diarizer`` (tests)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.diarize",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return run(args, diarizer_factory)
+    except KeyboardInterrupt:
+        return 130
+    except DiarError as e:
+        sys.stderr.write(f"diar run: error: {e}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

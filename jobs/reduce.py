@@ -1,0 +1,152 @@
+"""Reduce: merge the per-shard outputs into corpus files, failures and a summary.
+
+Everything here reads only what finished shards wrote (their done records and
+data files), so reducing again after a resume, or after a rerun that had
+nothing left to do, gives byte-identical corpus files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from diar.types import Annotation
+from jobs.records import Failure, ShardRecord
+from jobs.storage import OutDir
+
+#: Header of ``failures.tsv``.
+FAILURES_HEADER = ("reco_id", "stage", "error_type", "message")
+
+
+def allowed_failures(max_failures: float, num_recordings: int) -> int:
+    """The failure budget as a count: ``max_failures`` if >= 1, else that fraction of the recordings."""
+    if max_failures < 0 or math.isnan(max_failures):
+        raise ValueError(f"job.max_failures must be >= 0, got {max_failures}")
+    if max_failures >= 1:
+        return int(max_failures)
+    return math.floor(max_failures * num_recordings + 1e-9)
+
+
+def failures_tsv(failures: Iterable[Failure]) -> str:
+    """``failures.tsv`` text: a header, then one row per failure sorted by recording id."""
+    lines = ["\t".join(FAILURES_HEADER)]
+    for f in sorted(failures):
+        cells = (f.reco_id, f.stage, f.error_type, f.message)
+        lines.append("\t".join(" ".join(c.split()) for c in cells))
+    return "\n".join(lines) + "\n"
+
+
+def read_failures_tsv(text: str) -> list[Failure]:
+    """Parse ``failures.tsv`` text back into rows."""
+    rows = []
+    for line in text.splitlines()[1:]:
+        if line:
+            reco_id, stage, error_type, message = line.split("\t", 3)
+            rows.append(Failure(reco_id, stage, error_type, message))
+    return rows
+
+
+@dataclass
+class Totals:
+    """What the done records of a job add up to."""
+
+    recordings: int = 0
+    done: int = 0
+    failed: int = 0
+    audio_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+
+    def add(self, record: ShardRecord) -> None:
+        self.done += len(record.done)
+        self.failed += len(record.failures)
+        self.audio_seconds += sum(record.done.values())
+        self.compute_seconds += record.compute_seconds
+        for step, seconds in record.step_seconds.items():
+            self.step_seconds[step] = self.step_seconds.get(step, 0.0) + seconds
+        self.failures.extend(record.failures)
+
+    def add_lost(self, failures: Sequence[Failure]) -> None:
+        self.failed += len(failures)
+        self.failures.extend(failures)
+
+
+def merge_annotations(out: OutDir, records: Sequence[ShardRecord]) -> list[Annotation]:
+    """Annotations of every done recording, sorted by recording id.
+
+    Reads each shard's RTTM; a done recording without any turn (no speech) gets an
+    empty annotation, so it still appears in formats that list recordings.
+    """
+    from diar.formats.rttm import read_rttm
+
+    by_id: dict[str, Annotation] = {}
+    for record in records:
+        rttm_name = f"shards/{record.shard_id}.rttm"
+        found = read_rttm(io.StringIO(out.read_text(rttm_name))) if record.done else {}
+        unexpected = sorted(set(found) - set(record.done))
+        if unexpected:
+            raise RuntimeError(
+                f"{out.display(rttm_name)} holds recording {unexpected[0]!r} not in its done record"
+            )
+        for reco_id in record.done:
+            by_id[reco_id] = found.get(reco_id, Annotation(reco_id, ()))
+    return [by_id[k] for k in sorted(by_id)]
+
+
+def rttm_bytes(annotations: Sequence[Annotation]) -> bytes:
+    """RTTM text (channel 1) of ``annotations`` in the given order, as bytes."""
+    from diar.formats.rttm import write_rttm
+
+    buf = io.StringIO()
+    write_rttm(annotations, buf)
+    return buf.getvalue().encode("utf-8")
+
+
+def vad_bytes(annotations: Sequence[Annotation]) -> bytes:
+    """ModelScope ``vad`` text of ``annotations``, as bytes."""
+    from diar.formats.vad import write_vad
+
+    buf = io.StringIO()
+    write_vad(annotations, buf)
+    return buf.getvalue().encode("utf-8")
+
+
+def parquet_bytes(annotations: Sequence[Annotation], model: str) -> bytes:
+    """Parquet table of ``annotations`` (written through a local temporary file), as bytes."""
+    from diar.formats.parquet import write_parquet
+
+    fd, tmp = tempfile.mkstemp(suffix=".parquet")
+    os.close(fd)
+    try:
+        write_parquet(annotations, tmp, model=model)
+        with open(tmp, "rb") as f:
+            return f.read()
+    finally:
+        os.unlink(tmp)
+
+
+def write_corpus(
+    out: OutDir, annotations: Sequence[Annotation], formats: Sequence[str], model: str
+) -> list[str]:
+    """Write ``corpus.<fmt>`` for each requested format (rttm always); return the names written."""
+    names = ["corpus.rttm"]
+    out.write_bytes("corpus.rttm", rttm_bytes(annotations))
+    if "parquet" in formats:
+        out.write_bytes("corpus.parquet", parquet_bytes(annotations, model))
+        names.append("corpus.parquet")
+    if "vad" in formats:
+        out.write_bytes("corpus.vad", vad_bytes(annotations))
+        names.append("corpus.vad")
+    return names
+
+
+def write_json(out: OutDir, name: str, data: Any) -> None:
+    """Write ``data`` as indented JSON (keys in insertion order) atomically."""
+    out.write_text(name, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
