@@ -89,13 +89,26 @@ class PostprocessConfig:
 
 @dataclass
 class JobConfig:
-    """How the Ray job shards the corpus and runs actors."""
+    """How the Ray job shards the corpus and runs actors (``python -m jobs.diarize``).
+
+    Attributes:
+        num_shards: number of shards; None derives it from ``shard_seconds``.
+        shard_seconds: audio per shard when ``num_shards`` is None.
+        num_actors: number of model actors; None: as many as the cluster's resources hold.
+        num_cpus: CPUs per actor (also its torch threads).
+        num_gpus: GPUs per actor (fractions share a GPU); None: 1 on a GPU cluster, else 0.
+        max_failures: failure budget: a count if >= 1, a fraction of the recordings if < 1.
+        max_restarts: times Ray restarts an actor whose process died.
+        max_task_retries: times a shard interrupted by an actor death is retried.
+        out_formats: corpus formats besides RTTM: parquet, vad.
+        allow_pipes: accept ``cmd |`` lines in wav.scp (they run a shell).
+    """
 
     num_shards: int | None = None
     shard_seconds: float = 600.0
     num_actors: int | None = None
     num_cpus: float = 1.0
-    num_gpus: float = 0.0
+    num_gpus: float | None = None
     max_failures: float = 0.0
     max_restarts: int = 3
     max_task_retries: int = 3
