@@ -344,10 +344,25 @@ def read_profiles(
     out: dict[str, tuple[np.ndarray, tuple[str, ...] | None]] = {}
     for reco_id, value in entries.items():
         line = numbers[reco_id]
+        match = _ARK_VALUE.match(value)
+        if match is None:  # read_profile_scp checked the form already
+            raise line.error("expected '<ark-path>:<byte-offset>'", line.fields[1])
+        ark, offset = match["path"], int(match["offset"])
+        if not os.path.isfile(ark):
+            raise line.error(f"cannot read ark entry: ark file {ark!r} does not exist", line.fields[1])
+        if offset >= os.path.getsize(ark):
+            raise line.error(
+                f"cannot read ark entry: offset {offset} is beyond the end of {ark!r} "
+                f"({os.path.getsize(ark)} bytes)",
+                line.fields[1],
+            )
         try:
             matrix = kaldiio.load_mat(value)
-        except Exception as exc:  # kaldiio raises ValueError, OSError, struct.error, ... on bad offsets
-            raise line.error(f"cannot read ark entry ({type(exc).__name__}: {exc})", line.fields[1]) from exc
+        except Exception as exc:  # kaldiio: ValueError, AssertionError, struct.error, ... on bad offsets
+            detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            raise line.error(
+                f"cannot read ark entry: no Kaldi matrix at byte offset {offset} ({detail})", line.fields[1]
+            ) from exc
         matrix = np.asarray(matrix)
         if matrix.ndim != 2 or matrix.shape[0] == 0 or not np.issubdtype(matrix.dtype, np.floating):
             raise line.error(
