@@ -45,6 +45,8 @@ class EmbeddingConfig:
     batch_size: int = 64
     window: float = 1.5
     hop: float = 0.75
+    # how frames of overlapping windows get their speaker: nearest window "center" or "mean"
+    frame_method: str = "center"
 
 
 @dataclass
@@ -52,10 +54,20 @@ class ClusteringConfig:
     """Clustering of window embeddings into speakers (mode: cluster)."""
 
     method: str = "agglomerative"
-    threshold: float = 0.5
     num_speakers: int | None = None
     min_speakers: int = 1
     max_speakers: int | None = None
+    # agglomerative: cosine-distance cut and linkage (average, complete, single, weighted)
+    threshold: float = 0.5
+    linkage: str = "average"
+    # spectral: p-pruning fraction, neighbours kept at least, eigengap search limit,
+    # centroid merge below this cosine distance (0: off)
+    pval: float = 0.022
+    min_pnum: int = 6
+    max_auto_speakers: int = 10
+    merge_threshold: float = 0.0
+    # both: clusters with fewer windows are folded into the nearest larger one
+    min_cluster_size: int = 1
 
 
 @dataclass

@@ -66,7 +66,9 @@ def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: i
         shape (n_mels, n_fft // 2 + 1), float32.
     """
     fft_freqs = np.linspace(0.0, sample_rate / 2, 1 + n_fft // 2)
-    mel_points = np.linspace(_hz_to_mel(np.array([0.0]))[0], _hz_to_mel(np.array([sample_rate / 2]))[0], n_mels + 2)
+    mel_points = np.linspace(
+        _hz_to_mel(np.array([0.0]))[0], _hz_to_mel(np.array([sample_rate / 2]))[0], n_mels + 2
+    )
     mel_f = _mel_to_hz(mel_points)
     fdiff = np.diff(mel_f)
     ramps = mel_f[:, None] - fft_freqs[None, :]
@@ -190,7 +192,9 @@ class GE2EEmbedder:
     #: One analysis window; shorter input has no full frame.
     min_num_samples = N_FFT
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, checkpoint: str | Path | None = None, device: str = "cpu", batch_size: int = 64
+    ) -> None:
         path = _resolve_checkpoint(None if checkpoint is None else str(checkpoint))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -246,9 +250,9 @@ class GE2EEmbedder:
             nonzero = m != 0
             valid = np.where(nonzero.any(axis=1), x.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
             valid = np.maximum(valid, self.min_num_samples)
-            wav = wav * torch.from_numpy((np.arange(x.shape[1])[None, :] < valid[:, None]).astype(np.float32)).to(
-                self.device
-            )
+            wav = wav * torch.from_numpy(
+                (np.arange(x.shape[1])[None, :] < valid[:, None]).astype(np.float32)
+            ).to(self.device)
             lengths = torch.from_numpy(1 + valid // HOP)
         # shape: (B, T, n_mels)
         mels = self.mel(wav)
@@ -264,7 +268,9 @@ class GE2EEmbedder:
         return np.concatenate(out) if out else np.zeros((0, self.dimension), dtype=np.float32)
 
     @torch.inference_mode()
-    def embed_utterance(self, waveform: np.ndarray, rate: float = 1.3, min_coverage: float = 0.75) -> np.ndarray:
+    def embed_utterance(
+        self, waveform: np.ndarray, rate: float = 1.3, min_coverage: float = 0.75
+    ) -> np.ndarray:
         """Utterance embedding as resemblyzer's ``embed_utterance``: mean of partials, L2-normalised.
 
         Args:

@@ -49,7 +49,9 @@ class SileroVAD:
             import torch
             from silero_vad import load_silero_vad
         except ImportError as e:
-            raise ModelLoadError(f"silero-vad is not installed (pip install 'silero-vad[onnx-cpu]'): {e}") from e
+            raise ModelLoadError(
+                f"silero-vad is not installed (pip install 'silero-vad[onnx-cpu]'): {e}"
+            ) from e
         # importing silero_vad calls torch.set_num_threads(1); restore what the caller asked for
         if num_threads is not None:
             torch.set_num_threads(num_threads)
@@ -83,9 +85,9 @@ class SileroVAD:
             probs.tolist(),
             sampling_rate=self.sample_rate,
             threshold=self.threshold,
-            min_speech_duration_ms=int(round(self.min_speech_duration * 1000)),
-            min_silence_duration_ms=int(round(self.min_silence_duration * 1000)),
-            speech_pad_ms=int(round(self.speech_pad * 1000)),
+            min_speech_duration_ms=round(self.min_speech_duration * 1000),
+            min_silence_duration_ms=round(self.min_silence_duration * 1000),
+            speech_pad_ms=round(self.speech_pad * 1000),
             audio_length_samples=audio.size,
         )
         # shape: (R, 2)
@@ -103,4 +105,6 @@ def silero(
     sample_rate: int = 16000,
 ) -> SileroVAD:
     """Registry factory; the keyword arguments are :class:`~diar.config.VadConfig`'s fields."""
-    return SileroVAD(threshold, min_speech_duration, min_silence_duration, speech_pad, num_threads, sample_rate)
+    return SileroVAD(
+        threshold, min_speech_duration, min_silence_duration, speech_pad, num_threads, sample_rate
+    )

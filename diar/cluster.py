@@ -1,0 +1,310 @@
+"""Clustering of speaker embeddings into speakers, chosen by name from :data:`CLUSTERINGS`.
+
+Every method is a callable class built from its tuned parameters and called as
+``method(embeddings (W, D), num_speakers=None, min_speakers=1, max_speakers=None)
+-> labels (W,)``, labels 0..K-1 numbered by first appearance. A known speaker count
+(per run or per recording, e.g. from reco2num_spk) overrides the estimate; the
+estimate is otherwise kept inside [min_speakers, max_speakers].
+
+- ``agglomerative``: hierarchical clustering on cosine distance (scipy linkage),
+  cut at a distance threshold.
+- ``spectral``: the spectral clustering of ModelScope/3D-Speaker and pyannote's
+  older pipelines: cosine affinity, p-pruning (keep each row's nearest
+  neighbours), unnormalised Laplacian, speaker count from the largest eigengap,
+  k-means on the leading eigenvectors.
+
+Both then fold clusters smaller than ``min_cluster_size`` into the nearest larger
+one (short noisy or overlapped stretches otherwise become extra "speakers").
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.linalg import eigh
+
+from diar.config import ClusteringConfig, ConfigError
+from diar.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+
+class Clusterer(Protocol):
+    """A clustering method: embeddings (W, D) -> labels (W,) in 0..K-1."""
+
+    def __call__(
+        self,
+        embeddings: np.ndarray,
+        num_speakers: int | None = None,
+        min_speakers: int = 1,
+        max_speakers: int | None = None,
+    ) -> np.ndarray: ...
+
+
+#: Clustering methods by name; a factory takes the method's keyword parameters.
+CLUSTERINGS: Registry = Registry("clustering method")
+
+
+def speaker_bounds(
+    num_items: int, num_speakers: int | None = None, min_speakers: int = 1, max_speakers: int | None = None
+) -> tuple[int, int]:
+    """The allowed range [lo, hi] of the speaker count for ``num_items`` embeddings.
+
+    A known ``num_speakers`` fixes both ends; everything is capped at ``num_items``.
+    """
+    if num_speakers is not None:
+        if num_speakers < 1:
+            raise ValueError(f"num_speakers must be >= 1, got {num_speakers}")
+        lo = hi = num_speakers
+    else:
+        if min_speakers < 1:
+            raise ValueError(f"min_speakers must be >= 1, got {min_speakers}")
+        if max_speakers is not None and max_speakers < min_speakers:
+            raise ValueError(f"max_speakers ({max_speakers}) is smaller than min_speakers ({min_speakers})")
+        lo, hi = min_speakers, max_speakers if max_speakers is not None else num_items
+    return min(lo, num_items), min(hi, num_items)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit norm. shape (W, D) -> (W, D) float64."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def relabel(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 0..K-1 in order of first appearance. shape (W,) -> (W,) int64."""
+    labels = np.asarray(labels)
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))
+    return order[inverse].astype(np.int64)
+
+
+def centroids(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Unit-norm mean embedding of each label 0..K-1. (W, D), (W,) -> (K, D)."""
+    k = int(labels.max()) + 1 if len(labels) else 0
+    return l2_normalize(np.stack([embeddings[labels == i].mean(axis=0) for i in range(k)]))
+
+
+def fold_small_clusters(
+    embeddings: np.ndarray, labels: np.ndarray, min_size: int, min_clusters: int
+) -> np.ndarray:
+    """Reassign members of clusters smaller than ``min_size`` to the nearest large cluster.
+
+    Keeps at least ``min_clusters`` clusters (the largest ones) even when they are small.
+
+    Args:
+        embeddings: shape (W, D) unit-norm.
+        labels: shape (W,) in 0..K-1.
+
+    Returns:
+        shape (W,) relabelled 0..K'-1.
+    """
+    sizes = np.bincount(labels)
+    order = np.argsort(-sizes, kind="stable")
+    keep = [int(c) for c in order if sizes[c] >= min_size]
+    for c in order:
+        if len(keep) >= min_clusters:
+            break
+        if int(c) not in keep:
+            keep.append(int(c))
+    if not keep or len(keep) == len(sizes):
+        return relabel(labels)
+    centers = l2_normalize(np.stack([embeddings[labels == c].mean(axis=0) for c in keep]))
+    out = labels.copy()
+    small = ~np.isin(labels, keep)
+    out[small] = np.asarray(keep)[np.argmax(embeddings[small] @ centers.T, axis=1)]
+    return relabel(out)
+
+
+def kmeans(x: np.ndarray, k: int, n_init: int = 10, max_iter: int = 100, seed: int = 0) -> np.ndarray:
+    """k-means++ with ``n_init`` restarts (lowest inertia wins). x: (W, F) -> labels (W,)."""
+    rng = np.random.default_rng(seed)
+    best, best_inertia = np.zeros(len(x), dtype=np.int64), np.inf
+    for _ in range(n_init):
+        centers = [x[rng.integers(len(x))]]
+        for _ in range(1, k):
+            d2 = np.min(((x[:, None, :] - np.asarray(centers)[None]) ** 2).sum(-1), axis=1)
+            total = d2.sum()
+            p = d2 / total if total > 0 else None
+            centers.append(x[rng.choice(len(x), p=p)])
+        c = np.asarray(centers)
+        labels = np.zeros(len(x), dtype=np.int64)
+        for it in range(max_iter):
+            d = ((x[:, None, :] - c[None]) ** 2).sum(-1)
+            new = np.argmin(d, axis=1)
+            if it > 0 and np.array_equal(new, labels):
+                break
+            labels = new
+            for j in range(k):
+                if np.any(labels == j):
+                    c[j] = x[labels == j].mean(axis=0)
+        inertia = float(((x - c[labels]) ** 2).sum())
+        if inertia < best_inertia:
+            best, best_inertia = labels, inertia
+    return best
+
+
+@CLUSTERINGS.register("agglomerative")
+class AgglomerativeClustering:
+    """Hierarchical clustering on cosine distance, cut at ``threshold``.
+
+    Args:
+        threshold: cosine distance (1 - cosine similarity) above which clusters stay apart.
+        linkage: scipy linkage method on cosine distance: average, complete, single or weighted.
+        min_cluster_size: clusters with fewer members are folded into the nearest larger one.
+    """
+
+    LINKAGES = ("average", "complete", "single", "weighted")
+
+    def __init__(self, threshold: float = 0.5, linkage: str = "average", min_cluster_size: int = 1) -> None:
+        if linkage not in self.LINKAGES:
+            raise ConfigError(
+                f"clustering.linkage {linkage!r} is not supported; valid: {', '.join(self.LINKAGES)}"
+            )
+        self.threshold = threshold
+        self.linkage = linkage
+        self.min_cluster_size = min_cluster_size
+
+    def __call__(
+        self,
+        embeddings: np.ndarray,
+        num_speakers: int | None = None,
+        min_speakers: int = 1,
+        max_speakers: int | None = None,
+    ) -> np.ndarray:
+        """embeddings: shape (W, D) -> labels (W,) int64 in 0..K-1."""
+        x = l2_normalize(embeddings)
+        n = len(x)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        lo, hi = speaker_bounds(n, num_speakers, min_speakers, max_speakers)
+        if n == 1:
+            return np.zeros(1, dtype=np.int64)
+        tree = linkage(x, method=self.linkage, metric="cosine")
+        labels = relabel(fcluster(tree, t=self.threshold, criterion="distance"))
+        if self.min_cluster_size > 1:
+            labels = fold_small_clusters(x, labels, self.min_cluster_size, lo)
+        k = int(labels.max()) + 1
+        if not lo <= k <= hi:
+            target = min(max(k, lo), hi)
+            labels = relabel(fcluster(tree, t=target, criterion="maxclust"))
+            if int(labels.max()) + 1 > target and self.min_cluster_size > 1:
+                labels = fold_small_clusters(x, labels, self.min_cluster_size, target)
+        return labels
+
+
+@CLUSTERINGS.register("spectral")
+class SpectralClustering:
+    """Spectral clustering with the speaker count from the eigengap of the graph Laplacian.
+
+    Args:
+        pval: fraction of each row's largest affinities kept by p-pruning.
+        min_pnum: keep at least this many neighbours per row.
+        max_auto_speakers: largest count the eigengap may choose when no max_speakers is given.
+        min_cluster_size: clusters with fewer members are folded into the nearest larger one.
+        threshold: clusters whose centroids are closer than this cosine distance are merged
+            (unless that goes below the minimum count); 0 disables.
+    """
+
+    def __init__(
+        self,
+        pval: float = 0.022,
+        min_pnum: int = 6,
+        max_auto_speakers: int = 10,
+        min_cluster_size: int = 1,
+        threshold: float = 0.0,
+    ) -> None:
+        if not 0.0 < pval <= 1.0:
+            raise ConfigError(f"clustering.pval must be in (0, 1], got {pval}")
+        self.pval = pval
+        self.min_pnum = min_pnum
+        self.max_auto_speakers = max_auto_speakers
+        self.min_cluster_size = min_cluster_size
+        self.threshold = threshold
+
+    def affinity(self, x: np.ndarray) -> np.ndarray:
+        """Pruned symmetric cosine affinity. x: (W, D) unit-norm -> (W, W), zero diagonal."""
+        n = len(x)
+        a = np.clip(x @ x.T, 0.0, None)
+        keep = max(round(self.pval * n), min(self.min_pnum, n - 1), 1)
+        # zero all but each row's ``keep`` largest values
+        drop = np.argsort(a, axis=1)[:, : n - keep]
+        np.put_along_axis(a, drop, 0.0, axis=1)
+        a = 0.5 * (a + a.T)
+        np.fill_diagonal(a, 0.0)
+        return a
+
+    def __call__(
+        self,
+        embeddings: np.ndarray,
+        num_speakers: int | None = None,
+        min_speakers: int = 1,
+        max_speakers: int | None = None,
+    ) -> np.ndarray:
+        """embeddings: shape (W, D) -> labels (W,) int64 in 0..K-1."""
+        x = l2_normalize(embeddings)
+        n = len(x)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        lo, hi = speaker_bounds(n, num_speakers, min_speakers, max_speakers)
+        if max_speakers is None and num_speakers is None:
+            hi = max(lo, min(hi, self.max_auto_speakers))
+        if n <= 2 or hi == 1:
+            if hi == 1 or n == 1:
+                return np.zeros(n, dtype=np.int64)
+            return AgglomerativeClustering(threshold=max(self.threshold, 0.5))(x, num_speakers, lo, hi)
+        a = self.affinity(x)
+        laplacian = np.diag(a.sum(axis=1)) - a
+        eigvals, eigvecs = eigh(laplacian)
+        if lo == hi:
+            k = lo
+        else:
+            gaps = np.diff(eigvals[: hi + 1])
+            # gaps[i] is the gap after the (i+1)-th eigenvalue: choosing i+1 clusters
+            k = int(np.argmax(gaps[lo - 1 : hi])) + lo
+        labels = relabel(kmeans(eigvecs[:, :k], k))
+        if self.min_cluster_size > 1:
+            labels = fold_small_clusters(x, labels, self.min_cluster_size, lo)
+        if self.threshold > 0:
+            labels = merge_close_clusters(x, labels, self.threshold, lo)
+        return labels
+
+
+def merge_close_clusters(
+    x: np.ndarray, labels: np.ndarray, threshold: float, min_clusters: int
+) -> np.ndarray:
+    """Merge the two clusters with the closest centroids while their cosine distance < ``threshold``.
+
+    x: (W, D) unit-norm; labels (W,) -> (W,) relabelled.
+    """
+    labels = relabel(labels)
+    while int(labels.max()) + 1 > max(min_clusters, 1):
+        c = centroids(x, labels)
+        sim = c @ c.T
+        np.fill_diagonal(sim, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
+        if 1.0 - sim[i, j] >= threshold:
+            break
+        labels = relabel(np.where(labels == max(i, j), min(i, j), labels))
+    return labels
+
+
+def build_clusterer(config: ClusteringConfig) -> Clusterer:
+    """The clustering method ``config.method`` names, with its parameters from ``config``."""
+    factory = CLUSTERINGS.get(config.method)
+    if config.method == "agglomerative":
+        return factory(
+            threshold=config.threshold, linkage=config.linkage, min_cluster_size=config.min_cluster_size
+        )
+    if config.method == "spectral":
+        return factory(
+            pval=config.pval,
+            min_pnum=config.min_pnum,
+            max_auto_speakers=config.max_auto_speakers,
+            min_cluster_size=config.min_cluster_size,
+            threshold=config.merge_threshold,
+        )
+    return factory()

@@ -1,0 +1,116 @@
+"""Offline default diarization (mode ``cluster``): silero VAD, GE2E window embeddings, clustering.
+
+Nothing here needs the network: the VAD and embedder weights ship in their wheels.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from diar.cluster import build_clusterer
+from diar.config import Config
+from diar.models.base import EMBEDDERS, VADS, Embedder, VoiceActivityDetector
+from diar.pipelines import steps
+from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
+from diar.postprocess import labels_to_annotation
+from diar.types import Annotation
+
+logger = logging.getLogger(__name__)
+
+
+def set_torch_threads(num_threads: int) -> None:
+    """Set torch's intra-op threads (importing silero_vad silently sets 1)."""
+    import torch
+
+    if num_threads > 0 and torch.get_num_threads() != num_threads:
+        torch.set_num_threads(num_threads)
+
+
+def build_vad(config: Config) -> VoiceActivityDetector:
+    """The VAD ``config.vad.name`` names, with its thresholds from ``config.vad``."""
+    import diar.models  # noqa: F401  (registers the models)
+
+    vad_config = config.vad
+    return VADS.get(vad_config.name)(
+        threshold=vad_config.threshold,
+        min_speech_duration=vad_config.min_speech_duration,
+        min_silence_duration=vad_config.min_silence_duration,
+        speech_pad=vad_config.speech_pad,
+        num_threads=config.num_threads,
+        sample_rate=config.sample_rate,
+    )
+
+
+def build_embedder(config: Config) -> Embedder:
+    """The embedder ``config.embedding.name`` names (model_dir, device from ``config.embedding``)."""
+    import diar.models  # noqa: F401  (registers the models)
+
+    emb = config.embedding
+    return EMBEDDERS.get(emb.name)(model_dir=emb.model_dir, device=emb.device, num_threads=config.num_threads)
+
+
+@DIARIZERS.register("cluster")
+class ClusteringDiarizer(Diarizer):
+    """VAD -> windows over speech -> embeddings -> clustering -> 10 ms labels -> smoothed turns.
+
+    Speakers are named ``spk1``, ``spk2``, ... in order of first appearance. The speaker
+    count comes from the recording (``RecordingInput.num_speakers``, e.g. reco2num_spk),
+    else from ``clustering.num_speakers``, else it is estimated within
+    [``clustering.min_speakers``, ``clustering.max_speakers``].
+    """
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.vad = build_vad(config)
+        self.embedder = build_embedder(config)
+        self.clusterer = build_clusterer(config.clustering)
+        set_torch_threads(config.num_threads)
+        self.sample_rate = self.embedder.sample_rate
+        if getattr(self.vad, "sample_rate", self.sample_rate) != self.sample_rate:
+            raise ValueError("the VAD and the embedder must run at the same sample rate")
+
+    def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
+        """Diarize one recording (``recording.waveform`` at ``self.sample_rate``)."""
+        cfg = self.config
+        sr = self.sample_rate
+        wav = np.asarray(recording.waveform, dtype=np.float32)  # shape: (N,)
+        num_frames = steps.num_label_frames(len(wav), sr)
+        with timed(hook, "vad"):
+            regions = steps.detect_speech(self.vad, wav)  # shape: (R, 2) samples
+        with timed(hook, "windows"):
+            windows = steps.windows_over_speech(  # shape: (W, 2) samples
+                regions, cfg.embedding.window, cfg.embedding.hop, sr, len(wav)
+            )
+        with timed(hook, "embedding"):
+            embeddings = steps.embed_windows(  # shape: (W, D)
+                self.embedder, wav, windows, cfg.embedding.batch_size
+            )
+        with timed(hook, "clustering"):
+            num_speakers = recording.num_speakers or cfg.clustering.num_speakers
+            labels = self.clusterer(  # shape: (W,)
+                embeddings, num_speakers, cfg.clustering.min_speakers, cfg.clustering.max_speakers
+            )
+        with timed(hook, "postprocess"):
+            scores = steps.one_hot(labels)  # shape: (W, K)
+            speech = steps.speech_frame_mask(regions, num_frames, sr)  # shape: (T,)
+            frame_labels = steps.window_scores_to_frame_labels(  # shape: (T, K)
+                windows, scores, num_frames, sr, speech=speech, method=cfg.embedding.frame_method
+            )
+            speakers = [f"spk{k + 1}" for k in range(scores.shape[1])]
+            annotation = labels_to_annotation(
+                recording.reco_id,
+                frame_labels,
+                speakers,
+                smooth_size=cfg.postprocess.smooth_size,
+                dur_threshold=cfg.postprocess.dur_threshold,
+            )
+        logger.debug(
+            "%s: %d speech regions, %d windows, %d speakers",
+            recording.reco_id,
+            len(regions),
+            len(windows),
+            scores.shape[1],
+        )
+        return annotation
