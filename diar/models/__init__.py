@@ -1,3 +1,3 @@
 """Models by kind; importing this package registers every model."""
 
-from diar.models import ge2e, silero  # noqa: F401  (register "ge2e" and "silero")
+from diar.models import ge2e, silero, xvector  # noqa: F401  (register "ge2e", "silero", "xvector")
