@@ -52,6 +52,7 @@ from jobs.reduce import (
     merge_annotations,
     parquet_bytes,
     rttm_bytes,
+    vad_bytes,
     write_corpus,
     write_json,
 )
@@ -175,8 +176,10 @@ class DiarizeWorker:
             except Exception as e:
                 record.failures.append(Failure.from_exception(rec.reco_id, "diarize", e, rec.source))
                 continue
-            try:
+            try:  # a label a format cannot hold fails this recording, not the shard
                 rttm = rttm_bytes([annotation])
+                if "vad" in self.config.job.out_formats:
+                    vad_bytes([annotation])
             except Exception as e:
                 record.failures.append(Failure.from_exception(rec.reco_id, "write", e, rec.source))
                 continue

@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,17 +117,12 @@ def vad_bytes(annotations: Sequence[Annotation]) -> bytes:
 
 
 def parquet_bytes(annotations: Sequence[Annotation], model: str) -> bytes:
-    """Parquet table of ``annotations`` (written through a local temporary file), as bytes."""
+    """Parquet table of ``annotations``, as bytes."""
     from diar.formats.parquet import write_parquet
 
-    fd, tmp = tempfile.mkstemp(suffix=".parquet")
-    os.close(fd)
-    try:
-        write_parquet(annotations, tmp, model=model)
-        with open(tmp, "rb") as f:
-            return f.read()
-    finally:
-        os.unlink(tmp)
+    buf = io.BytesIO()
+    write_parquet(annotations, buf, model=model)
+    return buf.getvalue()
 
 
 def write_corpus(

@@ -1,0 +1,97 @@
+"""Test doubles and audio for the job tests (imported by tests/test_job*.py).
+
+:class:`EnergyDiarizer` is a real, deterministic diarizer of the audio it is given
+(energy-based speech detection; the speaker changes every 2 s), fast enough to
+exercise the job machinery without model weights. It can sleep per recording and
+write its process id to a folder, so that tests can kill an actor or the driver in
+the middle of a shard.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from diar.config import Config
+from diar.pipelines.base import Diarizer, RecordingInput, StepHook, no_hook, timed
+from diar.types import Annotation
+
+
+class EnergyDiarizer(Diarizer):
+    """Speech where the 10 ms frame energy exceeds -35 dBFS; speaker ``spkN`` by 2-second block."""
+
+    sample_rate = 16000
+
+    def __init__(
+        self,
+        config: Config,
+        delay: float = 0.0,
+        pid_dir: str | None = None,
+        fail_ids: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(config)
+        self.delay = delay
+        self.pid_dir = pid_dir
+        self.fail_ids = fail_ids
+
+    def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
+        if self.pid_dir is not None:
+            Path(self.pid_dir, f"{os.getpid()}.{recording.reco_id.encode().hex()}").write_text(
+                recording.reco_id
+            )
+        if self.delay:
+            time.sleep(self.delay)
+        if recording.reco_id in self.fail_ids:
+            raise ValueError(f"model cannot handle recording {recording.reco_id!r}")
+        with timed(hook, "vad"):
+            hop = self.sample_rate // 100
+            n = len(recording.waveform) // hop
+            # shape: (frames, hop)
+            frames = recording.waveform[: n * hop].reshape(n, hop)
+            speech = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12) > -35
+        with timed(hook, "cluster"):
+            num = recording.num_speakers or 2
+            # shape: (frames, num)
+            labels = np.zeros((n, num), dtype=np.int8)
+            labels[np.arange(n), (np.arange(n) // 200) % num] = speech
+        return Annotation.from_labels(recording.reco_id, labels, [f"spk{k + 1}" for k in range(num)])
+
+
+def energy_factory(delay: float = 0.0, pid_dir: str | None = None, fail_ids: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """A ``diarizer_factory`` for the job: ``factory(config) -> EnergyDiarizer``."""
+    return functools.partial(EnergyDiarizer, delay=delay, pid_dir=pid_dir, fail_ids=fail_ids)
+
+
+def speechlike(seconds: float, seed: int, sample_rate: int = 16000) -> np.ndarray:
+    """Bursts of tones (1-3 s) separated by pauses: shape (num_samples,), float32."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(round(seconds * sample_rate), dtype=np.float32)
+    pos = int(rng.uniform(0.1, 0.5) * sample_rate)
+    while pos < len(out):
+        length = int(rng.uniform(1.0, 3.0) * sample_rate)
+        t = np.arange(min(length, len(out) - pos)) / sample_rate
+        out[pos : pos + len(t)] = 0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t)
+        pos += length + int(rng.uniform(0.2, 1.0) * sample_rate)
+    return out
+
+
+def make_corpus(folder: Path, durations: dict[str, float], extra_lines: tuple[str, ...] = ()) -> Path:
+    """Write one speech-like wav per recording id and a wav.scp (plus ``extra_lines``); return the scp."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (reco_id, seconds) in enumerate(durations.items()):
+        path = folder / f"{i:03d}.wav"
+        sf.write(path, speechlike(seconds, seed=i), 16000, subtype="PCM_16")
+        lines.append(f"{reco_id} {path}")
+    scp = folder / "wav.scp"
+    scp.write_text("\n".join([*lines, *extra_lines]) + "\n", encoding="utf-8")
+    return scp
+
+
+#: Recording ids and durations (s) of the small job corpus.
+DURATIONS = {"rec-a": 9.0, "rec-b": 4.0, "rec-c": 7.5, "rec-d": 3.0, "rec-e": 6.0, "rec-ü": 5.0}

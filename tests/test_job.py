@@ -1,0 +1,249 @@
+"""The diarization job without Ray (``local=True``): outputs, failures, budget, resume, conflicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from job_helpers import DURATIONS, energy_factory, make_corpus
+
+from diar.config import load_config
+from diar.errors import ManifestError
+from diar.formats.parquet import read_parquet
+from diar.formats.rttm import read_rttm
+from jobs.diarize import JobError, main, run_job
+from jobs.reduce import allowed_failures, read_failures_tsv
+
+
+def config(*overrides: str):  # type: ignore[no-untyped-def]
+    return load_config(None, ["job.out_formats=[rttm,parquet,vad]", *overrides])
+
+
+def never_built(config):  # type: ignore[no-untyped-def]
+    raise AssertionError("a rerun of a finished job must not build a model")
+
+
+@pytest.fixture(scope="module")
+def scp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"), DURATIONS)
+
+
+@pytest.fixture(scope="module")
+def reference(scp: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean one-shard run: the output every other run must reproduce byte for byte."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    report = run_job(
+        config("job.num_shards=1"), str(scp), str(out), local=True, diarizer_factory=energy_factory()
+    )
+    assert report.exit_code == 0
+    return out
+
+
+def test_outputs_of_a_clean_run(reference: Path) -> None:
+    annotations = read_rttm(reference / "corpus.rttm")
+    assert sorted(annotations) == sorted(DURATIONS)
+    lines = (reference / "corpus.rttm").read_text(encoding="utf-8").splitlines()
+    keys = [(line.split()[1], float(line.split()[3])) for line in lines]
+    assert keys == sorted(keys)  # by recording, then start
+    assert all(line.split()[2] == "1" for line in lines)
+    assert sorted(read_parquet(reference / "corpus.parquet")) == sorted(DURATIONS)
+    assert "rec-ü spk1: [" in (reference / "corpus.vad").read_text(encoding="utf-8")
+    assert read_failures_tsv((reference / "failures.tsv").read_text()) == []
+    summary = json.loads((reference / "summary.json").read_text())
+    assert summary["status"] == "ok"
+    assert summary["recordings"] == {"total": 6, "done": 6, "failed": 0}
+    assert summary["audio_hours"] == pytest.approx(sum(DURATIONS.values()) / 3600, abs=1e-5)
+    assert set(summary["step_seconds"]) == {"vad", "cluster"}
+    assert summary["real_time_factor"] > 0
+    assert summary["shards"] == {"total": 1, "run": 1, "reused": 0, "lost": 0}
+    assert summary["config"]["job"]["num_shards"] == 1
+    assert sorted(p.name for p in (reference / "shards").iterdir()) == [
+        "shard-00000.done.json",
+        "shard-00000.parquet",
+        "shard-00000.rttm",
+    ]
+
+
+def test_many_shards_give_byte_identical_corpus_files(scp: Path, reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = run_job(
+        config("job.num_shards=4"), str(scp), str(out), local=True, diarizer_factory=energy_factory()
+    )
+    assert report.exit_code == 0 and report.summary["shards"]["total"] == 4
+    for name in ("corpus.rttm", "corpus.parquet", "corpus.vad", "failures.tsv"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    # balanced by duration: 9+3 | 7.5+4 | 6+5 ... each shard's record covers its recordings
+    plan = json.loads((out / "job.json").read_text())
+    assert sorted(rid for s in plan["shards"] for rid, _ in s["items"]) == sorted(DURATIONS)
+
+
+def test_rerun_after_a_finished_run_does_no_work_and_changes_nothing(scp: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert (
+        run_job(
+            config("job.num_shards=3"), str(scp), str(out), local=True, diarizer_factory=energy_factory()
+        ).exit_code
+        == 0
+    )
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "summary.json"}
+    report = run_job(config("job.num_shards=3"), str(scp), str(out), local=True, diarizer_factory=never_built)
+    assert report.exit_code == 0
+    assert report.summary["shards"] == {"total": 3, "run": 0, "reused": 3, "lost": 0}
+    assert report.summary["num_actors"] == 0
+    after = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "summary.json"}
+    assert after == before
+
+
+def test_resume_redoes_only_unfinished_shards(scp: Path, reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cfg = config("job.num_shards=3")
+    run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory())
+    shards = out / "shards"
+    # shard 1: killed before its done record (data file there, record missing)
+    (shards / "shard-00001.done.json").unlink()
+    # shard 2: killed while writing: only a temporary file, no data, no record
+    (shards / "shard-00002.done.json").unlink()
+    (shards / "shard-00002.rttm").rename(shards / "shard-00002.rttm.tmp-0123abcd")
+    (shards / "shard-00002.parquet").unlink()
+    for name in ("corpus.rttm", "summary.json"):
+        (out / name).unlink()
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    report = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory(pid_dir=str(pids)))
+    assert report.exit_code == 0
+    assert report.summary["shards"] == {"total": 3, "run": 2, "reused": 1, "lost": 0}
+    plan = json.loads((out / "job.json").read_text())
+    redone = {rid for s in plan["shards"][1:] for rid, _ in s["items"]}
+    assert {p.read_text() for p in pids.iterdir()} == redone
+    assert not [p for p in shards.iterdir() if ".tmp-" in p.name]
+    for name in ("corpus.rttm", "corpus.parquet", "corpus.vad"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_bad_recordings_become_failure_rows_and_the_others_are_diarized(tmp_path: Path) -> None:
+    corpus = tmp_path / "c"
+    scp = make_corpus(corpus, {"good1": 3.0, "good2": 4.0, "model-fails": 2.0})
+    (corpus / "empty.wav").write_bytes(b"")
+    (corpus / "text.wav").write_text("this is not audio\n")
+    with scp.open("a") as f:
+        f.write(
+            f"missing {corpus / 'nope.wav'}\nzero-bytes {corpus / 'empty.wav'}\ntext {corpus / 'text.wav'}\n"
+        )
+    out = tmp_path / "out"
+    factory = energy_factory(fail_ids=("model-fails",))
+    report = run_job(
+        config("job.num_shards=2", "job.max_failures=4"),
+        str(scp),
+        str(out),
+        local=True,
+        diarizer_factory=factory,
+    )
+    assert report.exit_code == 0  # 4 failures, budget 4
+    rows = {f.reco_id: f for f in read_failures_tsv((out / "failures.tsv").read_text())}
+    assert sorted(rows) == ["missing", "model-fails", "text", "zero-bytes"]
+    assert rows["missing"].stage == "read" and rows["missing"].error_type == "AudioNotFoundError"
+    assert "nope.wav" in rows["missing"].message
+    assert rows["text"].stage == "read" and "text.wav" in rows["text"].message
+    assert rows["model-fails"].stage == "diarize" and rows["model-fails"].error_type == "ValueError"
+    assert sorted(read_rttm(out / "corpus.rttm")) == ["good1", "good2"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recordings"] == {"total": 6, "done": 2, "failed": 4}
+
+
+def test_over_budget_writes_what_finished_and_exits_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scp = make_corpus(tmp_path / "c", {"good": 3.0}, extra_lines=(f"gone {tmp_path / 'gone.wav'}",))
+    out = tmp_path / "out"
+    code = main(["--wav-scp", str(scp), "--out", str(out), "--local", "--no-progress"], energy_factory())
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 of 2 recordings failed" in err[0] and "failures.tsv" in err[0]
+    assert sorted(read_rttm(out / "corpus.rttm")) == ["good"]
+    assert json.loads((out / "summary.json").read_text())["status"] == "over_budget"
+    # the same within a fractional budget
+    code = main(
+        [
+            "--wav-scp",
+            str(scp),
+            "--out",
+            str(out),
+            "--local",
+            "--no-progress",
+            "--set",
+            "job.max_failures=0.5",
+        ],
+        energy_factory(),
+    )
+    assert code == 0
+
+
+def test_budget_is_a_count_or_a_fraction() -> None:
+    assert allowed_failures(0, 10) == 0
+    assert allowed_failures(3, 10) == 3
+    assert allowed_failures(0.25, 10) == 2
+    assert allowed_failures(0.5, 10) == 5
+    with pytest.raises(ValueError):
+        allowed_failures(-1, 10)
+
+
+def test_manifest_problems_stop_the_job_before_any_work(tmp_path: Path) -> None:
+    scp = make_corpus(tmp_path / "c", {"a": 2.0, "b": 2.0})
+    scp.write_text(scp.read_text() + scp.read_text().splitlines()[0] + "\n")
+    out = tmp_path / "out"
+    with pytest.raises(ManifestError, match=r"wav.scp:3"):
+        run_job(config(), str(scp), str(out), local=True, diarizer_factory=never_built)
+    assert not (out / "shards").exists()
+    # reco2num_spk naming a recording not in wav.scp
+    scp2 = make_corpus(tmp_path / "c2", {"a": 2.0})
+    r2n = tmp_path / "reco2num_spk"
+    r2n.write_text("a 2\nzz 3\n")
+    with pytest.raises(ManifestError, match=r"reco2num_spk:2.*'zz'"):
+        run_job(
+            config(),
+            str(scp2),
+            str(tmp_path / "o2"),
+            reco2num_spk=str(r2n),
+            local=True,
+            diarizer_factory=never_built,
+        )
+
+
+def test_output_of_another_config_is_refused_unless_overwritten(scp: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_job(config("job.num_shards=2"), str(scp), str(out), local=True, diarizer_factory=energy_factory())
+    with pytest.raises(JobError, match="different config"):
+        run_job(config("job.num_shards=2", "clustering.threshold=0.7"), str(scp), str(out), local=True)
+    with pytest.raises(JobError, match="different sharding"):
+        run_job(config("job.num_shards=3"), str(scp), str(out), local=True)
+    report = run_job(
+        config("job.num_shards=3"),
+        str(scp),
+        str(out),
+        local=True,
+        overwrite=True,
+        diarizer_factory=energy_factory(),
+    )
+    assert report.summary["shards"]["run"] == 3
+    assert sorted(p.name for p in (out / "shards").glob("*.done.json")) == [
+        f"shard-0000{i}.done.json" for i in range(3)
+    ]
+
+
+def test_recording_ids_never_become_paths(tmp_path: Path) -> None:
+    scp = make_corpus(tmp_path / "c", {"../../escape": 2.0, "ok": 2.0})
+    out = tmp_path / "deep" / "out"
+    assert run_job(config(), str(scp), str(out), local=True, diarizer_factory=energy_factory()).exit_code == 0
+    assert sorted(read_rttm(out / "corpus.rttm")) == ["../../escape", "ok"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "deep"]
+
+
+def test_fsspec_output_folder(scp: Path, reference: Path) -> None:
+    import fsspec
+
+    url = "memory://diar-job-test/out"
+    report = run_job(config("job.num_shards=2"), str(scp), url, local=True, diarizer_factory=energy_factory())
+    assert report.exit_code == 0
+    with fsspec.open(f"{url}/corpus.rttm", "rb") as f:
+        assert f.read() == (reference / "corpus.rttm").read_bytes()
