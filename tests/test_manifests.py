@@ -9,7 +9,7 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diar.errors import ManifestError
@@ -274,6 +274,7 @@ def test_names_file_must_match_the_profiles(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- file names
 
 
+@settings(deadline=None)
 @given(st.text(min_size=1, max_size=80))
 def test_safe_filename_is_a_plain_reversible_name(reco_id: str) -> None:
     name = safe_filename(reco_id)
@@ -283,6 +284,7 @@ def test_safe_filename_is_a_plain_reversible_name(reco_id: str) -> None:
         assert reco_id_from_filename(name) == reco_id
 
 
+@settings(deadline=None)
 @given(st.text(min_size=1, max_size=300), st.text(min_size=1, max_size=300))
 def test_safe_filename_never_collides(a: str, b: str) -> None:
     if a != b:

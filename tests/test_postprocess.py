@@ -143,12 +143,14 @@ def test_downsampling_takes_the_frame_at_each_centre() -> None:
         resample_labels(labels, 0.0)
 
 
+@settings(deadline=None)
 @given(st.integers(0, 10**8))
 def test_frame_index_survives_conversion_to_seconds(frames: int) -> None:
     assert seconds_to_frames(frames_to_seconds(frames)) == frames
     assert seconds_to_frames(frames_to_seconds(frames, 0.02), 0.02) == frames
 
 
+@settings(deadline=None)
 @given(st.floats(0, 1e5, allow_nan=False))
 def test_seconds_snap_to_the_nearest_frame_boundary(seconds: float) -> None:
     assert abs(frames_to_seconds(seconds_to_frames(seconds)) - seconds) <= 0.005 + 1e-6
@@ -160,6 +162,7 @@ turn_lists = st.lists(
 )
 
 
+@settings(deadline=None)
 @given(turn_lists)
 def test_merging_keeps_each_speakers_speech_and_removes_overlaps(items: list[tuple[int, int, str]]) -> None:
     turns = [Turn("r", s / 100, (s + d) / 100, spk) for s, d, spk in items]
