@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install diar into .venv, run the Ray job with the offline default model on the bundled
+# sample (a real 2-speaker LibriSpeech conversation), then score it against its reference.
+source "$(dirname "$0")/env.sh"
+SAMPLE=diar/data/sample
+OUT="${1:-runs/demo}"
+python -m jobs.diarize --config configs/default.yaml --wav-scp "$SAMPLE/wav.scp" --out "$OUT"
+echo "corpus RTTM: $PWD/$OUT/corpus.rttm"
+diar score --ref "$SAMPLE/ref.rttm" --hyp "$OUT/corpus.rttm" --collar 0.25
