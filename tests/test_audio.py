@@ -217,6 +217,8 @@ def test_http_404(http_root: tuple[str, Path]) -> None:
     base, _ = http_root
     with pytest.raises(AudioNotFoundError, match=r"'lost'.*not found"):
         load_audio(f"{base}/lost.wav", 16000, "lost")
+    with pytest.raises(AudioNotFoundError, match=r"'lost'.*not found"):
+        audio_duration(f"{base}/lost.wav", "lost")
 
 
 @pytest.mark.corpus
