@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -54,10 +55,12 @@ RESAMPLE_QUALITY = "HQ"
 _SPOOL_MAX_BYTES = 64 << 20
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*(::[A-Za-z][A-Za-z0-9+.-]*)*://")
+
+
 def is_url(source: str) -> bool:
-    """True for ``scheme://...`` sources (fsspec URLs), False for local paths."""
-    head, sep, _ = source.partition("://")
-    return bool(sep) and head.replace("+", "").replace("-", "").replace(".", "").isalnum()
+    """True for ``scheme://...`` sources (fsspec URLs, chained ones like ``simplecache::s3://`` too)."""
+    return _URL.match(source) is not None
 
 
 def is_pipe(source: str) -> bool:
@@ -232,6 +235,7 @@ def load_audio(
     reco_id: str | None = None,
     allow_pipes: bool = False,
     block_frames: int = BLOCK_FRAMES,
+    quality: str = RESAMPLE_QUALITY,
 ) -> np.ndarray:
     """Decode ``source`` to float32 mono at ``sample_rate`` Hz.
 
@@ -241,6 +245,7 @@ def load_audio(
         reco_id: recording id, used in error messages.
         allow_pipes: run ``cmd |`` sources through the shell (off by default).
         block_frames: frames decoded per block.
+        quality: soxr quality, "HQ" (default) or "VHQ".
 
     Returns:
         shape (num_samples,), float32, mono (mean of the channels).
@@ -250,18 +255,22 @@ def load_audio(
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if quality not in ("HQ", "VHQ"):
+        raise ValueError(f"quality must be 'HQ' or 'VHQ', got {quality!r}")
     with _open_source(source, reco_id, allow_pipes) as handle:
         _check_wav_complete(handle, reco_id, source)
         with _open_soundfile(handle, reco_id, source) as f:
-            return _decode(f, sample_rate, reco_id, source, block_frames)
+            return _decode(f, sample_rate, reco_id, source, block_frames, quality)
 
 
-def _decode(f: sf.SoundFile, sample_rate: int, reco_id: str | None, source: str, block: int) -> np.ndarray:
+def _decode(
+    f: sf.SoundFile, sample_rate: int, reco_id: str | None, source: str, block: int, quality: str
+) -> np.ndarray:
     in_rate, declared = int(f.samplerate), int(f.frames)
     if declared == 0:
         raise EmptyAudioError(reco_id, source, "audio has 0 samples")
     resampler = (
-        soxr.ResampleStream(in_rate, sample_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+        soxr.ResampleStream(in_rate, sample_rate, 1, dtype="float32", quality=quality)
         if in_rate != sample_rate
         else None
     )
