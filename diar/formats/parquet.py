@@ -1,8 +1,9 @@
 """Turns as a Parquet table (pyarrow): reader and writer.
 
 Columns, one row per turn: ``reco_id`` (string), ``speaker`` (string),
-``start``, ``end``, ``duration`` (float64 seconds) and ``model`` (string, the
-model or pipeline that produced the turn). Rows are in annotation order.
+``start``, ``end``, ``duration`` (float64 seconds; ``duration`` = end - start
+rounded to microseconds) and ``model`` (string, the model or pipeline that
+produced the turn). Rows are in annotation order.
 Written atomically when given a path.
 """
 
@@ -45,7 +46,7 @@ def to_table(annotations: Annotation | Iterable[Annotation], model: str) -> Any:
             "speaker": [t.speaker for t in turns],
             "start": [t.start for t in turns],
             "end": [t.end for t in turns],
-            "duration": [t.end - t.start for t in turns],
+            "duration": [round(t.end - t.start, 6) for t in turns],
             "model": [model] * len(turns),
         },
         schema=schema(),
