@@ -343,12 +343,13 @@ def _jaccard_errors(ref_active: np.ndarray, hyp_active: np.ndarray, weights: np.
     errors = np.ones(num_ref)
     if num_ref == 0 or num_hyp == 0:
         return errors
-    ref_dur = weights @ ref_active
-    hyp_dur = weights @ hyp_active
-    # shape: (R, H)
-    intersection = ref_active.T.astype(np.float64) @ (hyp_active * weights[:, None])
-    union = ref_dur[:, None] + hyp_dur[None, :] - intersection
-    pair_errors = 1.0 - intersection / union
+    # shape: (K, R, H); summed exactly per pair so that identical speakers give exactly 0
+    ref_pairs = ref_active[:, :, None]
+    hyp_pairs = hyp_active[:, None, :]
+    union = np.tensordot(weights, ref_pairs | hyp_pairs, axes=1)
+    differ = np.tensordot(weights, ref_pairs ^ hyp_pairs, axes=1)
+    # shape: (R, H); every scored reference speaker has some scored time, so union > 0
+    pair_errors = differ / union
     rows, cols = linear_sum_assignment(pair_errors)
     errors[rows] = pair_errors[rows, cols]
     return errors
