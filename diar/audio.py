@@ -94,6 +94,8 @@ def _open_source(source: str, reco_id: str | None, allow_pipes: bool) -> Iterato
             raise AudioNotFoundError(reco_id, source, "is a directory, not an audio file")
         if os.path.getsize(local) == 0:
             raise AudioDecodeError(reco_id, source, "zero-byte file")
+        if not os.access(local, os.R_OK):
+            raise AudioNotFoundError(reco_id, source, "file is not readable (permission denied)")
         yield local
         return
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX_BYTES) as spool:
@@ -149,7 +151,8 @@ def _check_wav_complete(f: IO[bytes] | str, reco_id: str | None, source: str) ->
 
     libsndfile silently clamps a truncated WAV to the bytes present, which would
     diarize half a recording without a word; compare the declared size instead.
-    Streaming writers that leave the size unknown (0 or 0xFFFFFFFF) are accepted.
+    Streaming writers that leave the size unknown (0, 0xFFFFFFFF, or sox's
+    placeholder near 2**31) are accepted.
     """
     own = isinstance(f, str)
     fh: IO[bytes] = open(f, "rb") if isinstance(f, str) else f
@@ -166,7 +169,7 @@ def _check_wav_complete(f: IO[bytes] | str, reco_id: str | None, source: str) ->
                 return  # no data chunk: libsndfile reports that itself
             cid, size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
             if cid == b"data":
-                if size in (0, 0xFFFFFFFF):
+                if size == 0 or size >= 0x7FFF0000:
                     return
                 fh.seek(0, os.SEEK_END)
                 present = fh.tell() - start - (pos + 8)

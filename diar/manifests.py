@@ -76,7 +76,7 @@ def iter_lines(path: PathLike) -> Iterator[Line]:
         raise ManifestError(name, None, f"cannot read manifest: {exc.strerror}") from exc
     for number, raw in enumerate(raw_lines, start=1):
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
             raise ManifestError(name, number, "line is not valid UTF-8", repr(raw)) from exc
         fields = tuple(text.split())

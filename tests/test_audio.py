@@ -122,6 +122,19 @@ def test_truncated_wav_is_an_error_not_a_shorter_recording(write_wav: WavWriter)
         load_audio(str(path), 16000, "cut")
 
 
+@pytest.mark.parametrize("declared", [0xFFFFFFFF, 0x7FFFF000])
+def test_streamed_wav_with_unknown_length_loads(write_wav: WavWriter, declared: int) -> None:
+    """Writers on a pipe cannot seek back to fix the sizes; such files are complete, not truncated."""
+    path = write_wav("stream.wav", seconds=1.0, kind="noise")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data")
+    data[at + 4 : at + 8] = declared.to_bytes(4, "little")
+    data[4:8] = declared.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    expected = sf.read(write_wav("ref.wav", seconds=1.0, kind="noise"), dtype="float32")[0]
+    np.testing.assert_array_equal(load_audio(str(path), 16000, "stream"), expected)
+
+
 def test_truncated_header(write_wav: WavWriter) -> None:
     path = write_wav("head.wav")
     path.write_bytes(path.read_bytes()[:30])

@@ -93,6 +93,12 @@ def test_wav_scp_missing_file_when_checked(tmp_path: Path) -> None:
     error_at(exc, scp, 2)
 
 
+def test_byte_order_mark_is_not_part_of_the_first_id(tmp_path: Path) -> None:
+    scp = tmp_path / "wav.scp"
+    scp.write_bytes("a /a.wav\n".encode("utf-8-sig"))
+    assert read_wav_scp(scp) == {"a": "/a.wav"}
+
+
 def test_undecodable_manifest_and_missing_manifest(tmp_path: Path) -> None:
     scp = tmp_path / "wav.scp"
     scp.write_bytes(b"a a.wav\nb \xff\xfe.wav\n")
