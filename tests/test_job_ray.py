@@ -1,0 +1,192 @@
+"""The diarization job on Ray: actors, shards, an actor killed mid-shard, the driver killed mid-run.
+
+Shares one session Ray cluster (2 CPUs); each test starts at most two actors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from job_helpers import DURATIONS, energy_factory, make_corpus
+from ray_fixtures import ray_address  # noqa: F401  (fixture)
+
+from diar.config import load_config
+from jobs.diarize import run_job
+
+pytestmark = pytest.mark.slow
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def scp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"), DURATIONS)
+
+
+@pytest.fixture(scope="module")
+def reference(scp: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean one-shard run in this process, without Ray."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    cfg = load_config(None, ["job.num_shards=1"])
+    assert run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory()).exit_code == 0
+    return out
+
+
+def test_two_actors_many_shards_equal_one_local_shard(
+    ray_address: str,  # noqa: F811
+    scp: Path,
+    reference: Path,
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    cfg = load_config(None, ["job.num_shards=3", "job.num_actors=2"])
+    report = run_job(cfg, str(scp), str(out), diarizer_factory=energy_factory())
+    assert report.exit_code == 0
+    assert report.summary["num_actors"] == 2
+    assert report.summary["shards"] == {"total": 3, "run": 3, "reused": 0, "lost": 0}
+    for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_actor_killed_mid_shard_is_restarted_and_output_identical(
+    ray_address: str,  # noqa: F811
+    scp: Path,
+    reference: Path,
+    tmp_path: Path,
+) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    killed: list[tuple[int, str]] = []
+
+    def kill_first_actor() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            files = sorted(pids.iterdir())
+            if files:
+                pid = int(files[0].name.split(".")[0])
+                killed.append((pid, files[0].read_text()))
+                os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_first_actor)
+    killer.start()
+    out = tmp_path / "out"
+    cfg = load_config(
+        None, ["job.num_shards=2", "job.num_actors=1", "job.max_restarts=1", "job.max_task_retries=1"]
+    )
+    report = run_job(cfg, str(scp), str(out), diarizer_factory=energy_factory(delay=0.5, pid_dir=str(pids)))
+    killer.join()
+    assert killed, "no actor was seen working"
+    pid, reco_id = killed[0]
+    # the interrupted recording was processed again by the restarted actor (a new process)
+    redone = [p for p in pids.iterdir() if p.read_text() == reco_id and int(p.name.split(".")[0]) != pid]
+    assert redone
+    assert report.exit_code == 0
+    assert report.summary["recordings"] == {"total": 6, "done": 6, "failed": 0}
+    for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_actor_dead_for_good_fails_its_shard_and_a_rerun_finishes(
+    ray_address: str,  # noqa: F811
+    scp: Path,
+    reference: Path,
+    tmp_path: Path,
+) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    stop = threading.Event()
+
+    def keep_killing() -> None:
+        seen: set[str] = set()
+        while not stop.is_set():
+            for p in sorted(pids.iterdir()):
+                if p.name not in seen:
+                    seen.add(p.name)
+                    try:
+                        os.kill(int(p.name.split(".")[0]), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=keep_killing)
+    killer.start()
+    out = tmp_path / "out"
+    cfg = load_config(
+        None, ["job.num_shards=2", "job.num_actors=1", "job.max_restarts=0", "job.max_task_retries=0"]
+    )
+    try:
+        report = run_job(
+            cfg, str(scp), str(out), diarizer_factory=energy_factory(delay=2.0, pid_dir=str(pids))
+        )
+    finally:
+        stop.set()
+        killer.join()
+    assert report.exit_code == 1
+    failures = (out / "failures.tsv").read_text().splitlines()[1:]
+    assert len(failures) == len(DURATIONS)
+    assert all(row.split("\t")[1] == "actor" for row in failures)
+    # nothing was recorded as done, so the rerun processes every shard
+    report = run_job(cfg, str(scp), str(out), diarizer_factory=energy_factory())
+    assert report.exit_code == 0
+    assert report.summary["shards"]["run"] == 2
+    assert (out / "corpus.rttm").read_bytes() == (reference / "corpus.rttm").read_bytes()
+
+
+DRIVER = """
+import sys
+sys.path.insert(0, {tests!r})
+import job_helpers
+from ray import cloudpickle
+cloudpickle.register_pickle_by_value(job_helpers)
+from jobs.diarize import main
+sys.exit(main(sys.argv[1:], job_helpers.energy_factory(delay=float({delay!r}))))
+"""
+
+
+def run_driver(script: Path, delay: float, args: list[str]) -> subprocess.Popen[bytes]:
+    script.write_text(DRIVER.format(tests=str(TESTS), delay=delay))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    return subprocess.Popen([sys.executable, str(script), *args], env=env, stderr=subprocess.PIPE)
+
+
+def test_driver_killed_mid_run_then_rerun_is_byte_identical(
+    ray_address: str,  # noqa: F811
+    scp: Path,
+    reference: Path,
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    args = ["--wav-scp", str(scp), "--out", str(out), "--address", ray_address, "--no-progress"]
+    args += ["--num-shards", "6", "--num-actors", "2"]
+    driver = run_driver(tmp_path / "slow.py", 1.5, args)
+    done = out / "shards"
+    deadline = time.monotonic() + 120
+    while not list(done.glob("*.done.json")) if done.exists() else True:
+        if time.monotonic() > deadline or driver.poll() is not None:
+            driver.kill()
+            pytest.fail(f"the driver did not finish a shard: {driver.communicate()[1].decode()[-2000:]}")
+        time.sleep(0.05)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    finished = len(list(done.glob("*.done.json")))
+    assert 1 <= finished < 6
+    assert not (out / "corpus.rttm").exists()
+
+    rerun = run_driver(tmp_path / "fast.py", 0.0, args)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err.decode()[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["shards"]["reused"] >= finished
+    assert summary["shards"]["run"] == 6 - summary["shards"]["reused"]
+    for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
