@@ -17,6 +17,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyannote.core import Annotation as PyannoteAnnotation
+from pyannote.core import Segment, Timeline
+from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
 
 from diar.commands import score as score_command
 from diar.formats.rttm import read_rttm, write_rttm
@@ -24,32 +27,20 @@ from diar.manifests import read_uem
 from diar.scoring import Score, ScoringError, score, score_recording
 from diar.types import Annotation, Turn
 
-pyannote_core = pytest.importorskip("pyannote.core")
-pyannote_diarization = pytest.importorskip("pyannote.metrics.diarization")
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 # Golden comparison tolerance: the check allows 5e-4 absolute DER; we agree to float noise.
 TOL = 1e-6
 
 Uem = dict[str, list[tuple[float, float]]]
 
 
-@pytest.fixture
-def corpus() -> Path:
-    """The shared corpus folder; the test is skipped when it is absent."""
-    if not CORPUS.is_dir():
-        pytest.skip(f"corpus not found at {CORPUS}")
-    return CORPUS
-
-
 # --------------------------------------------------------------------------- golden reference
 
 
-def to_pyannote(annotation: Annotation | None, reco_id: str):  # -> pyannote.core.Annotation
+def to_pyannote(annotation: Annotation | None, reco_id: str) -> PyannoteAnnotation:
     """One track per turn, as pyannote.database's RTTM loader builds it."""
-    out = pyannote_core.Annotation(uri=reco_id)
+    out = PyannoteAnnotation(uri=reco_id)
     for i, turn in enumerate(annotation.turns if annotation is not None else ()):
-        out[pyannote_core.Segment(turn.start, turn.end), i] = turn.speaker
+        out[Segment(turn.start, turn.end), i] = turn.speaker
     return out
 
 
@@ -61,8 +52,8 @@ def golden(
     skip_overlap: bool,
 ) -> tuple[dict[str, tuple[float, float]], float, float]:
     """pyannote.metrics' per-file (DER, JER) and corpus DER, JER, for the recordings diar scores."""
-    der = pyannote_diarization.DiarizationErrorRate(collar=2 * collar, skip_overlap=skip_overlap)
-    jer = pyannote_diarization.JaccardErrorRate(collar=2 * collar, skip_overlap=skip_overlap)
+    der = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip_overlap)
+    jer = JaccardErrorRate(collar=2 * collar, skip_overlap=skip_overlap)
     files = {}
     recos = list(reference) + [r for r in hypothesis if r not in reference]
     with warnings.catch_warnings():
@@ -70,7 +61,7 @@ def golden(
         for reco in recos:
             kwargs = {}
             if uem is not None:
-                kwargs["uem"] = pyannote_core.Timeline([pyannote_core.Segment(s, e) for s, e in uem[reco]])
+                kwargs["uem"] = Timeline([Segment(s, e) for s, e in uem[reco]])
             ref = to_pyannote(reference.get(reco), reco)
             hyp = to_pyannote(hypothesis.get(reco), reco)
             files[reco] = (der(ref, hyp, **kwargs), jer(ref, hyp, **kwargs))
