@@ -1,3 +1,8 @@
 """Models by kind; importing this package registers every model."""
 
-from diar.models import ge2e, silero, xvector  # noqa: F401  (register "ge2e", "silero", "xvector")
+from diar.models import (  # noqa: F401  (register "ge2e", "silero", "wavlm-sd", "xvector")
+    ge2e,
+    silero,
+    wavlm_sd,
+    xvector,
+)
