@@ -272,11 +272,13 @@ def _score_on_region(ref: list[Turn], hyp: list[Turn], region: list[Interval]) -
     scored = _interval_counts(times, region, [0] * len(region), 1)[:, 0] > 0
     weights = np.where(scored, durations, 0.0)
     # shape: (K, R) and (K, H): number of active turns of each speaker on each interval
+    ref_column = {s: i for i, s in enumerate(ref_labels)}
+    hyp_column = {s: i for i, s in enumerate(hyp_labels)}
     ref_counts = _interval_counts(
-        times, [(t.start, t.end) for t in ref], [ref_labels.index(t.speaker) for t in ref], len(ref_labels)
+        times, [(t.start, t.end) for t in ref], [ref_column[t.speaker] for t in ref], len(ref_labels)
     )
     hyp_counts = _interval_counts(
-        times, [(t.start, t.end) for t in hyp], [hyp_labels.index(t.speaker) for t in hyp], len(hyp_labels)
+        times, [(t.start, t.end) for t in hyp], [hyp_column[t.speaker] for t in hyp], len(hyp_labels)
     )
     # Speakers with no scored time do not exist for the metric (pyannote crops them away).
     ref_keep = weights @ ref_counts > 0
