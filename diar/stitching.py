@@ -1,0 +1,454 @@
+"""Stitch the local speakers of overlapping windows into recording-level speakers.
+
+A frame model such as WavLM-SD sees a few "local" speakers per window, in an
+arbitrary order that changes from window to window. Stitching runs in three
+steps, each usable on its own:
+
+1. :class:`WindowStitcher` takes the windows' per-frame probabilities one at a
+   time and links each window's active local speakers to those of the previous
+   window where they agree on the shared frames (Hungarian assignment on
+   intersection over union of activity). Linked pieces form *chains*; a
+   speaker who is silent in a whole overlap starts a new chain. Only 1-D
+   probabilities of active local speakers are kept, so memory is a few bytes
+   per frame, whatever the length of the recording.
+2. Chains are embedded with a speaker embedder on their exclusive speech
+   (:func:`chain_speech_runs`, :func:`embed_chains`) and clustered by
+   :func:`link_chains`: average-linkage agglomerative clustering on cosine
+   distance with cannot-link constraints, since two chains active in the same
+   window are different speakers. This links a speaker across gaps and
+   across windows that had more speakers than outputs.
+3. :func:`render` averages the probabilities of every speaker's pieces where
+   windows overlap, giving one (frames, speakers) matrix; a frame may be active
+   for several speakers (overlapped speech stays).
+
+Frame indices are global (frame 0 at sample 0) on the model's grid.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where the windows of one recording lie, in samples.
+
+    Attributes:
+        starts: shape (num_windows,) first sample of each window (multiples of the frame stride).
+        length: samples per window (all windows have the same length).
+    """
+
+    starts: np.ndarray
+    length: int
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def plan_windows(num_samples: int, window: int, hop: int, stride: int = 1) -> WindowPlan:
+    """Cut ``num_samples`` samples into windows of ``window`` samples every ``hop`` samples.
+
+    ``window`` and ``hop`` are rounded down to multiples of ``stride`` (the frame
+    model's samples per frame) so that every window's frames fall on the global
+    frame grid. The last window is moved back so it ends within ``stride`` samples
+    of the end (not padded: padding would change the model's input statistics).
+    A recording shorter than one window is a single window of its own length.
+
+    Args:
+        num_samples: recording length.
+        window: window length in samples.
+        hop: distance between window starts in samples (<= window).
+
+    Returns:
+        the window plan (empty when ``num_samples`` is 0).
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    window = (window // stride) * stride
+    hop = (hop // stride) * stride
+    if window <= 0 or hop <= 0 or hop > window:
+        raise ValueError(f"need 0 < hop <= window (in multiples of {stride} samples), got {window=} {hop=}")
+    if num_samples <= 0:
+        return WindowPlan(np.zeros(0, dtype=np.int64), 0)
+    if num_samples <= window:
+        return WindowPlan(np.zeros(1, dtype=np.int64), int(num_samples))
+    last = ((num_samples - window) // stride) * stride
+    starts = np.arange(0, last, hop, dtype=np.int64)
+    starts = np.append(starts, last)
+    return WindowPlan(starts, window)
+
+
+@dataclass
+class Piece:
+    """One active local speaker of one window.
+
+    Attributes:
+        window: window index (order of :meth:`WindowStitcher.add` calls).
+        local: the model's output index in that window.
+        start: global index of the window's first frame.
+        probs: shape (num_frames,) activity probabilities.
+        exclusive: shape (num_frames,) bool, active while no other local speaker of the window is.
+        chain: index of the chain the piece belongs to.
+    """
+
+    window: int
+    local: int
+    start: int
+    probs: np.ndarray
+    exclusive: np.ndarray
+    chain: int
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.probs)
+
+
+@dataclass
+class StitchResult:
+    """Pieces and the chains they form.
+
+    Attributes:
+        pieces: every active local speaker of every window.
+        chains: for each chain, the indices of its pieces in window order.
+        cannot_link: shape (num_chains, num_chains) bool, True where two chains are
+            active in a common window (hence different speakers).
+        num_frames: frames of the recording.
+    """
+
+    pieces: list[Piece]
+    chains: list[list[int]]
+    cannot_link: np.ndarray
+    num_frames: int
+
+    @property
+    def num_chains(self) -> int:
+        return len(self.chains)
+
+
+@dataclass
+class WindowStitcher:
+    """Incrementally link the local speakers of consecutive overlapping windows.
+
+    Args:
+        num_frames: frames of the whole recording.
+        threshold: a frame is active where the probability exceeds this.
+        min_link_frames: frames of joint activity in an overlap needed to link two pieces.
+        min_link_iou: intersection over union of activity needed to link two pieces.
+    """
+
+    num_frames: int
+    threshold: float = 0.5
+    min_link_frames: int = 10
+    min_link_iou: float = 0.5
+    pieces: list[Piece] = field(default_factory=list)
+    _chains: list[list[int]] = field(default_factory=list)
+    _previous: list[int] = field(default_factory=list)
+    _window_pieces: list[list[int]] = field(default_factory=list)
+    _last_start: int = 0
+
+    def add(self, start: int, probs: np.ndarray) -> None:
+        """Add the next window (in order of start frame).
+
+        Args:
+            start: global index of the window's first frame.
+            probs: shape (num_frames, num_local_speakers) activity probabilities.
+        """
+        p = np.asarray(probs, dtype=np.float32)
+        if p.ndim != 2:
+            raise ValueError(f"window probabilities must have shape (frames, speakers), got {p.shape}")
+        if start < 0 or start + len(p) > self.num_frames:
+            raise ValueError(
+                f"window of {len(p)} frames at frame {start} lies outside the recording "
+                f"({self.num_frames} frames)"
+            )
+        if start < self._last_start:
+            raise ValueError(
+                f"windows must be added in order of start frame, got {start} after {self._last_start}"
+            )
+        self._last_start = start
+        window = len(self._window_pieces)
+        active = p > self.threshold  # shape: (frames, local)
+        others = active.sum(axis=1, keepdims=True) - active  # shape: (frames, local)
+        exclusive = active & (others == 0)
+        current: list[int] = []
+        for local in np.flatnonzero(active.any(axis=0)):
+            self.pieces.append(
+                Piece(window, int(local), int(start), p[:, local].copy(), exclusive[:, local].copy(), -1)
+            )
+            current.append(len(self.pieces) - 1)
+        links = self._align(current)
+        for idx in current:
+            chain = links.get(idx)
+            if chain is None:
+                chain = len(self._chains)
+                self._chains.append([])
+            self._chains[chain].append(idx)
+            self.pieces[idx].chain = chain
+        self._window_pieces.append(current)
+        self._previous = current
+
+    def _align(self, current: list[int]) -> dict[int, int]:
+        """Chains of the previous window that the current pieces continue: {piece index: chain}."""
+        if not current or not self._previous:
+            return {}
+        cur0 = self.pieces[current[0]]
+        prev0 = self.pieces[self._previous[0]]
+        lo, hi = cur0.start, min(prev0.end, cur0.end)
+        if hi <= lo:
+            return {}
+        cur = np.stack([self.pieces[i].probs[lo - cur0.start : hi - cur0.start] for i in current])
+        prev = np.stack([self.pieces[j].probs[lo - prev0.start : hi - prev0.start] for j in self._previous])
+        a, b = cur > self.threshold, prev > self.threshold  # shape: (pieces, overlap_frames)
+        both = (a[:, None, :] & b[None, :, :]).sum(axis=2)  # shape: (cur, prev)
+        either = (a[:, None, :] | b[None, :, :]).sum(axis=2)
+        iou = both / np.maximum(either, 1)
+        rows, cols = linear_sum_assignment(iou, maximize=True)
+        links = {}
+        for r, c in zip(rows, cols, strict=True):
+            if both[r, c] >= self.min_link_frames and iou[r, c] >= self.min_link_iou:
+                links[current[r]] = self.pieces[self._previous[c]].chain
+        return links
+
+    def finish(self) -> StitchResult:
+        """The pieces, their chains and the chains' cannot-link constraints."""
+        n = len(self._chains)
+        cannot = np.zeros((n, n), dtype=bool)
+        for members in self._window_pieces:
+            chains = [self.pieces[i].chain for i in members]
+            for x in chains:
+                for y in chains:
+                    if x != y:
+                        cannot[x, y] = True
+        return StitchResult(self.pieces, [list(c) for c in self._chains], cannot, self.num_frames)
+
+
+def chain_frame_mean(result: StitchResult, chain: int, values: str = "probs") -> tuple[int, np.ndarray]:
+    """Mean over a chain's overlapping pieces of their ``probs`` or ``exclusive`` values.
+
+    Returns:
+        (first frame, shape (span_frames,) float32 mean values over the chain's span).
+    """
+    members = [result.pieces[i] for i in result.chains[chain]]
+    lo = min(p.start for p in members)
+    hi = max(p.end for p in members)
+    total = np.zeros(hi - lo, dtype=np.float32)
+    count = np.zeros(hi - lo, dtype=np.float32)
+    for p in members:
+        total[p.start - lo : p.end - lo] += getattr(p, values)
+        count[p.start - lo : p.end - lo] += 1
+    return lo, total / np.maximum(count, 1)
+
+
+def _runs(mask: np.ndarray, offset: int) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(s) + offset, int(e) + offset) for s, e in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def chain_speech_runs(
+    result: StitchResult, chain: int, threshold: float = 0.5
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Frame runs [start, end) of a chain's speech: (exclusive runs, all active runs).
+
+    A frame is exclusive where more than half of the chain's pieces covering it
+    say the speaker talks alone; active where the mean probability exceeds ``threshold``.
+    """
+    lo, excl = chain_frame_mean(result, chain, "exclusive")
+    _, probs = chain_frame_mean(result, chain, "probs")
+    return _runs(excl > 0.5, lo), _runs(probs > threshold, lo)
+
+
+def gather_samples(
+    waveform: np.ndarray, runs: Sequence[tuple[int, int]], stride: int, max_samples: int
+) -> np.ndarray:
+    """Concatenate the samples of frame runs (frame i = samples [i*stride, (i+1)*stride)).
+
+    Runs are taken spread over the whole list when their total exceeds
+    ``max_samples`` (every k-th run), so a long chain is represented by all its parts.
+
+    Returns:
+        shape (n,) float32 with n <= max_samples.
+    """
+    if not runs:
+        return np.zeros(0, dtype=np.float32)
+    lengths = np.array([e - s for s, e in runs]) * stride
+    step = max(1, int(np.ceil(lengths.sum() / max(max_samples, 1))))
+    parts = []
+    total = 0
+    for s, e in runs[::step]:
+        part = waveform[s * stride : e * stride]
+        parts.append(part[: max_samples - total])
+        total += len(parts[-1])
+        if total >= max_samples:
+            break
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def embed_chains(
+    result: StitchResult,
+    waveform: np.ndarray,
+    embed: Callable[[np.ndarray], np.ndarray],
+    stride: int,
+    min_samples: int,
+    max_samples: int,
+    threshold: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One embedding per chain from its exclusive speech (all its speech when that is too short).
+
+    Args:
+        waveform: shape (num_samples,) the recording.
+        embed: utterance embedder, shape (n,) -> (dim,).
+        stride: samples per frame.
+        min_samples: speech needed for a reliable embedding; shorter speech is tiled to this length
+            and the chain marked unreliable.
+        max_samples: at most this much speech is embedded per chain.
+
+    Returns:
+        (shape (num_chains, dim) float32 embeddings, shape (num_chains,) bool: reliable).
+    """
+    embeddings = []
+    reliable = np.zeros(result.num_chains, dtype=bool)
+    for c in range(result.num_chains):
+        exclusive, active = chain_speech_runs(result, c, threshold)
+        speech = gather_samples(waveform, exclusive, stride, max_samples)
+        if len(speech) < min_samples:
+            speech = gather_samples(waveform, active, stride, max_samples)
+        reliable[c] = len(speech) >= min_samples
+        if len(speech) == 0:  # frames past the end of the samples (cannot happen with a real plan)
+            speech = np.zeros(min_samples, dtype=np.float32)
+        if len(speech) < min_samples:
+            speech = np.tile(speech, int(np.ceil(min_samples / len(speech))))[:min_samples]
+        embeddings.append(np.asarray(embed(speech), dtype=np.float32).reshape(-1))
+    if not embeddings:
+        return np.zeros((0, 0), dtype=np.float32), reliable
+    return np.stack(embeddings), reliable
+
+
+def _cosine_distances(x: np.ndarray) -> np.ndarray:
+    norm = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.clip(1.0 - norm @ norm.T, 0.0, 2.0).astype(np.float64)
+
+
+def link_chains(
+    embeddings: np.ndarray,
+    cannot_link: np.ndarray,
+    threshold: float,
+    num_speakers: int | None = None,
+    min_speakers: int = 1,
+    max_speakers: int | None = None,
+    reliable: np.ndarray | None = None,
+) -> np.ndarray:
+    """Cluster chains into speakers: average-linkage AHC on cosine distance with cannot-link.
+
+    Clusters merge while their average distance is below ``threshold`` (and the
+    count is above the lower bound); merging goes on past the threshold while the
+    count is above the upper bound (``num_speakers`` fixes both). Clusters with
+    a cannot-link pair are never merged, so the count may stay above the bound
+    when the constraints require it. Unreliable chains (too little speech for an
+    embedding) do not take part; each then joins the nearest cluster it does
+    not conflict with, or becomes a speaker of its own if there is none.
+
+    Args:
+        embeddings: shape (num_chains, dim).
+        cannot_link: shape (num_chains, num_chains) bool.
+        threshold: cosine distance (1 - cosine similarity) above which clusters stay apart.
+        reliable: shape (num_chains,) bool, default all True.
+
+    Returns:
+        shape (num_chains,) int64 speaker labels 0..K-1, numbered by first chain.
+    """
+    n = len(embeddings)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    ok = np.ones(n, dtype=bool) if reliable is None else np.asarray(reliable, dtype=bool).copy()
+    if not ok.any():
+        ok[:] = True  # nothing better to go on: cluster them all
+    core = np.flatnonzero(ok)
+    lo = num_speakers if num_speakers is not None else max(1, min_speakers)
+    hi = num_speakers if num_speakers is not None else (max_speakers or n)
+    dist = _cosine_distances(embeddings)
+    cannot = np.asarray(cannot_link, dtype=bool)
+
+    # Agglomerative clustering of the reliable chains; D holds cluster distances, inf = forbidden.
+    d = dist[np.ix_(core, core)].copy()
+    d[cannot[np.ix_(core, core)]] = np.inf
+    np.fill_diagonal(d, np.inf)
+    sizes = np.ones(len(core))
+    alive = np.ones(len(core), dtype=bool)
+    members: list[list[int]] = [[int(i)] for i in core]
+    count = len(core)
+    while count > 1:
+        masked = np.where(alive[:, None] & alive[None, :], d, np.inf)
+        flat = int(np.argmin(masked))
+        i, j = divmod(flat, len(core))
+        best = masked[i, j]
+        if not np.isfinite(best):
+            break
+        if count <= lo or (best >= threshold and count <= hi):
+            break
+        # merge j into i (Lance-Williams average linkage; inf stays inf)
+        merged = (sizes[i] * d[i] + sizes[j] * d[j]) / (sizes[i] + sizes[j])
+        merged[np.isinf(d[i]) | np.isinf(d[j])] = np.inf
+        d[i, :] = merged
+        d[:, i] = merged
+        d[i, i] = np.inf
+        sizes[i] += sizes[j]
+        alive[j] = False
+        members[i].extend(members[j])
+        members[j] = []
+        count -= 1
+
+    labels = np.full(n, -1, dtype=np.int64)
+    clusters = [m for m, a in zip(members, alive, strict=True) if a]
+    for k, m in enumerate(clusters):
+        labels[m] = k
+    # unreliable chains: nearest compatible cluster by average distance
+    for c in np.flatnonzero(labels < 0):
+        best_k, best_d = -1, np.inf
+        for k in range(len(clusters)):
+            ids = np.flatnonzero(labels == k)
+            if cannot[c, ids].any():
+                continue
+            mean = float(dist[c, ids].mean())
+            if mean < best_d:
+                best_k, best_d = k, mean
+        if best_k < 0:
+            best_k = len(clusters)
+            clusters.append([])
+        labels[c] = best_k
+        clusters[best_k].append(int(c))
+    return _relabel(labels)
+
+
+def _relabel(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels 0..K-1 by first appearance."""
+    order: dict[int, int] = {}
+    out = np.empty_like(labels)
+    for i, x in enumerate(labels):
+        out[i] = order.setdefault(int(x), len(order))
+    return out
+
+
+def render(result: StitchResult, speaker_of_chain: np.ndarray) -> np.ndarray:
+    """Recording-level activity probabilities: each speaker's pieces averaged where they overlap.
+
+    Args:
+        speaker_of_chain: shape (num_chains,) labels 0..K-1.
+
+    Returns:
+        shape (num_frames, K) float32; frames no piece of a speaker covers are 0.
+    """
+    k = int(speaker_of_chain.max()) + 1 if len(speaker_of_chain) else 0
+    total = np.zeros((result.num_frames, k), dtype=np.float32)
+    count = np.zeros((result.num_frames, k), dtype=np.float32)
+    for piece in result.pieces:
+        s = int(speaker_of_chain[piece.chain])
+        total[piece.start : piece.end, s] += piece.probs
+        count[piece.start : piece.end, s] += 1
+    return total / np.maximum(count, 1)
