@@ -6,9 +6,11 @@ turns of every speaker is constant, and each quantity is a duration-weighted sum
 over those intervals. There is no frame grid.
 
 Conventions: those of pyannote.metrics, which the tests use as the golden reference
-(the numbers agree with ``pyannote.metrics`` 4.x to float precision), which are NIST
-md-eval's except where noted (md-eval-22 gives the same DER to its printed precision
-on the shared corpus when hypothesis turns of one speaker do not overlap):
+(the numbers agree with ``pyannote.metrics`` 4.x to float precision). They are NIST
+md-eval's except in two points, both noted below: the speaker mapping is found after
+collars are removed, and a speaker's own overlapping turns are not merged. On the
+shared corpus md-eval-22 gives the same seconds to its printed precision when
+neither point applies.
 
 * Scored region: the UEM of the recording when one is given, else the extent of
   reference and hypothesis together (earliest start to latest end; outside the
@@ -20,7 +22,9 @@ on the shared corpus when hypothesis turns of one speaker do not overlap):
   scored (md-eval ``-1``).
 * Speaker mapping: one-to-one, maximising the scored time on which a hypothesis
   speaker and a reference speaker talk together (Hungarian algorithm); it is found
-  after collars and overlap have been removed.
+  after collars and overlap have been removed. md-eval maps on the region before
+  collars are removed, so with a collar its confusion can be higher where the
+  mapping is close.
 * Turns count with multiplicity: a speaker with two turns active at once (e.g. a
   hypothesis that merged two speakers) counts as two speakers there, as in
   pyannote.metrics; md-eval merges them instead, which
