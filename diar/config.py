@@ -79,7 +79,17 @@ class ProfileConfig:
 
 @dataclass
 class FrameModelConfig:
-    """Frame-level speaker-activity model (mode: frame), e.g. WavLM-Base-Plus-SD."""
+    """Frame-level speaker-activity model (mode: frame), e.g. WavLM-Base-Plus-SD.
+
+    Build: ``name`` (FRAME_MODELS registry), ``model`` (Hugging Face id or local
+    directory), ``device`` (auto|cpu|cuda), ``batch_size`` (windows per forward
+    pass), ``autocast`` (none|bf16|fp16). Windows: ``window`` and ``hop`` seconds.
+    Tuned: ``threshold`` (activity probability), stitching of local speakers:
+    ``link_frames`` / ``link_iou`` (agreement needed on a window overlap to link
+    two local speakers), ``link_threshold`` (cosine distance under which chains
+    of local speakers are merged by their embeddings from ``embedding.name``),
+    ``embed_min_seconds`` / ``embed_max_seconds`` (speech per chain embedding).
+    """
 
     name: str = "wavlm-sd"
     model: str = "microsoft/wavlm-base-plus-sd"
@@ -89,6 +99,11 @@ class FrameModelConfig:
     window: float = 10.0
     hop: float = 5.0
     threshold: float = 0.5
+    link_frames: int = 10
+    link_iou: float = 0.5
+    link_threshold: float = 0.3
+    embed_min_seconds: float = 1.0
+    embed_max_seconds: float = 30.0
 
 
 @dataclass

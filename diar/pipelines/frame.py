@@ -1,0 +1,177 @@
+"""Frame-model diarization (mode ``frame``): WavLM-SD over windows, stitched into recording speakers.
+
+The frame model sees a few local speakers per window (two for WavLM-Base-Plus-SD).
+Windows overlap; :mod:`diar.stitching` links local speakers across overlaps, then
+clusters the resulting chains with speaker embeddings (``embedding.name``) so
+that a recording may have any number of speakers. A frame may be active for
+several speakers (overlapped speech is kept).
+
+Memory stays flat with the recording's length: only one batch of windows is
+fed to the model at a time, and per window only the 1-D probabilities of its
+active local speakers are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from diar.config import Config
+from diar.models.base import FRAME_MODELS
+from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
+from diar.pipelines.clustering import build_embedder, set_torch_threads
+from diar.postprocess import labels_to_annotation, resample_labels
+from diar.stitching import StitchResult, WindowStitcher, embed_chains, link_chains, plan_windows, render
+from diar.types import FRAME_SHIFT, Annotation
+
+logger = logging.getLogger(__name__)
+
+
+def build_frame_model(config: Config) -> object:
+    """The frame model ``config.frame_model.name`` names, built from ``config.frame_model``."""
+    import diar.models  # noqa: F401  (registers the models)
+
+    fm = config.frame_model
+    return FRAME_MODELS.get(fm.name)(
+        model=fm.model,
+        device=fm.device,
+        batch_size=fm.batch_size,
+        autocast=fm.autocast,
+        num_threads=config.num_threads,
+    )
+
+
+def run_windows(
+    model: object,
+    waveform: np.ndarray,
+    window: float,
+    hop: float,
+    batch_size: int,
+    threshold: float = 0.5,
+    link_frames: int = 10,
+    link_iou: float = 0.5,
+) -> StitchResult:
+    """Run the frame model over overlapping windows and link local speakers across overlaps.
+
+    Only ``batch_size`` windows of input exist at a time.
+
+    Args:
+        model: a frame model with ``sample_rate``, ``frame_stride``, ``num_frames(n)``
+            and ``__call__((B, n)) -> (B, F, S)`` probabilities.
+        waveform: shape (num_samples,) at ``model.sample_rate``.
+        window, hop: seconds.
+
+    Returns:
+        the stitched pieces and chains (``num_frames`` = model frames of the whole recording).
+    """
+    sr = int(model.sample_rate)  # type: ignore[attr-defined]
+    stride = int(model.frame_stride)  # type: ignore[attr-defined]
+    num_frames = int(model.num_frames(len(waveform)))  # type: ignore[attr-defined]
+    stitcher = WindowStitcher(num_frames, threshold, link_frames, link_iou)
+    if num_frames == 0:
+        return stitcher.finish()
+    plan = plan_windows(len(waveform), round(window * sr), round(hop * sr), stride)
+    for i in range(0, len(plan), batch_size):
+        starts = plan.starts[i : i + batch_size]
+        batch = np.stack([waveform[s : s + plan.length] for s in starts])  # shape: (B, L)
+        probs = model(batch)  # type: ignore[operator]  # shape: (B, F, S)
+        for s, p in zip(starts, probs, strict=True):
+            stitcher.add(int(s) // stride, p)
+    return stitcher.finish()
+
+
+@DIARIZERS.register("frame")
+class FrameDiarizer(Diarizer):
+    """Frame model over windows -> stitched chains -> embeddings -> constrained clustering -> turns.
+
+    Speakers are named ``spk1``, ``spk2``, ... in order of first appearance. The
+    speaker count comes from the recording (``RecordingInput.num_speakers``),
+    else ``clustering.num_speakers``, else it is estimated (cosine distance
+    ``frame_model.link_threshold``) within [``clustering.min_speakers``,
+    ``clustering.max_speakers``].
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        model: object | None = None,
+        embed: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.embed: Callable[[np.ndarray], np.ndarray]
+        self.model = model if model is not None else build_frame_model(config)
+        self.sample_rate = int(self.model.sample_rate)  # type: ignore[attr-defined]
+        if embed is None:
+            embedder = build_embedder(config)
+            self._embed_rate = int(embedder.sample_rate)
+            self.embed = embedder.embed_utterance
+            self._embed_min_samples = int(embedder.min_num_samples)
+        else:
+            self._embed_rate = self.sample_rate
+            self.embed = embed
+            self._embed_min_samples = 1
+        set_torch_threads(config.num_threads)
+
+    def _embed_speech(self, speech: np.ndarray) -> np.ndarray:
+        """Embed speech at the model's rate with the embedder (resampled if its rate differs)."""
+        if self._embed_rate != self.sample_rate:
+            import soxr
+
+            speech = soxr.resample(speech, self.sample_rate, self._embed_rate).astype(np.float32)
+        if len(speech) < self._embed_min_samples:
+            speech = np.pad(speech, (0, self._embed_min_samples - len(speech)))
+        return self.embed(speech)
+
+    def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
+        """Diarize one recording (``recording.waveform`` at ``self.sample_rate``)."""
+        cfg = self.config
+        fm = cfg.frame_model
+        sr = self.sample_rate
+        wav = np.asarray(recording.waveform, dtype=np.float32)  # shape: (N,)
+        with timed(hook, "frame_model"):
+            stitched = run_windows(
+                self.model, wav, fm.window, fm.hop, fm.batch_size, fm.threshold, fm.link_frames, fm.link_iou
+            )
+        with timed(hook, "embedding"):
+            stride = int(self.model.frame_stride)  # type: ignore[attr-defined]
+            embeddings, reliable = embed_chains(  # shape: (C, D), (C,)
+                stitched,
+                wav,
+                self._embed_speech,
+                stride,
+                round(fm.embed_min_seconds * sr),
+                round(fm.embed_max_seconds * sr),
+                fm.threshold,
+            )
+        with timed(hook, "clustering"):
+            speaker_of_chain = link_chains(  # shape: (C,)
+                embeddings,
+                stitched.cannot_link,
+                fm.link_threshold,
+                recording.num_speakers or cfg.clustering.num_speakers,
+                cfg.clustering.min_speakers,
+                cfg.clustering.max_speakers,
+                reliable,
+            )
+        with timed(hook, "postprocess"):
+            probs = render(stitched, speaker_of_chain)  # shape: (T, K) at the model's frame shift
+            shift = stride / sr
+            labels = resample_labels(probs > fm.threshold, shift, FRAME_SHIFT)  # shape: (T10, K)
+            speakers = [f"spk{k + 1}" for k in range(probs.shape[1])]
+            annotation = labels_to_annotation(
+                recording.reco_id,
+                labels,
+                speakers,
+                smooth_size=cfg.postprocess.smooth_size,
+                dur_threshold=cfg.postprocess.dur_threshold,
+            )
+        logger.debug(
+            "%s: %d pieces in %d chains -> %d speakers",
+            recording.reco_id,
+            len(stitched.pieces),
+            stitched.num_chains,
+            probs.shape[1],
+        )
+        return annotation
