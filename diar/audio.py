@@ -121,14 +121,30 @@ def _download(url: str, reco_id: str | None, out: IO[bytes]) -> None:
     try:
         with fs.open(path, "rb", **kwargs) as f:
             shutil.copyfileobj(f, out, 1 << 20)
-    except FileNotFoundError as exc:
-        raise AudioNotFoundError(reco_id, url, "not found (404 or missing object)") from exc
-    except OSError as exc:
-        raise AudioNotFoundError(reco_id, url, f"cannot read URL: {exc}") from exc
     except Exception as exc:  # aiohttp / botocore errors have no common base
-        if "404" in str(exc) or "Not Found" in str(exc):
-            raise AudioNotFoundError(reco_id, url, "not found (404)") from exc
-        raise AudioNotFoundError(reco_id, url, f"cannot read URL: {type(exc).__name__}: {exc}") from exc
+        raise _url_error(reco_id, url, exc) from exc
+
+
+def _url_error(reco_id: str | None, url: str, exc: BaseException) -> AudioNotFoundError:
+    """The error for a URL that cannot be read, saying whether it is missing or unreachable.
+
+    fsspec's HTTP filesystem turns *every* failure (404, refused connection, DNS,
+    timeout) into ``FileNotFoundError``; the cause it chains tells them apart.
+    """
+    cause = exc.__cause__ if isinstance(exc, FileNotFoundError) and exc.__cause__ is not None else exc
+    status = getattr(cause, "status", None)
+    if status == 404 or (isinstance(exc, FileNotFoundError) and cause is exc):
+        return AudioNotFoundError(reco_id, url, "not found (404 or missing object)")
+    if isinstance(status, int):
+        reason = " ".join(str(getattr(cause, "message", "")).split())
+        return AudioNotFoundError(reco_id, url, f"cannot read URL: HTTP {status} {reason}".rstrip())
+    if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+        # refused or reset connections, DNS failures and timeouts are all OSErrors here
+        detail = " ".join(str(cause).split()) or type(cause).__name__
+        return AudioNotFoundError(reco_id, url, f"cannot reach URL: {detail}")
+    if isinstance(exc, FileNotFoundError) or "404" in str(cause) or "Not Found" in str(cause):
+        return AudioNotFoundError(reco_id, url, "not found (404 or missing object)")
+    return AudioNotFoundError(reco_id, url, f"cannot read URL: {type(cause).__name__}: {cause}")
 
 
 def _run_pipe(command: str, reco_id: str | None, allow_pipes: bool, out: IO[bytes]) -> None:
@@ -226,7 +242,7 @@ def _remote_duration(url: str, reco_id: str | None) -> float | None:
             if f.samplerate > 0:
                 return float(f.frames) / float(f.samplerate)
     except FileNotFoundError as exc:
-        raise AudioNotFoundError(reco_id, url, "not found (404 or missing object)") from exc
+        raise _url_error(reco_id, url, exc) from exc
     except Exception as exc:  # no range support, odd backends: fall back to a download
         logger.debug("header-only read of %s failed (%s); downloading it", url, exc)
     return None

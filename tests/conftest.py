@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +75,48 @@ def write_wav(tmp_path: Path) -> WavWriter:
         return path
 
     return write
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder without logging; ``/status/<code>/...`` answers that HTTP status instead."""
+
+    def do_GET(self) -> None:
+        parts = self.path.split("/")
+        if len(parts) > 2 and parts[1] == "status" and parts[2].isdigit():
+            self.send_error(int(parts[2]))
+            return
+        super().do_GET()
+
+    def do_HEAD(self) -> None:
+        parts = self.path.split("/")
+        if len(parts) > 2 and parts[1] == "status" and parts[2].isdigit():
+            self.send_error(int(parts[2]))
+            return
+        super().do_HEAD()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(root: Path) -> Iterator[str]:
+    """Serve ``root`` over HTTP on 127.0.0.1 (a free port, no range requests); yield the base URL."""
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``(base_url, folder)``: a local http.server on 127.0.0.1 serving a fresh folder."""
+    root = tmp_path / "www"
+    root.mkdir()
+    with serve_folder(root) as base:
+        yield base, root

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
+import socket
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -195,28 +192,6 @@ def test_pipes_are_refused_unless_enabled(write_wav: WavWriter) -> None:
         load_audio("false |", 16000, "p", allow_pipes=True)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A local http.server on 127.0.0.1 serving a folder (no range requests)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_http_url(http_root: tuple[str, Path]) -> None:
     base, root = http_root
     sf.write(root / "r.flac", synth(2.0, sample_rate=8000, channels=2, kind="noise"), 8000)
@@ -260,3 +235,18 @@ def test_urls_and_paths() -> None:
     assert is_url("https://host/a.wav") and is_url("s3://b/k.flac") and is_url("file:///x.wav")
     assert is_url("simplecache::s3://b/k.flac")
     assert not is_url("/data/a.wav") and not is_url("rel/a:b.wav") and not is_url("C:/x.wav")
+
+
+def test_unreachable_url_is_not_called_missing(http_root: tuple[str, Path]) -> None:
+    base, _ = http_root
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/r.wav"
+    with pytest.raises(AudioNotFoundError, match=r"'r'.*cannot reach URL.*127\.0\.0\.1") as info:
+        load_audio(url, 16000, "r")
+    assert "404" not in str(info.value)
+    with pytest.raises(AudioNotFoundError, match="cannot reach URL"):
+        audio_duration(url, "r")
+    with pytest.raises(AudioNotFoundError, match=r"'r'.*HTTP 500"):
+        load_audio(f"{base}/status/500/r.wav", 16000, "r")
