@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from diar.config import JobConfig
+from diar.errors import DiarError
 from jobs.shards import Shard
 
 logger = logging.getLogger(__name__)
@@ -84,15 +85,22 @@ def actor_spec(job: JobConfig, cluster: dict[str, float]) -> ActorSpec:
 
 
 def num_actors_for(job: JobConfig, spec: ActorSpec, cluster: dict[str, float], num_shards: int) -> int:
-    """``job.num_actors``, or as many actors as the cluster's CPUs (and GPUs) hold; at most one per shard."""
+    """``job.num_actors``, or as many actors as the cluster's CPUs (and GPUs) hold.
+
+    Never more than the cluster holds now, nor more than one per shard.
+    """
+    fit = max(1, math.floor(cluster.get("CPU", 1.0) / spec.num_cpus + 1e-9))
+    if spec.num_gpus > 0:
+        fit = min(fit, max(1, math.floor(cluster.get("GPU", 0.0) / spec.num_gpus + 1e-9)))
+    wanted = fit
     if job.num_actors is not None:
         if job.num_actors < 1:
             raise ValueError(f"job.num_actors must be >= 1, got {job.num_actors}")
         wanted = job.num_actors
-    else:
-        wanted = max(1, math.floor(cluster.get("CPU", 1.0) / spec.num_cpus + 1e-9))
-        if spec.num_gpus > 0:
-            wanted = min(wanted, max(1, math.floor(cluster.get("GPU", 0.0) / spec.num_gpus + 1e-9)))
+        if wanted > fit:
+            # an actor that cannot be placed would hold its shard forever
+            logger.warning("job.num_actors=%d but the cluster holds only %d such actors", wanted, fit)
+            wanted = fit
     return max(1, min(wanted, num_shards))
 
 
@@ -114,7 +122,7 @@ def run_local(
     """Process ``shards`` in order in this process with one worker from ``factory``."""
     if not shards:
         return
-    worker = factory()
+    worker = build_worker(factory)
     for shard in shards:
         try:
             result = worker(shard)
@@ -124,15 +132,42 @@ def run_local(
             on_outcome(Outcome(shard, result=result))
 
 
+class WorkerStartError(DiarError):
+    """The workers could not be built (e.g. the model does not load): no shard can be processed."""
+
+
+def build_worker(factory: WorkerFactory) -> Callable[[Shard[Any]], Any]:
+    """``factory()``, with any failure turned into a :class:`WorkerStartError` naming the cause."""
+    try:
+        return factory()
+    except Exception as e:
+        raise WorkerStartError(f"cannot build the shard worker: {type(e).__name__}: {e}") from e
+
+
 class ShardActor:
-    """The Ray actor: builds its worker once, then processes the shards it is sent."""
+    """The Ray actor: builds its worker once, then processes the shards it is sent.
+
+    A worker that fails to build does not kill the actor (Ray would restart it in a
+    loop): :meth:`start_error` reports it so that the driver stops with the cause.
+    """
 
     def __init__(self, factory: WorkerFactory, num_threads: int) -> None:
         set_num_threads(num_threads)
         self._num_threads = num_threads
-        self._worker = factory()
+        self._worker: Callable[[Shard[Any]], Any] | None = None
+        self._start_error: str | None = None
+        try:
+            self._worker = build_worker(factory)
+        except WorkerStartError as e:
+            self._start_error = str(e)
+
+    def start_error(self) -> str | None:
+        """None once the worker is built, else why it could not be."""
+        return self._start_error
 
     def process(self, shard: Shard[Any]) -> Any:
+        if self._worker is None:
+            raise WorkerStartError(self._start_error or "worker not built")
         set_num_threads(self._num_threads)  # the call may run on another thread than __init__
         return self._worker(shard)
 
@@ -195,6 +230,8 @@ def run_ray(
                     on_outcome(Outcome(shard, error=e, stage="actor"))
                 except RayTaskError as e:
                     cause = e.cause if isinstance(e.cause, BaseException) else e
+                    if isinstance(cause, WorkerStartError):
+                        raise WorkerStartError(str(cause)) from None
                     on_outcome(Outcome(shard, error=cause, stage="shard"))
                 else:
                     on_outcome(Outcome(shard, result=result))

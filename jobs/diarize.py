@@ -471,7 +471,8 @@ def run_job(
     done_seconds = sum(s.seconds for s in shards if s.shard_id in records)
     done_count = sum(len(s.items) for s in shards if s.shard_id in records)
 
-    t_work = time.perf_counter()
+    t_work = time.perf_counter()  # reset once Ray is up: work = actors starting + shards
+    work_seconds = 0.0
     if todo:
         bar = Progress(
             len(recordings), total_seconds, done_count, done_seconds, disable=None if progress else True
@@ -494,10 +495,12 @@ def run_job(
             if local:
                 num_actors = 1
                 run_local(factory, todo, on_outcome)
+                work_seconds = time.perf_counter() - t_work
             else:
                 import ray
 
                 with ray_session(address):
+                    t_work = time.perf_counter()
                     cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
                     spec = actor_spec(config.job, cluster)
                     num_actors = num_actors_for(config.job, spec, cluster, len(todo))
@@ -505,7 +508,7 @@ def run_job(
                         DiarizeWorker, config, out.url, diarizer_factory, spec.num_threads
                     )
                     run_ray(factory, todo, spec, num_actors, on_outcome)
-    work_seconds = time.perf_counter() - t_work
+                    work_seconds = time.perf_counter() - t_work
 
     finished = [records[s.shard_id] for s in shards if s.shard_id in records]
     totals = Totals(recordings=len(recordings))

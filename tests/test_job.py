@@ -247,3 +247,53 @@ def test_fsspec_output_folder(scp: Path, reference: Path) -> None:
     assert report.exit_code == 0
     with fsspec.open(f"{url}/corpus.rttm", "rb") as f:
         assert f.read() == (reference / "corpus.rttm").read_bytes()
+
+
+def test_a_model_that_cannot_load_stops_the_job_with_its_cause(
+    scp: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from diar.errors import ModelLoadError
+
+    def broken(config):  # type: ignore[no-untyped-def]
+        raise ModelLoadError("model dir /nowhere: missing sv.pb")
+
+    code = main(["--wav-scp", str(scp), "--out", str(tmp_path / "out"), "--local", "--no-progress"], broken)
+    assert code == 2
+    assert "ModelLoadError: model dir /nowhere: missing sv.pb" in capsys.readouterr().err
+
+
+def test_actor_resources_follow_the_cluster() -> None:
+    from diar.config import JobConfig
+    from jobs.actors import actor_spec, num_actors_for
+
+    cpu_only = {"CPU": 8.0}
+    gpus = {"CPU": 16.0, "GPU": 2.0}
+    spec = actor_spec(JobConfig(num_cpus=2), cpu_only)
+    assert (spec.num_cpus, spec.num_gpus, spec.num_threads) == (2.0, 0.0, 2)
+    assert num_actors_for(JobConfig(num_cpus=2), spec, cpu_only, num_shards=100) == 4
+    assert num_actors_for(JobConfig(num_cpus=2), spec, cpu_only, num_shards=3) == 3
+    assert num_actors_for(JobConfig(num_cpus=2, num_actors=2), spec, cpu_only, num_shards=100) == 2
+    assert num_actors_for(JobConfig(num_cpus=2, num_actors=9), spec, cpu_only, num_shards=100) == 4
+    gspec = actor_spec(JobConfig(num_cpus=2), gpus)
+    assert gspec.num_gpus == 1.0
+    assert num_actors_for(JobConfig(num_cpus=2), gspec, gpus, num_shards=100) == 2
+    half = actor_spec(JobConfig(num_cpus=2, num_gpus=0.5), gpus)
+    assert num_actors_for(JobConfig(num_cpus=2, num_gpus=0.5), half, gpus, num_shards=100) == 4
+    assert actor_spec(JobConfig(num_gpus=0), gpus).num_gpus == 0.0
+    assert actor_spec(JobConfig(num_gpus=1), cpu_only).num_gpus == 0.0
+
+
+def test_diar_run_command_is_the_job(scp: Path, reference: Path, tmp_path: Path) -> None:
+    import argparse
+
+    from diar.commands import run as run_command
+
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    out = tmp_path / "out"
+    args = parser.parse_args(["--wav-scp", str(scp), "--out", str(out), "--local", "--no-progress"])
+    args.overrides += ["job.out_formats=[rttm,parquet,vad]"]
+    from jobs.diarize import run as run_job_command
+
+    assert run_job_command(args, energy_factory()) == 0
+    assert (out / "corpus.rttm").read_bytes() == (reference / "corpus.rttm").read_bytes()
