@@ -74,7 +74,16 @@ class ClusteringConfig:
 class ProfileConfig:
     """Scoring of window embeddings against enrolled speaker profiles (mode: profile)."""
 
+    # in each window the best profile talks, and so does (overlap) any other whose
+    # cosine similarity reaches `threshold` and lies within `overlap_margin` of the best
     threshold: float = 0.5
+    overlap_margin: float = 0.05
+    # windows whose best similarity is below this get no speaker (-1: never)
+    min_score: float = -1.0
+    # seconds each speaker's activity is extended on both sides (overlap at turn changes)
+    spread: float = 0.25
+    # embed only the VAD-detected speech of enrollment files
+    enroll_vad: bool = True
 
 
 @dataclass

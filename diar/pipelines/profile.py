@@ -1,0 +1,219 @@
+"""Profile-based diarization (mode ``profile``): who of the enrolled speakers talks when.
+
+As ModelScope's speaker-diarization pipeline, the input is a recording plus its
+speakers' profiles: precomputed (wav.scp + profile.scp, "kaldi mode"), computed here
+from enrollment audio (an enrollment list ``<reco-id> <speaker> <path>``), or the list
+form ``[recording, enroll1, enroll2, ...]``. Windows over the recording's speech are
+embedded and scored against every profile (cosine similarity); on each 10 ms frame the
+best-scoring speaker is active, and so is any other speaker that scores almost as well
+(overlapped speech); then the shared ``smooth_size`` / ``dur_threshold`` post-processing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d
+
+from diar.audio import load_audio
+from diar.config import Config, ProfileConfig
+from diar.models.base import Embedder, VoiceActivityDetector
+from diar.pipelines import steps
+from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
+from diar.pipelines.clustering import build_embedder, build_vad, set_torch_threads
+from diar.postprocess import labels_to_annotation
+from diar.types import Annotation, seconds_to_frames
+
+logger = logging.getLogger(__name__)
+
+
+def default_names(num_profiles: int) -> tuple[str, ...]:
+    """ModelScope's speaker names when the profiles have none: spk1 .. spkN in profile order."""
+    return tuple(f"spk{k + 1}" for k in range(num_profiles))
+
+
+def compute_profiles(
+    embedder: Embedder,
+    enrollments: Sequence[tuple[str, str]],
+    vad: VoiceActivityDetector | None = None,
+    reco_id: str | None = None,
+    allow_pipes: bool = False,
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One profile per enrolled speaker: the mean whole-utterance embedding of its files.
+
+    Args:
+        embedder: the embedder that will also embed the recording's windows.
+        enrollments: [(speaker, path or URL)], a speaker may have several files.
+        vad: when given, only the detected speech of each file is embedded.
+        reco_id: recording the enrollment belongs to (for error messages).
+
+    Returns:
+        (profiles of shape (num_speakers, dim) float32, speaker names), speakers in order
+        of first appearance in ``enrollments``.
+
+    Raises:
+        ValueError: for an empty enrollment; audio errors (AudioError) name the file.
+    """
+    if not enrollments:
+        raise ValueError(f"recording {reco_id!r} has no enrollment files")
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for speaker, source in enrollments:
+        wav = load_audio(source, embedder.sample_rate, reco_id=reco_id, allow_pipes=allow_pipes)
+        # shape: (dim,)
+        vec = steps.embed_utterance(embedder, wav, vad)
+        sums[speaker] = sums.get(speaker, 0.0) + vec.astype(np.float64)
+        counts[speaker] = counts.get(speaker, 0) + 1
+    names = tuple(sums)
+    profiles = np.stack([sums[s] / counts[s] for s in names]).astype(np.float32)
+    return profiles, names
+
+
+def cosine_scores(embeddings: np.ndarray, profiles: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every window to every profile. (W, D), (S, D) -> (W, S) float32."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    p = np.asarray(profiles, dtype=np.float64)
+    if e.shape[1:] != p.shape[1:]:
+        raise ValueError(f"embeddings of dimension {e.shape[1:]} cannot be scored against profiles {p.shape}")
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    return (e @ p.T).astype(np.float32)
+
+
+def active_profiles(scores: np.ndarray, config: ProfileConfig) -> np.ndarray:
+    """Which profiles talk in each window, from its similarities.
+
+    The best-scoring profile is active, provided it reaches ``config.min_score``;
+    another profile is active as well (overlapped speech) when its score reaches
+    ``config.threshold`` and lies within ``config.overlap_margin`` of the best.
+
+    Args:
+        scores: shape (W, S) cosine similarities.
+
+    Returns:
+        shape (W, S) float32 0/1.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.size == 0:
+        return np.zeros(scores.shape, dtype=np.float32)
+    best = scores.max(axis=1, keepdims=True)  # shape: (W, 1)
+    top = (scores >= best) & (best >= config.min_score)
+    close = (scores >= config.threshold) & (best - scores <= config.overlap_margin)
+    return (top | close).astype(np.float32)
+
+
+def spread_activity(labels: np.ndarray, frames: int) -> np.ndarray:
+    """Extend every speaker's activity by ``frames`` on both sides (a maximum filter over time).
+
+    At a turn change the windows on each side name a different speaker; spreading both
+    over the change marks the overlap there, where a window mixes two voices and often
+    names only one. labels: shape (T, S) 0/1 -> (T, S) int8.
+    """
+    arr = (np.asarray(labels) != 0).astype(np.int8)
+    if frames <= 0 or arr.size == 0:
+        return arr
+    return maximum_filter1d(arr, size=2 * frames + 1, axis=0, mode="constant", cval=0)
+
+
+@DIARIZERS.register("profile")
+class ProfileDiarizer(Diarizer):
+    """VAD -> windows over speech -> embeddings -> cosine to profiles -> frame labels -> turns.
+
+    A recording needs profiles: ``RecordingInput.profiles`` (shape (S, dim), e.g. read from
+    profile.scp), or enrollment audio given to :meth:`enroll` / :meth:`diarize_list`.
+    Speakers are named by ``RecordingInput.profile_names`` (spk1..N when None).
+    """
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.vad = build_vad(config)
+        self.embedder = build_embedder(config)
+        set_torch_threads(config.num_threads)
+        self.sample_rate = self.embedder.sample_rate
+        if getattr(self.vad, "sample_rate", self.sample_rate) != self.sample_rate:
+            raise ValueError("the VAD and the embedder must run at the same sample rate")
+
+    def enroll(
+        self, enrollments: Sequence[tuple[str, str]], reco_id: str | None = None
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Profiles from enrollment audio [(speaker, path or URL)] -> ((S, dim), names)."""
+        vad = self.vad if self.config.profile.enroll_vad else None
+        return compute_profiles(
+            self.embedder, enrollments, vad, reco_id=reco_id, allow_pipes=self.config.job.allow_pipes
+        )
+
+    def diarize_list(
+        self, items: Sequence[str], reco_id: str | None = None, hook: StepHook = no_hook
+    ) -> Annotation:
+        """ModelScope's list input ``[recording, enroll1, enroll2, ...]``; speakers spk1..N."""
+        from diar.manifests import enrollment_from_list, reco_id_from_path
+
+        recording, enrollments = enrollment_from_list(items)
+        reco_id = reco_id or reco_id_from_path(recording)
+        with timed(hook, "enroll"):
+            profiles, names = self.enroll(enrollments, reco_id)
+        wav = load_audio(
+            recording, self.sample_rate, reco_id=reco_id, allow_pipes=self.config.job.allow_pipes
+        )
+        return self.apply(RecordingInput(reco_id, wav, None, profiles, names), hook)
+
+    def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
+        """Diarize one recording against ``recording.profiles``."""
+        cfg = self.config
+        sr = self.sample_rate
+        if recording.profiles is None:
+            raise ValueError(
+                f"recording {recording.reco_id!r} has no speaker profiles: mode 'profile' needs a "
+                "profile.scp entry or enrollment audio for it"
+            )
+        profiles = np.asarray(recording.profiles, dtype=np.float32)  # shape: (S, D)
+        if profiles.ndim != 2 or profiles.shape[0] == 0 or profiles.shape[1] != self.embedder.dimension:
+            raise ValueError(
+                f"recording {recording.reco_id!r}: profiles of shape {profiles.shape} do not fit the "
+                f"{cfg.embedding.name} embedder (dimension {self.embedder.dimension}); make them with "
+                "the same embedder"
+            )
+        names = recording.profile_names or default_names(len(profiles))
+        if len(names) != len(profiles):
+            raise ValueError(
+                f"recording {recording.reco_id!r}: {len(names)} names for {len(profiles)} profiles"
+            )
+        wav = np.asarray(recording.waveform, dtype=np.float32)  # shape: (N,)
+        num_frames = steps.num_label_frames(len(wav), sr)
+        with timed(hook, "vad"):
+            regions = steps.detect_speech(self.vad, wav)  # shape: (R, 2) samples
+        with timed(hook, "windows"):
+            windows = steps.windows_over_speech(  # shape: (W, 2) samples
+                regions, cfg.embedding.window, cfg.embedding.hop, sr, len(wav)
+            )
+        with timed(hook, "embedding"):
+            embeddings = steps.embed_windows(  # shape: (W, D)
+                self.embedder, wav, windows, cfg.embedding.batch_size
+            )
+        with timed(hook, "scoring"):
+            scores = cosine_scores(embeddings, profiles)  # shape: (W, S)
+            active = active_profiles(scores, cfg.profile)  # shape: (W, S)
+        with timed(hook, "postprocess"):
+            speech = steps.speech_frame_mask(regions, num_frames, sr)  # shape: (T,)
+            labels = steps.window_scores_to_frame_labels(  # shape: (T, S)
+                windows, active, num_frames, sr, threshold=0.5, method=cfg.embedding.frame_method
+            )
+            spread = seconds_to_frames(cfg.profile.spread)
+            labels = spread_activity(labels, spread) * speech[:, None]
+            annotation = labels_to_annotation(
+                recording.reco_id,
+                labels,
+                list(names),
+                smooth_size=cfg.postprocess.smooth_size,
+                dur_threshold=cfg.postprocess.dur_threshold,
+            )
+        logger.debug(
+            "%s: %d speech regions, %d windows, %d profiles",
+            recording.reco_id,
+            len(regions),
+            len(windows),
+            len(names),
+        )
+        return annotation

@@ -1,0 +1,171 @@
+"""Profile mode: scoring steps, a synthetic two-voice recording, and the bundled real sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diar.config import ProfileConfig, load_config
+from diar.manifests import read_enrollment, read_uem, read_wav_scp
+from diar.pipelines import DIARIZERS, RecordingInput, build_diarizer
+from diar.pipelines.profile import (
+    ProfileDiarizer,
+    active_profiles,
+    cosine_scores,
+    default_names,
+    spread_activity,
+)
+
+SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
+SR = 16000
+
+
+def test_registered_as_profile_mode() -> None:
+    assert DIARIZERS.get("profile") is ProfileDiarizer
+
+
+def test_cosine_scores() -> None:
+    e = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, -2.0]], np.float32)
+    p = np.array([[2.0, 0.0], [0.0, 1.0]], np.float32)
+    np.testing.assert_allclose(cosine_scores(e, p), [[1, 0], [0.70710677, 0.70710677], [0, -1]], atol=1e-6)
+    with pytest.raises(ValueError, match="dimension"):
+        cosine_scores(e, np.ones((2, 3), np.float32))
+
+
+def test_active_profiles_best_overlap_threshold_min_score() -> None:
+    cfg = ProfileConfig(threshold=0.5, overlap_margin=0.05, min_score=0.3)
+    scores = np.array(
+        [
+            [0.9, 0.2, 0.1],  # one clear speaker
+            [0.8, 0.77, 0.1],  # two within the margin: overlap
+            [0.8, 0.70, 0.1],  # second too far below the best
+            [0.45, 0.44, 0.1],  # close, but the second is below threshold: best only
+            [0.2, 0.1, 0.0],  # best below min_score: nobody
+        ],
+        np.float32,
+    )
+    expected = [[1, 0, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0], [0, 0, 0]]
+    np.testing.assert_array_equal(active_profiles(scores, cfg), expected)
+    assert active_profiles(np.zeros((0, 2), np.float32), cfg).shape == (0, 2)
+
+
+def test_spread_activity() -> None:
+    labels = np.zeros((10, 2), np.int8)
+    labels[4, 0] = 1
+    labels[9, 1] = 1
+    out = spread_activity(labels, 2)
+    np.testing.assert_array_equal(out[:, 0], [0, 0, 1, 1, 1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(out[:, 1], [0, 0, 0, 0, 0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(spread_activity(labels, 0), labels)
+
+
+def test_default_names() -> None:
+    assert default_names(3) == ("spk1", "spk2", "spk3")
+
+
+class ToneEmbedder:
+    """Fake embedder: energy near 300 Hz and near 2 kHz (a 2-d 'voice print')."""
+
+    sample_rate = SR
+    dimension = 2
+    metric = "cosine"
+    min_num_samples = 400
+
+    def __call__(self, waveforms: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        spec = np.abs(np.fft.rfft(waveforms, axis=1)) ** 2
+        freqs = np.fft.rfftfreq(waveforms.shape[1], 1 / SR)
+        low = spec[:, (freqs > 250) & (freqs < 350)].sum(axis=1)
+        high = spec[:, (freqs > 1900) & (freqs < 2100)].sum(axis=1)
+        return np.sqrt(np.stack([low, high], axis=1)).astype(np.float32)
+
+    def embed_utterance(self, waveform: np.ndarray) -> np.ndarray:
+        return self(waveform[None])[0]
+
+
+class EnergyVad:
+    sample_rate = SR
+
+    def __call__(self, waveform: np.ndarray) -> np.ndarray:
+        frames = np.abs(waveform[: len(waveform) // 160 * 160]).reshape(-1, 160).max(axis=1) > 0.01
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], frames.astype(np.int8), [0]])))
+        return edges.reshape(-1, 2) * 160
+
+
+def tone(freq: float, start: float, end: float, total: float) -> np.ndarray:
+    x = np.zeros(int(total * SR), np.float32)
+    n0, n1 = int(start * SR), int(end * SR)
+    x[n0:n1] = 0.3 * np.sin(2 * np.pi * freq * np.arange(n1 - n0) / SR)
+    return x
+
+
+@pytest.fixture(scope="module")
+def fake_diarizer() -> ProfileDiarizer:
+    d = ProfileDiarizer(load_config(None, ["mode=profile", "num_threads=1", "embedding.device=cpu"]))
+    d.embedder = ToneEmbedder()  # type: ignore[assignment]
+    d.vad = EnergyVad()  # type: ignore[assignment]
+    return d
+
+
+def test_synthetic_turns_overlap_and_names(fake_diarizer: ProfileDiarizer) -> None:
+    # A talks 0.5-6 s, B 4-10 s (2 s of overlap), silence 10-11 s, A again 11-14 s
+    wav = tone(300, 0.5, 6, 15) + tone(2000, 4, 10, 15) + tone(300, 11, 14, 15)
+    profiles = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    ann = fake_diarizer.apply(RecordingInput("rec", wav, None, profiles, ("alice", "bob")))
+    turns = {(t.speaker, round(t.start), round(t.end)) for t in ann}
+    assert turns == {("alice", 0, 6), ("bob", 4, 10), ("alice", 11, 14)}, ann.turns
+    # spk1..N without names
+    ann = fake_diarizer.apply(RecordingInput("rec", wav, None, profiles))
+    assert ann.speakers == ["spk1", "spk2"]
+
+
+def test_errors_name_the_recording(fake_diarizer: ProfileDiarizer) -> None:
+    wav = tone(300, 0, 2, 2)
+    with pytest.raises(ValueError, match="'r1' has no speaker profiles"):
+        fake_diarizer.apply(RecordingInput("r1", wav))
+    with pytest.raises(ValueError, match=r"'r2': profiles of shape \(2, 3\) do not fit"):
+        fake_diarizer.apply(RecordingInput("r2", wav, None, np.ones((2, 3), np.float32)))
+    with pytest.raises(ValueError, match="'r3': 1 names for 2 profiles"):
+        fake_diarizer.apply(RecordingInput("r3", wav, None, np.eye(2, dtype=np.float32), ("a",)))
+
+
+def test_enroll_averages_files_per_speaker(fake_diarizer: ProfileDiarizer, write_wav) -> None:  # type: ignore[no-untyped-def]
+    a1 = write_wav("a1.wav", data=tone(300, 0, 1, 1))
+    a2 = write_wav("a2.wav", data=tone(2000, 0, 1, 1))
+    b = write_wav("b.wav", data=tone(2000, 0, 1, 1))
+    profiles, names = fake_diarizer.enroll([("a", str(a1)), ("b", str(b)), ("a", str(a2))], "rec")
+    assert names == ("a", "b")
+    e_low = fake_diarizer.embedder.embed_utterance(tone(300, 0, 1, 1))
+    e_high = fake_diarizer.embedder.embed_utterance(tone(2000, 0, 1, 1))
+    np.testing.assert_allclose(profiles[0], (e_low + e_high) / 2, rtol=1e-3)
+    with pytest.raises(ValueError, match="no enrollment files"):
+        fake_diarizer.enroll([], "rec")
+
+
+def test_list_form(fake_diarizer: ProfileDiarizer, write_wav) -> None:  # type: ignore[no-untyped-def]
+    rec = write_wav("meeting.wav", data=tone(300, 0.5, 4, 8) + tone(2000, 4.5, 7.5, 8))
+    e1 = write_wav("e1.wav", data=tone(300, 0, 1, 1))
+    e2 = write_wav("e2.wav", data=tone(2000, 0, 1, 1))
+    ann = fake_diarizer.diarize_list([str(rec), str(e1), str(e2)])
+    assert ann.reco_id == "meeting"
+    assert {(t.speaker, round(t.start), round(t.end)) for t in ann} == {("spk1", 0, 4), ("spk2", 4, 8)}
+
+
+def test_bundled_sample_with_enrollment() -> None:
+    """Real speech: the default GE2E embedder and silero VAD on the bundled 73 s recording."""
+    from diar.formats.rttm import read_rttm
+    from diar.scoring import score
+
+    config = load_config(None, ["mode=profile", "num_threads=1", "embedding.device=cpu"])
+    diarizer = build_diarizer(config)
+    assert isinstance(diarizer, ProfileDiarizer)
+    ((reco, source),) = read_wav_scp(SAMPLE / "wav.scp").items()
+    profiles, names = diarizer.enroll(read_enrollment(SAMPLE / "enroll.scp")[reco], reco)
+    assert names == ("3005", "3331") and profiles.shape == (2, 256)
+    from diar.audio import load_audio
+
+    hyp = diarizer.apply(RecordingInput(reco, load_audio(source, SR, reco), None, profiles, names))
+    assert hyp.speakers == ["3005", "3331"]
+    result = score(read_rttm(SAMPLE / "ref.rttm"), {reco: hyp}, read_uem(SAMPLE / "uem"), collar=0.25)
+    assert result.corpus.der < 0.12, result.corpus.to_dict()
