@@ -25,7 +25,7 @@ def ray_address() -> Iterator[str]:
     cloudpickle.register_pickle_by_value(job_helpers)
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
