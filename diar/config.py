@@ -47,27 +47,32 @@ class EmbeddingConfig:
     hop: float = 0.75
     # how frames of overlapping windows get their speaker: nearest window "center" or "mean"
     frame_method: str = "center"
+    # each window is scaled to this RMS level (dBFS) before embedding; null: unchanged
+    normalize_db: float | None = -30.0
 
 
 @dataclass
 class ClusteringConfig:
     """Clustering of window embeddings into speakers (mode: cluster)."""
 
-    method: str = "agglomerative"
+    method: str = "spectral"
     num_speakers: int | None = None
     min_speakers: int = 1
     max_speakers: int | None = None
     # agglomerative: cosine-distance cut and linkage (average, complete, single, weighted)
-    threshold: float = 0.5
+    threshold: float = 0.4
     linkage: str = "average"
     # spectral: p-pruning fraction, neighbours kept at least, eigengap search limit,
     # centroid merge below this cosine distance (0: off)
-    pval: float = 0.022
+    pval: float = 0.08
     min_pnum: int = 6
     max_auto_speakers: int = 10
     merge_threshold: float = 0.0
     # both: clusters with fewer windows are folded into the nearest larger one
     min_cluster_size: int = 1
+    # a window also gets its second-nearest speaker when its similarity gap, relative to the
+    # two centroids' distance, is below this (overlapped speech); 0: one speaker per window
+    overlap_margin: float = 0.25
 
 
 @dataclass

@@ -85,7 +85,7 @@ class ClusteringDiarizer(Diarizer):
             )
         with timed(hook, "embedding"):
             embeddings = steps.embed_windows(  # shape: (W, D)
-                self.embedder, wav, windows, cfg.embedding.batch_size
+                self.embedder, wav, windows, cfg.embedding.batch_size, cfg.embedding.normalize_db
             )
         with timed(hook, "clustering"):
             num_speakers = recording.num_speakers or cfg.clustering.num_speakers
@@ -93,10 +93,17 @@ class ClusteringDiarizer(Diarizer):
                 embeddings, num_speakers, cfg.clustering.min_speakers, cfg.clustering.max_speakers
             )
         with timed(hook, "postprocess"):
-            scores = steps.one_hot(labels)  # shape: (W, K)
+            # shape: (W, K): 1 for a window's cluster, and for a second one where it looks overlapped
+            scores = steps.cluster_scores(embeddings, labels, cfg.clustering.overlap_margin)
             speech = steps.speech_frame_mask(regions, num_frames, sr)  # shape: (T,)
             frame_labels = steps.window_scores_to_frame_labels(  # shape: (T, K)
-                windows, scores, num_frames, sr, speech=speech, method=cfg.embedding.frame_method
+                windows,
+                scores,
+                num_frames,
+                sr,
+                threshold=0.5,
+                speech=speech,
+                method=cfg.embedding.frame_method,
             )
             speakers = [f"spk{k + 1}" for k in range(scores.shape[1])]
             annotation = labels_to_annotation(

@@ -80,8 +80,19 @@ def windows_over_speech(
     return windows
 
 
+def normalize_level(batch: np.ndarray, target_db: float) -> np.ndarray:
+    """Scale each row to an RMS of ``target_db`` dBFS (silent rows are left alone). (B, N) -> (B, N)."""
+    rms = np.sqrt(np.mean(np.square(batch, dtype=np.float64), axis=1, keepdims=True))
+    gain = np.where(rms > 1e-6, 10.0 ** (target_db / 20.0) / np.maximum(rms, 1e-6), 1.0)
+    return (batch * gain).astype(np.float32)
+
+
 def embed_windows(
-    embedder: Embedder, waveform: np.ndarray, windows: np.ndarray, batch_size: int = 64
+    embedder: Embedder,
+    waveform: np.ndarray,
+    windows: np.ndarray,
+    batch_size: int = 64,
+    normalize_db: float | None = None,
 ) -> np.ndarray:
     """Embed every window, many per forward pass.
 
@@ -91,6 +102,9 @@ def embed_windows(
     Args:
         waveform: shape (N,) float32 at ``embedder.sample_rate``.
         windows: shape (W, 2) sample indices [start, end).
+        normalize_db: scale each window to this RMS level (dBFS) first, so that the
+            embedding does not depend on how loud a speaker is (GE2E's input is a mel
+            power spectrogram, not its log); None leaves the audio as it is.
 
     Returns:
         shape (W, embedder.dimension) float32, in the order of ``windows``.
@@ -109,6 +123,8 @@ def embed_windows(
             batch = np.zeros((len(chunk), padded), dtype=np.float32)
             for row, w in enumerate(chunk):
                 batch[row, :length] = waveform[windows[w, 0] : windows[w, 1]]
+            if normalize_db is not None:
+                batch = normalize_level(batch, normalize_db)
             masks = None
             if padded > length:
                 masks = np.zeros_like(batch)
@@ -221,6 +237,44 @@ def one_hot(labels: np.ndarray, num_classes: int | None = None) -> np.ndarray:
     out = np.zeros((len(labels), k), dtype=np.float32)
     out[np.arange(len(labels)), labels] = 1.0
     return out
+
+
+def cluster_scores(embeddings: np.ndarray, labels: np.ndarray, overlap_margin: float = 0.0) -> np.ndarray:
+    """Per-window speaker scores from cluster labels, with overlapped windows given two speakers.
+
+    Every window scores 1 for its own cluster. With ``overlap_margin`` > 0 a window also
+    scores 1 for its second-nearest cluster when it lies between the two centroids:
+    ``(sim_own - sim_other) / (1 - sim(centroid_own, centroid_other)) < overlap_margin``,
+    sim being cosine similarity. Windows of overlapped speech sit between the centroids
+    of the two speakers; taking the gap relative to how far apart the two speakers are
+    keeps close-sounding speakers from making every window look overlapped.
+
+    Args:
+        embeddings: shape (W, D).
+        labels: shape (W,) in 0..K-1.
+
+    Returns:
+        shape (W, K) float32 0/1.
+    """
+    from diar.cluster import centroids, l2_normalize
+
+    own = np.asarray(labels, dtype=np.int64)
+    scores = one_hot(own)
+    k = scores.shape[1]
+    if overlap_margin <= 0 or k < 2:
+        return scores
+    x = l2_normalize(embeddings)
+    centers = centroids(x, own)
+    sim = x @ centers.T  # shape: (W, K)
+    rows = np.arange(len(x))
+    masked = sim.copy()
+    masked[rows, own] = -np.inf
+    other = np.argmax(masked, axis=1)  # best cluster other than the window's own
+    spread = np.maximum(1.0 - (centers @ centers.T)[own, other], 1e-3)
+    gap = (sim[rows, own] - sim[rows, other]) / spread
+    overlapped = gap < overlap_margin
+    scores[rows[overlapped], other[overlapped]] = 1.0
+    return scores
 
 
 def speech_only(waveform: np.ndarray, regions: np.ndarray) -> np.ndarray:
