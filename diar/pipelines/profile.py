@@ -71,6 +71,28 @@ def compute_profiles(
     return profiles, names
 
 
+class ProfileMaker:
+    """Speaker profiles from enrollment audio (``diar profiles``, ``jobs.profiles``).
+
+    Loads the embedder (and, with ``profile.enroll_vad``, the VAD) of ``config`` once;
+    each call makes one recording's profile matrix.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.embedder = build_embedder(config)
+        self.vad = build_vad(config) if config.profile.enroll_vad else None
+        set_torch_threads(config.num_threads)
+
+    def __call__(
+        self, reco_id: str, enrollments: Sequence[tuple[str, str]]
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
+        """[(speaker, path or URL)] -> (profiles (num_speakers, dim) float32, speaker names)."""
+        return compute_profiles(
+            self.embedder, enrollments, self.vad, reco_id=reco_id, allow_pipes=self.config.job.allow_pipes
+        )
+
+
 def cosine_scores(embeddings: np.ndarray, profiles: np.ndarray) -> np.ndarray:
     """Cosine similarity of every window to every profile. (W, D), (S, D) -> (W, S) float32."""
     e = np.asarray(embeddings, dtype=np.float64)

@@ -1,0 +1,102 @@
+"""``diar profiles``: enrollment list -> profile.ark / profile.scp / profile.names, read back by kaldiio."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+from test_xvector import golden_waveform, write_model_dir
+
+from diar.audio import load_audio
+from diar.commands import profiles as command
+from diar.config import ConfigError
+from diar.errors import AudioError, ManifestError
+from diar.manifests import read_profiles
+from diar.models.xvector import XVectorEmbedder
+
+SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
+
+
+def run_command(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.run(parser.parse_args(list(argv)))
+
+
+@pytest.fixture
+def enrollment(tmp_path: Path, write_wav) -> Path:  # type: ignore[no-untyped-def]
+    """Two recordings; speaker 'b' of rec-1 has two files; a non-ASCII recording id."""
+    files = {name: write_wav(f"enroll/{name}.wav", data=golden_waveform(n)) for name, n in
+             [("a", 12000), ("b1", 16000), ("b2", 9001), ("c", 20000)]}  # fmt: skip
+    lines = [
+        f"rec-1 a {files['a']}",
+        "rec-1 b enroll/b1.wav",  # relative to the list's folder
+        f"rec-1 b {files['b2']}",
+        f"réunion_2 c {files['c']}",
+        f"réunion_2 a {files['a']}",
+    ]
+    path = tmp_path / "enroll.scp"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_xvector_profiles_round_trip_kaldiio(tmp_path: Path, enrollment: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    model = write_model_dir(tmp_path / "model")
+    out = tmp_path / "out"
+    code = run_command(
+        "--enroll", str(enrollment), "--out", str(out), "--model", "xvector", "--model-dir", str(model),
+        "--set", "profile.enroll_vad=false", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0
+    assert capsys.readouterr().out.strip() == str(out / "profile.scp")
+    assert sorted(p.name for p in out.iterdir()) == ["profile.ark", "profile.names", "profile.scp"]
+
+    emb = XVectorEmbedder(str(model))
+    enroll_dir = enrollment.parent / "enroll"
+
+    def utt(name: str) -> np.ndarray:
+        return emb.embed_utterance(load_audio(str(enroll_dir / f"{name}.wav"), 16000))
+
+    expected = {
+        "rec-1": np.stack([utt("a"), (utt("b1") + utt("b2")) / 2]),
+        "réunion_2": np.stack([utt("c"), utt("a")]),
+    }
+    # kaldiio reads the scp as written, from any working directory
+    loaded = kaldiio.load_scp(str(out / "profile.scp"))
+    assert list(loaded.keys()) == ["rec-1", "réunion_2"]
+    for reco, matrix in expected.items():
+        got = loaded[reco]
+        assert got.dtype == np.float32 and got.shape == (2, 6)
+        np.testing.assert_allclose(got, matrix, rtol=1e-5, atol=1e-5)
+    # diar's own reader gives the same matrices, with the names
+    ours = read_profiles(out / "profile.scp")
+    assert ours["rec-1"][1] == ("a", "b") and ours["réunion_2"][1] == ("c", "a")
+    for reco in expected:
+        np.testing.assert_array_equal(ours[reco][0], loaded[reco])
+    assert (out / "profile.names").read_text(encoding="utf-8") == "rec-1 a b\nréunion_2 c a\n"
+
+
+def test_ge2e_profiles_of_bundled_sample(tmp_path: Path) -> None:
+    """Default embedder and enrollment VAD on real speech: unit-norm-ish, distinct speakers."""
+    assert run_command("--enroll", str(SAMPLE / "enroll.scp"), "--out", str(tmp_path)) == 0
+    ((reco, matrix),) = kaldiio.load_scp(str(tmp_path / "profile.scp")).items()
+    assert reco == "sim01_2spk" and matrix.shape == (2, 256)
+    np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-4)
+    assert float(matrix[0] @ matrix[1]) < 0.9
+
+
+def test_errors(tmp_path: Path, enrollment: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown embedder 'nope'; valid names: .*ge2e.*xvector"):
+        run_command("--enroll", str(enrollment), "--out", str(tmp_path / "o"), "--model", "nope")
+    bad = tmp_path / "bad.scp"
+    bad.write_text("rec-1 a\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match="bad.scp:1"):
+        run_command("--enroll", str(bad), "--out", str(tmp_path / "o"))
+    missing = tmp_path / "missing.scp"
+    missing.write_text(f"rec-9 a {tmp_path / 'nowhere.wav'}\n", encoding="utf-8")
+    with pytest.raises(AudioError, match="rec-9.*nowhere.wav"):
+        run_command("--enroll", str(missing), "--out", str(tmp_path / "o"))
+    assert not (tmp_path / "o" / "profile.scp").exists()
