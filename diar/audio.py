@@ -300,6 +300,13 @@ def _decode(
 
     def put(chunk: np.ndarray) -> None:
         nonlocal out, n_out
+        if resampler is not None and not np.isfinite(chunk).all():
+            # finite input near the float32 limit can overflow in the resampler's filter
+            raise InvalidSamplesError(
+                reco_id,
+                source,
+                f"samples too large to resample (overflow near frame {n_in}); rescale the audio",
+            )
         if n_out + len(chunk) > len(out):
             out = np.resize(out, max(2 * len(out), n_out + len(chunk)))
         out[n_out : n_out + len(chunk)] = chunk

@@ -164,6 +164,15 @@ def test_nan_and_inf_samples(write_wav: WavWriter, bad: float) -> None:
         load_audio(str(path), 16000, "nan")
 
 
+def test_samples_that_overflow_when_resampled(write_wav: WavWriter) -> None:
+    path = write_wav(
+        "huge.wav", data=synth(0.5, sample_rate=44100)[:, 0] * 1e38, sample_rate=44100, subtype="FLOAT"
+    )
+    with pytest.raises(InvalidSamplesError, match=r"'huge'.*too large to resample"):
+        load_audio(str(path), 16000, "huge")
+    assert np.isfinite(load_audio(str(path), 44100, "huge")).all()  # no resampling: returned as it is
+
+
 def test_non_ascii_id_and_path(write_wav: WavWriter) -> None:
     path = write_wav("réunion_會議.wav", seconds=0.5)
     assert load_audio(str(path), 16000, "réunion_會議").shape == (8000,)
