@@ -1,0 +1,203 @@
+"""Diarize audio files in this process (no Ray): who spoke when, written as RTTM, vad lines or Parquet.
+
+INPUT is any mix of audio files (or URLs) and Kaldi wav.scp files (names ending in
+``.scp``: ``<reco-id> <path>`` per line, paths relative to the scp's folder). A
+plain file's recording id is its file name without extension.
+
+The default pipeline (``mode: cluster``) runs offline: silero-vad speech
+detection, GE2E d-vectors over sliding windows, spectral clustering with the
+speaker count estimated per recording, 10 ms labels, ModelScope's smoothing.
+The speaker count of a recording comes from ``--reco2num-spk``, else
+``--num-speakers``, else it is estimated (within ``--min-speakers`` /
+``--max-speakers``). Every setting can be changed with ``--config FILE`` and
+``--set KEY=VALUE`` (e.g. ``--set clustering.method=agglomerative``).
+
+A recording that fails (missing, corrupt or empty audio, ...) is logged and
+skipped; the others are still written, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from diar.config import Config
+
+HELP = "diarize audio files or a wav.scp in one process (RTTM, vad or Parquet output)"
+
+FORMATS = ("rttm", "vad", "parquet")
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files/URLs and/or wav.scp files")
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="output file (written atomically)"
+    )
+    parser.add_argument("--format", choices=FORMATS, default="rttm", help="output format")
+    parser.add_argument("--config", default=None, help="YAML config file (see configs/default.yaml)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by dotted key, e.g. --set clustering.method=agglomerative (repeatable)",
+    )
+    parser.add_argument(
+        "--num-speakers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="speakers in every recording (not estimated)",
+    )
+    parser.add_argument(
+        "--min-speakers", type=int, default=None, metavar="N", help="lower bound of the estimate"
+    )
+    parser.add_argument(
+        "--max-speakers", type=int, default=None, metavar="N", help="upper bound of the estimate"
+    )
+    parser.add_argument(
+        "--reco2num-spk",
+        default=None,
+        metavar="FILE",
+        help="'<reco-id> <num-speakers>' lines; overrides --num-speakers for the recordings it lists",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N", help="CPU threads (config: num_threads, default 1)"
+    )
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """``--config`` + ``--set`` + the speaker-count and thread shortcuts."""
+    from diar.config import ConfigError, load_config
+
+    config = load_config(args.config, list(args.overrides))
+    changes = {
+        "num_speakers": args.num_speakers,
+        "min_speakers": args.min_speakers,
+        "max_speakers": args.max_speakers,
+    }
+    for key, value in changes.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {value}")
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if changes:
+        config.clustering = dataclasses.replace(config.clustering, **changes)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
+        config.num_threads = args.threads
+    return config
+
+
+def collect_inputs(inputs: list[str], allow_pipes: bool = False) -> dict[str, str]:
+    """reco_id -> audio source from audio paths/URLs and wav.scp files, in the order given.
+
+    Raises:
+        DiarError: a recording id comes from two inputs.
+    """
+    from diar.errors import DiarError
+    from diar.manifests import read_wav_scp, reco_id_from_path
+
+    sources: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    for item in inputs:
+        if item.endswith(".scp"):
+            entries = read_wav_scp(item, allow_pipes=allow_pipes)
+        else:
+            entries = {reco_id_from_path(item): item}
+        for reco_id, source in entries.items():
+            if reco_id in sources:
+                raise DiarError(
+                    f"recording id {reco_id!r} comes from both {origin[reco_id]} and {item}; "
+                    "give the files distinct names or list them in one wav.scp with distinct ids"
+                )
+            sources[reco_id] = source
+            origin[reco_id] = item
+    return sources
+
+
+def model_name(config: Config) -> str:
+    """What produced the turns, for the Parquet ``model`` column."""
+    if config.mode == "frame":
+        return config.frame_model.name
+    return config.embedding.name
+
+
+def run(args: argparse.Namespace) -> int:
+    from diar.audio import load_audio
+    from diar.errors import DiarError
+    from diar.manifests import read_reco2num_spk
+    from diar.pipelines import RecordingInput, build_diarizer
+    from diar.types import Annotation
+
+    config = build_config(args)
+    sources = collect_inputs(args.inputs, allow_pipes=config.job.allow_pipes)
+    counts = read_reco2num_spk(args.reco2num_spk) if args.reco2num_spk else {}
+    unknown = sorted(set(counts) - set(sources))
+    if unknown:
+        logger.warning(
+            "%s lists recordings that are not among the inputs: %s", args.reco2num_spk, unknown[:5]
+        )
+    diarizer = build_diarizer(config)
+    results: list[Annotation] = []
+    failures: list[tuple[str, str, str]] = []
+    for i, (reco_id, source) in enumerate(sources.items(), start=1):
+        stage = "load"
+        try:
+            t0 = time.perf_counter()
+            waveform = load_audio(
+                source, diarizer.sample_rate, reco_id=reco_id, allow_pipes=config.job.allow_pipes
+            )
+            stage = "diarize"
+            recording = RecordingInput(reco_id, waveform, counts.get(reco_id))
+            annotation = diarizer.apply(recording)
+        except (DiarError, ValueError) as e:
+            logger.error("recording %r (%s) failed at %s: %s", reco_id, source, stage, e)
+            failures.append((reco_id, stage, str(e)))
+            continue
+        results.append(annotation)
+        seconds = len(waveform) / diarizer.sample_rate
+        logger.info(
+            "%d/%d %s: %.1f s of audio, %d speakers, %d turns in %.2f s",
+            i,
+            len(sources),
+            reco_id,
+            seconds,
+            len(annotation.speakers),
+            len(annotation),
+            time.perf_counter() - t0,
+        )
+    write_output(results, args.output, args.format, model_name(config))
+    if failures:
+        sys.stderr.write(f"diar diarize: {len(failures)} of {len(sources)} recordings failed:\n")
+        for reco_id, stage, reason in failures:
+            sys.stderr.write(f"  {reco_id}\t{stage}\t{reason}\n")
+        return 1
+    return 0
+
+
+def write_output(annotations: list, path: str, fmt: str, model: str) -> None:
+    """Write ``annotations`` to ``path`` as ``fmt`` (rttm, vad or parquet), atomically."""
+    from diar.formats import atomic_open
+
+    if fmt == "parquet":
+        from diar.formats.parquet import write_parquet
+
+        write_parquet(annotations, path, model=model)
+        return
+    if fmt == "rttm":
+        from diar.formats.rttm import write_rttm as writer
+    elif fmt == "vad":
+        from diar.formats.vad import write_vad as writer
+    else:
+        raise ValueError(f"unknown output format {fmt!r}; valid: {', '.join(FORMATS)}")
+    with atomic_open(path) as f:
+        writer(annotations, f)
