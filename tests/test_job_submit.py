@@ -1,0 +1,126 @@
+"""``ray job submit`` against a local head writes the same corpus RTTM as a run in one process.
+
+Starts its own head (``ray start --head --block`` on free ports, so it never clashes
+with another cluster on the machine) and stops exactly that head afterwards by
+signalling its process group; ``ray stop`` would kill every Ray on the machine.
+Uses the real default pipeline on the bundled sample.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from diar.config import load_config
+from jobs.diarize import run_job
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_SCP = REPO / "diar" / "data" / "sample" / "wav.scp"
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def wait_for(url: str, head: subprocess.Popen[bytes], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            pytest.fail(f"ray start exited with {head.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"the Ray dashboard at {url} did not come up in {seconds} s")
+
+
+def test_ray_job_submit_writes_the_same_corpus_rttm(tmp_path: Path) -> None:
+    if not SAMPLE_SCP.is_file():
+        pytest.skip("bundled sample missing")
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("RAY_ADDRESS", None)
+    gcs, dashboard, client, agent = free_ports(4)
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    head = subprocess.Popen(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--block",
+            f"--port={gcs}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            f"--ray-client-server-port={client}",
+            f"--dashboard-agent-listen-port={agent}",
+            "--num-cpus=2",
+            "--include-dashboard=true",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{dashboard}/api/version", head, 120)
+        out = tmp_path / "submitted"
+        submit = subprocess.run(
+            [
+                ray_cli,
+                "job",
+                "submit",
+                "--address",
+                f"http://127.0.0.1:{dashboard}",
+                "--working-dir",
+                str(REPO),
+                "--",
+                "python",
+                "-m",
+                "jobs.diarize",
+                "--wav-scp",
+                str(SAMPLE_SCP),
+                "--out",
+                str(out),
+                "--no-progress",
+            ],
+            env=env,
+            capture_output=True,
+            timeout=400,
+        )
+        assert submit.returncode == 0, submit.stdout.decode()[-3000:] + submit.stderr.decode()[-3000:]
+        assert b"succeeded" in submit.stdout + submit.stderr
+    finally:
+        head.send_signal(signal.SIGTERM)  # `ray start --block` drains and stops its own processes
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+
+    local = tmp_path / "local"
+    report = run_job(load_config(None), str(SAMPLE_SCP), str(local), local=True)
+    assert report.exit_code == 0
+    assert (out / "corpus.rttm").read_bytes() == (local / "corpus.rttm").read_bytes()
+    assert (local / "corpus.rttm").read_text().count("SPEAKER sim01_2spk 1 ") > 5
