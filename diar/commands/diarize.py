@@ -133,7 +133,6 @@ def model_name(config: Config) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from diar.audio import load_audio
-    from diar.errors import DiarError
     from diar.manifests import read_reco2num_spk
     from diar.pipelines import RecordingInput, build_diarizer
     from diar.types import Annotation
@@ -159,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             stage = "diarize"
             recording = RecordingInput(reco_id, waveform, counts.get(reco_id))
             annotation = diarizer.apply(recording)
-        except (DiarError, ValueError) as e:
+        except Exception as e:  # a model error on one recording must not lose the others
             logger.error("recording %r (%s) failed at %s: %s", reco_id, source, stage, e)
             failures.append((reco_id, stage, str(e)))
             continue
