@@ -31,7 +31,8 @@ from diar.config import load_config
 from diar.formats.parquet import read_parquet
 from diar.formats.rttm import read_rttm
 from diar.manifests import write_profiles
-from diar.types import Annotation
+from diar.pipelines.base import Diarizer, RecordingInput, StepHook, no_hook
+from diar.types import Annotation, Turn
 from jobs.diarize import main, run_job
 from jobs.reduce import read_failures_tsv
 
@@ -449,3 +450,55 @@ def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(
     assert main(job_args(scp, out), never_built) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(out) in err[0], err
+
+
+def test_diar_diarize_in_one_process_gives_the_same_per_recording_results(
+    matrix: Matrix,
+    local_run: tuple[Path, subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from diar.cli import main as diar_main
+
+    reference, _ = local_run
+    out = tmp_path / "out.rttm"
+    before = files_outside(matrix.root, out) | files_outside(tmp_path, out)
+    code = diar_main(["diarize", str(matrix.scp), "-o", str(out), "--config", config_path()])
+    assert code == 1  # some recordings failed
+    assert files_outside(matrix.root, out) | files_outside(tmp_path, out) == before
+    # the same turns for every good recording, the same recordings without speech
+    got, want = read_rttm(out), read_rttm(reference / "corpus.rttm")
+    assert sorted(got) == sorted(want) == sorted(SPEECH)
+    for reco_id, ann in want.items():
+        assert got[reco_id].turns == ann.turns, reco_id
+    # one line per bad recording: id, stage, a message naming the file and the problem
+    rows = [line.strip().split("\t") for line in capsys.readouterr().err.splitlines() if "\t" in line]
+    assert sorted(r[0] for r in rows) == sorted(matrix.bad)
+    for reco_id, _stage, message in rows:
+        assert matrix.bad[reco_id].source in message and matrix.bad[reco_id].problem in message, message
+
+
+class FlakyDiarizer(Diarizer):
+    """A model that fails on one recording with the kind of error torch raises (RuntimeError)."""
+
+    def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
+        if recording.reco_id == "oom":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return Annotation(recording.reco_id, (Turn(recording.reco_id, 0.0, 1.0, "spk1"),))
+
+
+def test_diar_diarize_goes_on_after_a_model_error(
+    matrix: Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import diar.pipelines
+    from diar.cli import main as diar_main
+
+    monkeypatch.setattr(diar.pipelines, "build_diarizer", FlakyDiarizer)
+    good = matrix.root / "corpus" / "a.wav"
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"before {good}\noom {good}\nafter {good}\n", encoding="utf-8")
+    out = tmp_path / "out.rttm"
+    assert diar_main(["diarize", str(scp), "-o", str(out)]) == 1
+    assert sorted(read_rttm(out)) == ["after", "before"]
+    rows = [line.strip().split("\t") for line in capsys.readouterr().err.splitlines() if "\t" in line]
+    assert [r[0] for r in rows] == ["oom"] and "out of memory" in rows[0][2]
