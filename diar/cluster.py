@@ -27,7 +27,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.linalg import eigh
 
 from diar.config import ClusteringConfig, ConfigError
-from diar.registry import Registry
+from diar.registry import Registry, UnknownNameError
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +293,15 @@ def merge_close_clusters(
 
 
 def build_clusterer(config: ClusteringConfig) -> Clusterer:
-    """The clustering method ``config.method`` names, with its parameters from ``config``."""
-    factory = CLUSTERINGS.get(config.method)
+    """The clustering method ``config.method`` names, with its parameters from ``config``.
+
+    Raises:
+        ConfigError: an unknown method (the message lists the valid names) or a bad parameter.
+    """
+    try:
+        factory = CLUSTERINGS.get(config.method)
+    except UnknownNameError as e:
+        raise ConfigError(f"clustering.method: {e}") from None
     if config.method == "agglomerative":
         return factory(
             threshold=config.threshold, linkage=config.linkage, min_cluster_size=config.min_cluster_size

@@ -11,6 +11,7 @@ durations, padding).
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -56,7 +57,10 @@ class SileroVAD:
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         try:
-            self._model = load_silero_vad(sequence=True, sampling_rate=sample_rate)
+            with warnings.catch_warnings():
+                # silero's loader uses the deprecated importlib.resources.path
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._model = load_silero_vad(sequence=True, sampling_rate=sample_rate)
         except Exception as e:  # onnxruntime missing or the bundled model unreadable
             raise ModelLoadError(f"cannot load the silero-vad ONNX model: {e}") from e
         self.sample_rate = sample_rate

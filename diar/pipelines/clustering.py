@@ -6,15 +6,17 @@ Nothing here needs the network: the VAD and embedder weights ship in their wheel
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
 from diar.cluster import build_clusterer
-from diar.config import Config
+from diar.config import Config, ConfigError
 from diar.models.base import EMBEDDERS, VADS, Embedder, VoiceActivityDetector
 from diar.pipelines import steps
 from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
 from diar.postprocess import labels_to_annotation
+from diar.registry import Registry, UnknownNameError
 from diar.types import Annotation
 
 logger = logging.getLogger(__name__)
@@ -28,12 +30,19 @@ def set_torch_threads(num_threads: int) -> None:
         torch.set_num_threads(num_threads)
 
 
+def _lookup(registry: Registry, name: str, key: str) -> Any:
+    try:
+        return registry.get(name)
+    except UnknownNameError as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
 def build_vad(config: Config) -> VoiceActivityDetector:
     """The VAD ``config.vad.name`` names, with its thresholds from ``config.vad``."""
     import diar.models  # noqa: F401  (registers the models)
 
     vad_config = config.vad
-    return VADS.get(vad_config.name)(
+    return _lookup(VADS, vad_config.name, "vad.name")(
         threshold=vad_config.threshold,
         min_speech_duration=vad_config.min_speech_duration,
         min_silence_duration=vad_config.min_silence_duration,
@@ -48,7 +57,9 @@ def build_embedder(config: Config) -> Embedder:
     import diar.models  # noqa: F401  (registers the models)
 
     emb = config.embedding
-    return EMBEDDERS.get(emb.name)(model_dir=emb.model_dir, device=emb.device, num_threads=config.num_threads)
+    return _lookup(EMBEDDERS, emb.name, "embedding.name")(
+        model_dir=emb.model_dir, device=emb.device, num_threads=config.num_threads
+    )
 
 
 @DIARIZERS.register("cluster")
