@@ -45,6 +45,8 @@ SR = 16000
 SPEECH = ("good-a", "rate-8k", "rate-44k", "stereo", "short", "réunion-會議", "../../x", "url-good")
 #: Recordings that are valid but hold no speech: done, with no turn and no failure row.
 NO_SPEECH = ("silent", "tiny")
+#: Recordings that must fail, each with exactly one row in failures.tsv.
+BAD = ("missing", "zero-byte", "truncated", "corrupt", "text-as-wav", "empty", "nan", "url-404")
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
             "url-404": Bad(f"{base}/lost.wav", "AudioNotFoundError", "not found"),
         }
         m.seconds = {k: s for k, (_, s) in good.items()}
+        assert sorted(m.bad) == sorted(BAD) and sorted(m.seconds) == sorted(SPEECH + NO_SPEECH)
         good_lines = [f"{k} {src}" for k, (src, _) in good.items()]
         bad_lines = [f"{k} {b.source}" for k, b in m.bad.items()]
         # good and bad interleaved, as a real corpus would have them
@@ -264,6 +267,41 @@ def test_job_diarizes_every_good_recording_and_lists_every_bad_one(
     assert sorted(p.name for p in (out / "shards").iterdir()) == sorted(
         f"shard-0000{i}.{ext}" for i in range(3) for ext in ("done.json", "parquet", "rttm")
     )
+
+
+@pytest.mark.parametrize("reco_id", BAD)
+def test_each_bad_recording_is_one_clear_row(
+    reco_id: str, local_run: tuple[Path, subprocess.CompletedProcess[str]], matrix: Matrix
+) -> None:
+    out, _ = local_run
+    bad = matrix.bad[reco_id]
+    rows = [
+        r
+        for r in read_failures_tsv((out / "failures.tsv").read_text(encoding="utf-8"))
+        if r.reco_id == reco_id
+    ]
+    assert len(rows) == 1
+    assert (rows[0].stage, rows[0].error_type) == ("read", bad.error_type)
+    assert bad.source in rows[0].message and bad.problem in rows[0].message, rows[0].message
+    assert reco_id not in read_rttm(out / "corpus.rttm")
+
+
+@pytest.mark.parametrize("reco_id", SPEECH + NO_SPEECH)
+def test_each_good_recording_is_diarized(
+    reco_id: str, local_run: tuple[Path, subprocess.CompletedProcess[str]], matrix: Matrix
+) -> None:
+    out, _ = local_run
+    failures = read_failures_tsv((out / "failures.tsv").read_text(encoding="utf-8"))
+    assert reco_id not in {r.reco_id for r in failures}
+    done = {}
+    for record in (out / "shards").glob("*.done.json"):
+        done.update(json.loads(record.read_text(encoding="utf-8"))["done"])
+    assert done[reco_id] == pytest.approx(matrix.seconds[reco_id], abs=2e-3)  # resampled, mixed down
+    turns = read_rttm(out / "corpus.rttm").get(reco_id, Annotation(reco_id, ())).turns
+    if reco_id in SPEECH:
+        assert len(turns) >= 1 and all(t.end <= matrix.seconds[reco_id] + 0.01 for t in turns)
+    else:
+        assert turns == ()  # no speech: a valid, empty result
 
 
 def never_built(config):  # type: ignore[no-untyped-def]
