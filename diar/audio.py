@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 BLOCK_FRAMES = 1 << 20
 #: soxr quality ("HQ" or "VHQ"); VHQ costs ~2x the CPU for no audible gain at speech rates.
 RESAMPLE_QUALITY = "HQ"
+#: Lowest sample rate accepted. Below it a header is corrupt rather than speech, and
+#: resampling its frames to 16 kHz could ask for more memory than the machine has.
+MIN_SAMPLE_RATE = 1000
 #: Remote objects up to this size are spooled in memory, larger ones to a temporary file.
 _SPOOL_MAX_BYTES = 64 << 20
 
@@ -286,6 +289,12 @@ def _decode(
     f: sf.SoundFile, sample_rate: int, reco_id: str | None, source: str, block: int, quality: str
 ) -> np.ndarray:
     in_rate, declared = int(f.samplerate), int(f.frames)
+    if in_rate < MIN_SAMPLE_RATE:
+        raise AudioDecodeError(
+            reco_id,
+            source,
+            f"implausible sample rate {in_rate} Hz (below {MIN_SAMPLE_RATE}; corrupt header?)",
+        )
     if declared == 0:
         raise EmptyAudioError(reco_id, source, "audio has 0 samples")
     resampler = (

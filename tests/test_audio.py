@@ -164,6 +164,13 @@ def test_nan_and_inf_samples(write_wav: WavWriter, bad: float) -> None:
         load_audio(str(path), 16000, "nan")
 
 
+def test_implausible_sample_rate_is_a_decode_error(write_wav: WavWriter) -> None:
+    # a corrupt header saying 10 Hz would turn 10 s of 16 kHz PCM into 4.4 hours of output
+    path = write_wav("slow.wav", seconds=10.0, sample_rate=10, kind="noise")
+    with pytest.raises(AudioDecodeError, match=r"'slow'.*sample rate 10 Hz"):
+        load_audio(str(path), 16000, "slow")
+
+
 def test_samples_that_overflow_when_resampled(write_wav: WavWriter) -> None:
     path = write_wav(
         "huge.wav", data=synth(0.5, sample_rate=44100)[:, 0] * 1e38, sample_rate=44100, subtype="FLOAT"
