@@ -108,14 +108,14 @@ class FrameModelConfig:
     name: str = "wavlm-sd"
     model: str = "microsoft/wavlm-base-plus-sd"
     device: str = "auto"
-    batch_size: int = 8
+    batch_size: int = 2
     autocast: str = "none"
     window: float = 10.0
-    hop: float = 5.0
+    hop: float = 8.0
     threshold: float = 0.5
     link_frames: int = 10
     link_iou: float = 0.5
-    link_threshold: float = 0.3
+    link_threshold: float = 0.4
     embed_min_seconds: float = 1.0
     embed_max_seconds: float = 30.0
 
