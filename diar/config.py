@@ -79,10 +79,14 @@ class ClusteringConfig:
 class ProfileConfig:
     """Scoring of window embeddings against enrolled speaker profiles (mode: profile)."""
 
-    # in each window the best profile talks, and so does (overlap) any other whose
-    # cosine similarity reaches `threshold` and lies within `overlap_margin` of the best
+    # each profile is blended with the recording's own windows of that speaker:
+    # adapt * profile + (1 - adapt) * their centroid (1: enrollment profile only)
+    adapt: float = 0.5
+    # in each window the best profile talks, and so does (overlap) any other whose cosine
+    # similarity reaches `threshold` and whose gap to the best, divided by the two profiles'
+    # cosine distance, is at most `overlap_margin`
     threshold: float = 0.5
-    overlap_margin: float = 0.05
+    overlap_margin: float = 0.2
     # windows whose best similarity is below this get no speaker (-1: never)
     min_score: float = -1.0
     # seconds each speaker's activity is extended on both sides (overlap at turn changes)
