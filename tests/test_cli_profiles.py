@@ -13,10 +13,11 @@ from test_xvector import golden_waveform, write_model_dir
 
 from diar.audio import load_audio
 from diar.commands import profiles as command
-from diar.config import ConfigError
+from diar.config import ConfigError, load_config
 from diar.errors import AudioError, ManifestError
 from diar.manifests import read_profiles
 from diar.models.xvector import XVectorEmbedder
+from diar.pipelines.steps import normalize_level
 
 SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
 
@@ -58,8 +59,11 @@ def test_xvector_profiles_round_trip_kaldiio(tmp_path: Path, enrollment: Path, c
     emb = XVectorEmbedder(str(model))
     enroll_dir = enrollment.parent / "enroll"
 
+    level = load_config().embedding.normalize_db  # files are scaled to the windows' level first
+
     def utt(name: str) -> np.ndarray:
-        return emb.embed_utterance(load_audio(str(enroll_dir / f"{name}.wav"), 16000))
+        wav = load_audio(str(enroll_dir / f"{name}.wav"), 16000)
+        return emb.embed_utterance(wav if level is None else normalize_level(wav[None], level)[0])
 
     expected = {
         "rec-1": np.stack([utt("a"), (utt("b1") + utt("b2")) / 2]),

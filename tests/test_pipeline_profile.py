@@ -13,10 +13,12 @@ from diar.pipelines import DIARIZERS, RecordingInput, build_diarizer
 from diar.pipelines.profile import (
     ProfileDiarizer,
     active_profiles,
+    adapt_profiles,
     cosine_scores,
     default_names,
     spread_activity,
 )
+from diar.pipelines.steps import normalize_level
 
 SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
 SR = 16000
@@ -30,25 +32,42 @@ def test_cosine_scores() -> None:
     e = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, -2.0]], np.float32)
     p = np.array([[2.0, 0.0], [0.0, 1.0]], np.float32)
     np.testing.assert_allclose(cosine_scores(e, p), [[1, 0], [0.70710677, 0.70710677], [0, -1]], atol=1e-6)
-    with pytest.raises(ValueError, match="dimension"):
+    with pytest.raises(ValueError, match="do not fit profiles"):
         cosine_scores(e, np.ones((2, 3), np.float32))
 
 
-def test_active_profiles_best_overlap_threshold_min_score() -> None:
-    cfg = ProfileConfig(threshold=0.5, overlap_margin=0.05, min_score=0.3)
+def test_active_profiles_relative_gap_threshold_min_score() -> None:
+    cfg = ProfileConfig(threshold=0.5, overlap_margin=0.2, min_score=0.3)
+    # profiles 0 and 1 are far apart (cosine 0: distance 1), 0 and 2 close (cosine 0.8: distance 0.2)
+    profiles = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.8, 0.0, 0.6]], np.float32)
     scores = np.array(
         [
             [0.9, 0.2, 0.1],  # one clear speaker
-            [0.8, 0.77, 0.1],  # two within the margin: overlap
-            [0.8, 0.70, 0.1],  # second too far below the best
-            [0.45, 0.44, 0.1],  # close, but the second is below threshold: best only
+            [0.8, 0.65, 0.1],  # gap 0.15 / distance 1 <= 0.2: overlap
+            [0.8, 0.55, 0.1],  # gap 0.25 / distance 1: too far
+            [0.9, 0.1, 0.85],  # gap 0.05 / distance 0.2 = 0.25: close voices, not overlap
+            [0.9, 0.1, 0.87],  # gap 0.03 / distance 0.2 = 0.15: overlap
+            [0.52, 0.45, 0.1],  # within the margin but below threshold: best only
             [0.2, 0.1, 0.0],  # best below min_score: nobody
         ],
         np.float32,
     )
-    expected = [[1, 0, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0], [0, 0, 0]]
-    np.testing.assert_array_equal(active_profiles(scores, cfg), expected)
-    assert active_profiles(np.zeros((0, 2), np.float32), cfg).shape == (0, 2)
+    expected = [[1, 0, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0], [1, 0, 1], [1, 0, 0], [0, 0, 0]]
+    np.testing.assert_array_equal(active_profiles(scores, profiles, cfg), expected)
+    assert active_profiles(np.zeros((0, 3), np.float32), profiles, cfg).shape == (0, 3)
+
+
+def test_adapt_profiles_moves_towards_the_recording() -> None:
+    profiles = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    # windows of speaker 0 sound a bit different here; speaker 2 never talks
+    windows = np.array([[0.8, 0.2, 0.0], [0.8, 0.2, 0.0], [0.1, 1.0, 0.0]], np.float32)
+    np.testing.assert_allclose(adapt_profiles(windows, profiles, 1.0), profiles, atol=1e-7)
+    out = adapt_profiles(windows, profiles, 0.0)
+    np.testing.assert_allclose(out[0], windows[0] / np.linalg.norm(windows[0]), atol=1e-6)
+    np.testing.assert_allclose(out[2], profiles[2])
+    half = adapt_profiles(windows, profiles, 0.5)
+    assert 0.99 < float(half[0] @ out[0]) < 0.9999 and float(half[0] @ profiles[0]) > 0.99
+    np.testing.assert_allclose(np.linalg.norm(half, axis=1), 1.0, atol=1e-6)
 
 
 def test_spread_activity() -> None:
@@ -136,8 +155,11 @@ def test_enroll_averages_files_per_speaker(fake_diarizer: ProfileDiarizer, write
     b = write_wav("b.wav", data=tone(2000, 0, 1, 1))
     profiles, names = fake_diarizer.enroll([("a", str(a1)), ("b", str(b)), ("a", str(a2))], "rec")
     assert names == ("a", "b")
-    e_low = fake_diarizer.embedder.embed_utterance(tone(300, 0, 1, 1))
-    e_high = fake_diarizer.embedder.embed_utterance(tone(2000, 0, 1, 1))
+    # files are scaled to the windows' level (embedding.normalize_db) before embedding
+    level = fake_diarizer.config.embedding.normalize_db
+    assert level is not None
+    e_low = fake_diarizer.embedder.embed_utterance(normalize_level(tone(300, 0, 1, 1)[None], level)[0])
+    e_high = fake_diarizer.embedder.embed_utterance(normalize_level(tone(2000, 0, 1, 1)[None], level)[0])
     np.testing.assert_allclose(profiles[0], (e_low + e_high) / 2, rtol=1e-3)
     with pytest.raises(ValueError, match="no enrollment files"):
         fake_diarizer.enroll([], "rec")

@@ -40,6 +40,7 @@ def compute_profiles(
     vad: VoiceActivityDetector | None = None,
     reco_id: str | None = None,
     allow_pipes: bool = False,
+    normalize_db: float | None = None,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """One profile per enrolled speaker: the mean whole-utterance embedding of its files.
 
@@ -48,6 +49,8 @@ def compute_profiles(
         enrollments: [(speaker, path or URL)], a speaker may have several files.
         vad: when given, only the detected speech of each file is embedded.
         reco_id: recording the enrollment belongs to (for error messages).
+        normalize_db: scale each file's (speech) audio to this RMS level first, as
+            ``embedding.normalize_db`` does for the recording's windows.
 
     Returns:
         (profiles of shape (num_speakers, dim) float32, speaker names), speakers in order
@@ -62,8 +65,12 @@ def compute_profiles(
     counts: dict[str, int] = {}
     for speaker, source in enrollments:
         wav = load_audio(source, embedder.sample_rate, reco_id=reco_id, allow_pipes=allow_pipes)
+        if vad is not None:
+            wav = steps.speech_only(wav, steps.detect_speech(vad, wav))
+        if normalize_db is not None:
+            wav = steps.normalize_level(wav[None], normalize_db)[0]
         # shape: (dim,)
-        vec = steps.embed_utterance(embedder, wav, vad)
+        vec = steps.embed_utterance(embedder, wav)
         sums[speaker] = sums.get(speaker, 0.0) + vec.astype(np.float64)
         counts[speaker] = counts.get(speaker, 0) + 1
     names = tuple(sums)
@@ -89,40 +96,88 @@ class ProfileMaker:
     ) -> tuple[np.ndarray, tuple[str, ...]]:
         """[(speaker, path or URL)] -> (profiles (num_speakers, dim) float32, speaker names)."""
         return compute_profiles(
-            self.embedder, enrollments, self.vad, reco_id=reco_id, allow_pipes=self.config.job.allow_pipes
+            self.embedder,
+            enrollments,
+            self.vad,
+            reco_id=reco_id,
+            allow_pipes=self.config.job.allow_pipes,
+            normalize_db=self.config.embedding.normalize_db,
         )
+
+
+def l2_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (all-zero rows stay zero). (N, D) -> (N, D) float64."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def cosine_scores(embeddings: np.ndarray, profiles: np.ndarray) -> np.ndarray:
     """Cosine similarity of every window to every profile. (W, D), (S, D) -> (W, S) float32."""
-    e = np.asarray(embeddings, dtype=np.float64)
-    p = np.asarray(profiles, dtype=np.float64)
-    if e.shape[1:] != p.shape[1:]:
-        raise ValueError(f"embeddings of dimension {e.shape[1:]} cannot be scored against profiles {p.shape}")
-    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-    return (e @ p.T).astype(np.float32)
+    e = np.asarray(embeddings)
+    p = np.asarray(profiles)
+    if e.ndim != 2 or p.ndim != 2 or e.shape[1] != p.shape[1]:
+        raise ValueError(
+            f"embeddings of shape {e.shape} do not fit profiles of shape {p.shape}"
+        )
+    return (l2_rows(e) @ l2_rows(p).T).astype(np.float32)
 
 
-def active_profiles(scores: np.ndarray, config: ProfileConfig) -> np.ndarray:
+def adapt_profiles(embeddings: np.ndarray, profiles: np.ndarray, weight: float) -> np.ndarray:
+    """Move each profile towards the recording's own windows of that speaker.
+
+    Every window is assigned to its most similar profile; a profile becomes
+    ``weight * profile + (1 - weight) * centroid`` of its windows (all unit length), so
+    it matches the recording's channel and level; a profile with no window is kept.
+    ``weight`` 1 leaves the profiles unchanged.
+
+    Args:
+        embeddings: shape (W, D) window embeddings.
+        profiles: shape (S, D).
+
+    Returns:
+        shape (S, D) float32, unit rows.
+    """
+    p = l2_rows(profiles)
+    if weight >= 1.0 or len(embeddings) == 0:
+        return p.astype(np.float32)
+    e = l2_rows(embeddings)
+    owner = np.argmax(e @ p.T, axis=1)  # shape: (W,)
+    adapted = p.copy()
+    for k in range(len(p)):
+        mine = e[owner == k]
+        if len(mine):
+            centroid = mine.mean(axis=0)
+            centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
+            adapted[k] = weight * p[k] + (1.0 - weight) * centroid
+    return l2_rows(adapted).astype(np.float32)
+
+
+def active_profiles(scores: np.ndarray, profiles: np.ndarray, config: ProfileConfig) -> np.ndarray:
     """Which profiles talk in each window, from its similarities.
 
-    The best-scoring profile is active, provided it reaches ``config.min_score``;
-    another profile is active as well (overlapped speech) when its score reaches
-    ``config.threshold`` and lies within ``config.overlap_margin`` of the best.
+    The best-scoring profile ``b`` is active, provided it reaches ``config.min_score``.
+    Another profile ``k`` is active as well (overlapped speech) when its score reaches
+    ``config.threshold`` and the gap to the best, relative to how far apart the two
+    speakers are, is small: ``(s_b - s_k) / (1 - cos(p_b, p_k)) <= config.overlap_margin``.
+    A window mixing two voices lies between their profiles; taking the gap relative to
+    the profiles' distance keeps two similar voices from making every window overlapped.
 
     Args:
         scores: shape (W, S) cosine similarities.
+        profiles: shape (S, D) the profiles the scores were computed with.
 
     Returns:
         shape (W, S) float32 0/1.
     """
-    scores = np.asarray(scores, dtype=np.float32)
+    scores = np.asarray(scores, dtype=np.float64)
     if scores.size == 0:
         return np.zeros(scores.shape, dtype=np.float32)
-    best = scores.max(axis=1, keepdims=True)  # shape: (W, 1)
+    p = l2_rows(profiles)
+    best_k = np.argmax(scores, axis=1)  # shape: (W,)
+    best = scores[np.arange(len(scores)), best_k][:, None]  # shape: (W, 1)
+    distance = np.maximum(1.0 - (p @ p.T)[best_k], 1e-3)  # shape: (W, S)
     top = (scores >= best) & (best >= config.min_score)
-    close = (scores >= config.threshold) & (best - scores <= config.overlap_margin)
+    close = (scores >= config.threshold) & ((best - scores) / distance <= config.overlap_margin)
     return (top | close).astype(np.float32)
 
 
@@ -163,7 +218,12 @@ class ProfileDiarizer(Diarizer):
         """Profiles from enrollment audio [(speaker, path or URL)] -> ((S, dim), names)."""
         vad = self.vad if self.config.profile.enroll_vad else None
         return compute_profiles(
-            self.embedder, enrollments, vad, reco_id=reco_id, allow_pipes=self.config.job.allow_pipes
+            self.embedder,
+            enrollments,
+            vad,
+            reco_id=reco_id,
+            allow_pipes=self.config.job.allow_pipes,
+            normalize_db=self.config.embedding.normalize_db,
         )
 
     def diarize_list(
@@ -212,11 +272,12 @@ class ProfileDiarizer(Diarizer):
             )
         with timed(hook, "embedding"):
             embeddings = steps.embed_windows(  # shape: (W, D)
-                self.embedder, wav, windows, cfg.embedding.batch_size
+                self.embedder, wav, windows, cfg.embedding.batch_size, cfg.embedding.normalize_db
             )
         with timed(hook, "scoring"):
-            scores = cosine_scores(embeddings, profiles)  # shape: (W, S)
-            active = active_profiles(scores, cfg.profile)  # shape: (W, S)
+            adapted = adapt_profiles(embeddings, profiles, cfg.profile.adapt)  # shape: (S, D)
+            scores = cosine_scores(embeddings, adapted)  # shape: (W, S)
+            active = active_profiles(scores, adapted, cfg.profile)  # shape: (W, S)
         with timed(hook, "postprocess"):
             speech = steps.speech_frame_mask(regions, num_frames, sr)  # shape: (T,)
             labels = steps.window_scores_to_frame_labels(  # shape: (T, S)
