@@ -178,3 +178,30 @@ def test_cuda_matches_cpu(tiny_dir: Path, autocast: str) -> None:
     cpu = WavLMSpeakerActivity(str(tiny_dir), device="cpu")(audio)
     gpu = WavLMSpeakerActivity(str(tiny_dir), device="cuda", autocast=autocast, batch_size=2)(audio)
     assert np.abs(gpu - cpu).max() < (1e-3 if autocast == "none" else 0.05)
+
+
+def test_hub_id_from_a_filled_cache_offline(tiny_dir: Path, tmp_path: Path) -> None:
+    """An id resolves through the Hugging Face cache layout with HF_HUB_OFFLINE=1 (fresh process,
+    since huggingface_hub reads its cache location at import)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--test-org--tiny-wavlm-sd"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        shutil.copy(tiny_dir / name, snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    code = (
+        "import numpy as np; from diar.models.wavlm_sd import WavLMSpeakerActivity;"
+        "m = WavLMSpeakerActivity('test-org/tiny-wavlm-sd', device='cpu');"
+        "print(m.num_speakers, m(np.ones((1, 8000), np.float32)).shape)"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "hub"), HF_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[0] == "2 (1, 25, 2)"
