@@ -9,11 +9,12 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
+from ray_fixtures import ray_address  # noqa: F401  (fixture)
 from test_xvector import golden_waveform, write_model_dir
 
 from diar.audio import load_audio
 from diar.commands import profiles as command
-from diar.config import ConfigError, load_config
+from diar.config import Config, ConfigError, load_config
 from diar.errors import AudioError, ManifestError
 from diar.manifests import read_profiles
 from diar.models.xvector import XVectorEmbedder
@@ -105,3 +106,69 @@ def test_errors(tmp_path: Path, enrollment: Path) -> None:
     with pytest.raises(AudioError, match=r"rec-9.*nowhere\.wav"):
         run_command("--enroll", str(missing), "--out", str(tmp_path / "o"))
     assert not (tmp_path / "o" / "profile.scp").exists()
+
+
+# --------------------------------------------------------------------------- python -m jobs.profiles
+
+
+def job_config(model: Path, *overrides: str) -> Config:
+    return load_config(
+        None,
+        [
+            "embedding.name=xvector",
+            f"embedding.model_dir={model}",
+            "embedding.device=cpu",
+            "profile.enroll_vad=false",
+            "job.num_cpus=1",
+            *overrides,
+        ],
+    )
+
+
+def test_job_local_failures_and_budget(tmp_path: Path, enrollment: Path) -> None:
+    from jobs.profiles import run_profiles_job
+
+    model = write_model_dir(tmp_path / "model")
+    # a third recording whose enrollment file does not exist
+    with enrollment.open("a", encoding="utf-8") as f:
+        f.write(f"rec-3 x {tmp_path / 'gone.wav'}\n")
+    out = tmp_path / "job"
+    report = run_profiles_job(job_config(model, "job.num_shards=2"), str(enrollment), str(out), local=True)
+    assert report.exit_code == 1 and report.done == 2
+    assert "1 of 3 recordings failed" in report.reason
+    assert [(f.reco_id, f.stage) for f in report.failures] == [("rec-3", "read")]
+    rows = (out / "failures.tsv").read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "reco_id\tstage\terror_type\tmessage" and rows[1].startswith(
+        "rec-3\tread\tAudioNotFoundError"
+    )
+    loaded = kaldiio.load_scp(str(out / "profile.scp"))
+    assert list(loaded) == ["rec-1", "réunion_2"]
+    # within budget: exit code 0
+    report = run_profiles_job(job_config(model, "job.max_failures=1"), str(enrollment), str(out), local=True)
+    assert report.exit_code == 0 and report.reason == ""
+
+
+@pytest.mark.slow
+def test_job_on_ray_equals_diar_profiles(
+    tmp_path: Path,
+    enrollment: Path,
+    ray_address: str,  # noqa: F811
+) -> None:
+    from jobs.profiles import run_profiles_job
+
+    model = write_model_dir(tmp_path / "model")
+    cli_out = tmp_path / "cli"
+    run_command(
+        "--enroll", str(enrollment), "--out", str(cli_out), "--model", "xvector", "--model-dir", str(model),
+        "--set", "profile.enroll_vad=false", "--device", "cpu",
+    )  # fmt: skip
+    out = tmp_path / "ray"
+    report = run_profiles_job(
+        job_config(model, "job.num_shards=2"), str(enrollment), str(out), address=ray_address
+    )
+    assert report.exit_code == 0 and report.done == 2 and not report.failures
+    assert (out / "profile.names").read_bytes() == (cli_out / "profile.names").read_bytes()
+    ours, theirs = kaldiio.load_scp(str(out / "profile.scp")), kaldiio.load_scp(str(cli_out / "profile.scp"))
+    assert list(ours) == list(theirs)
+    for reco in ours:
+        np.testing.assert_allclose(ours[reco], theirs[reco], rtol=1e-6, atol=1e-6)

@@ -1,0 +1,270 @@
+"""The profiles job: enrollment list -> balanced shards -> embedder actors -> profile.ark/scp/names.
+
+Run it as ``python -m jobs.profiles --enroll ENROLL --out OUT [--config configs/xvector.yaml]``.
+The same as ``diar profiles`` (one process), with the recordings' enrollment files
+embedded on Ray actors: each actor loads the embedder once and makes the profiles
+of one shard of recordings after another (the sharding and actor pool of the
+diarization job, :mod:`jobs.shards` and :mod:`jobs.actors`). ``--local`` runs
+without Ray.
+
+Output folder (local, since profile.scp names the ark by absolute path)::
+
+    OUT/profile.ark     float32 matrices (speakers x dim) keyed by recording id
+    OUT/profile.scp     <reco-id> <ark-path>:<offset>, readable by kaldiio
+    OUT/profile.names   <reco-id> <speaker1> <speaker2> ... (the rows' speakers)
+    OUT/failures.tsv    reco_id, stage, error_type, message (header only if none)
+
+Each file is written atomically. A recording whose enrollment audio cannot be read
+or embedded becomes a failure row and gets no profile; the exit code is 1 when more
+recordings fail than ``job.max_failures`` allows, 2 for a bad config or manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from diar.audio import audio_duration, is_url
+from diar.config import Config
+from diar.errors import AudioError, DiarError
+from jobs.actors import Outcome, actor_spec, num_actors_for, run_local, run_ray
+from jobs.diarize import EXIT_OVER_BUDGET, JobError, ray_session
+from jobs.progress import Progress
+from jobs.records import Failure
+from jobs.reduce import allowed_failures, failures_tsv
+from jobs.shards import Shard, plan_shards
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """The enrollment files of one recording.
+
+    Attributes:
+        reco_id: recording id (the profile's key).
+        files: [(speaker, path or URL)] in list order.
+        seconds: total duration of the files from their headers (None if one is unreadable).
+    """
+
+    reco_id: str
+    files: tuple[tuple[str, str], ...]
+    seconds: float | None = None
+
+
+@dataclass
+class ShardProfiles:
+    """What a worker returns for one shard: profiles of the recordings done, failure rows of the others."""
+
+    profiles: dict[str, tuple[np.ndarray, tuple[str, ...]]] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class ProfileWorker:
+    """Makes the profiles of a shard's recordings; built once per actor (loads the embedder)."""
+
+    def __init__(self, config: Config, num_threads: int | None = None) -> None:
+        from diar.pipelines.profile import ProfileMaker
+
+        if num_threads is not None:
+            config = replace(config, num_threads=num_threads)
+        self.maker = ProfileMaker(config)
+
+    def __call__(self, shard: Shard[Enrollment]) -> ShardProfiles:
+        out = ShardProfiles()
+        t0 = time.perf_counter()
+        for item in shard.items:
+            try:
+                # shape: (num_speakers, dim)
+                matrix, names = self.maker(item.reco_id, item.files)
+            except AudioError as e:
+                out.failures.append(Failure.from_exception(item.reco_id, "read", e, e.source))
+            except Exception as e:
+                out.failures.append(Failure.from_exception(item.reco_id, "embed", e))
+            else:
+                out.profiles[item.reco_id] = (matrix, names)
+        out.seconds = time.perf_counter() - t0
+        return out
+
+
+def read_enrollments(path: str, read_durations: bool = True) -> list[Enrollment]:
+    """The enrollment list as :class:`Enrollment` items (durations from the headers, in threads)."""
+    from diar.manifests import read_enrollment
+
+    items = [Enrollment(reco, tuple(files)) for reco, files in read_enrollment(path).items()]
+    if not read_durations:
+        return items
+
+    def total(item: Enrollment) -> float | None:
+        try:
+            return sum(audio_duration(source, item.reco_id) for _, source in item.files)
+        except AudioError:
+            return None  # the worker reports it as a failure row
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seconds = list(pool.map(total, items))
+    return [replace(item, seconds=s) for item, s in zip(items, seconds, strict=True)]
+
+
+@dataclass
+class ProfilesReport:
+    """The outcome of :func:`run_profiles_job`."""
+
+    done: int
+    failures: list[Failure]
+    exit_code: int
+    reason: str = ""
+    scp: str = ""
+
+
+def run_profiles_job(
+    config: Config,
+    enroll: str,
+    out_dir: str,
+    *,
+    address: str | None = None,
+    local: bool = False,
+    progress: bool | None = None,
+) -> ProfilesReport:
+    """Make the profiles of every recording of ``enroll`` and write them to ``out_dir``.
+
+    Args:
+        config: embedder (``embedding``), enrollment VAD (``profile.enroll_vad``) and the
+            ``job`` section (num_shards / shard_seconds, actors, failure budget).
+        enroll: enrollment list ``<reco-id> <speaker> <path-or-URL>``.
+        out_dir: local output folder (created).
+        address: Ray cluster address (default ``RAY_ADDRESS``, else a local Ray).
+        local: run in this process without Ray.
+        progress: show the progress bar (None: only on a terminal).
+    """
+    from diar.manifests import write_profiles, write_text_atomic
+
+    if is_url(out_dir):
+        raise JobError(f"--out {out_dir}: profiles are written to a local folder (profile.scp names the ark)")
+    items = read_enrollments(enroll)
+    shards = plan_shards(
+        items,
+        key=lambda it: it.reco_id,
+        seconds=lambda it: it.seconds,
+        num_shards=config.job.num_shards,
+        shard_seconds=config.job.shard_seconds,
+    )
+    profiles: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
+    failures: list[Failure] = []
+    total_seconds = sum(it.seconds or 0.0 for it in items)
+    bar = Progress(len(items), total_seconds, disable=None if progress else True, desc="profiles")
+
+    def on_outcome(outcome: Outcome[ShardProfiles]) -> None:
+        shard = outcome.shard
+        if outcome.result is not None:
+            profiles.update(outcome.result.profiles)
+            failures.extend(outcome.result.failures)
+            failed = len(outcome.result.failures)
+        else:
+            error = outcome.error or RuntimeError("unknown error")
+            failures.extend(Failure.from_exception(it.reco_id, "actor", error) for it in shard.items)
+            failed = len(shard.items)
+        bar.advance(len(shard.items), shard.seconds, failed)
+
+    with bar:
+        if local:
+            run_local(functools.partial(ProfileWorker, config), shards, on_outcome)
+        elif shards:
+            import ray
+
+            with ray_session(address):
+                cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
+                spec = actor_spec(config.job, cluster)
+                num_actors = num_actors_for(config.job, spec, cluster, len(shards))
+                factory = functools.partial(ProfileWorker, config, spec.num_threads)
+                run_ray(factory, shards, spec, num_actors, on_outcome, bar.partial)
+
+    os.makedirs(out_dir, exist_ok=True)
+    # profiles in enrollment-list order; arrays from Ray's object store are read-only, which is fine here
+    ordered = {it.reco_id: profiles[it.reco_id] for it in items if it.reco_id in profiles}
+    scp = write_profiles(os.path.join(out_dir, ""), ordered)
+    write_text_atomic(os.path.join(out_dir, "failures.tsv"), failures_tsv(failures))
+    allowed = allowed_failures(config.job.max_failures, len(items))
+    reason = ""
+    if len(failures) > allowed:
+        reason = (
+            f"{len(failures)} of {len(items)} recordings failed, more than job.max_failures="
+            f"{config.job.max_failures:g} allows ({allowed}); see {os.path.join(out_dir, 'failures.tsv')}"
+        )
+    return ProfilesReport(len(ordered), failures, EXIT_OVER_BUDGET if reason else 0, reason, str(scp))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m jobs.profiles``: those of ``diar profiles`` plus the job's."""
+    from diar.commands.profiles import add_arguments as profile_arguments
+
+    profile_arguments(parser)
+    parser.add_argument("--num-shards", type=int, default=None, help="shortcut for --set job.num_shards=N")
+    parser.add_argument("--num-actors", type=int, default=None, help="shortcut for --set job.num_actors=N")
+    parser.add_argument(
+        "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)"
+    )
+    parser.add_argument("--local", action="store_true", help="run in this process without Ray (debugging)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the job from parsed arguments; return the exit code."""
+    from diar.commands.profiles import config_from_args
+
+    for flag, key in (("num_shards", "job.num_shards"), ("num_actors", "job.num_actors")):
+        value = getattr(args, flag)
+        if value is not None:
+            args.overrides = [*args.overrides, f"{key}={value}"]
+    config = config_from_args(args)
+    report = run_profiles_job(
+        config,
+        args.enroll,
+        args.out,
+        address=args.address,
+        local=args.local,
+        progress=False if args.no_progress else None,
+    )
+    sys.stdout.write(f"{report.done} profiles, {len(report.failures)} failed: {report.scp}\n")
+    if report.reason:
+        sys.stderr.write(f"jobs.profiles: {report.reason}\n")
+    elif report.failures:
+        sys.stderr.write(f"jobs.profiles: failures within budget, listed in {args.out}/failures.tsv\n")
+    return report.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m jobs.profiles``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.profiles",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+    except DiarError as e:
+        sys.stderr.write(f"jobs.profiles: error: {e}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
