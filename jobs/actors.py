@@ -132,6 +132,14 @@ def run_local(
             on_outcome(Outcome(shard, result=result))
 
 
+def worker_progress(worker: object) -> tuple[int, float]:
+    """A worker's ``progress`` attribute, ``(items, seconds)`` done in its current shard, if it has one."""
+    value = getattr(worker, "progress", None)
+    if isinstance(value, tuple) and len(value) == 2:
+        return int(value[0]), float(value[1])
+    return 0, 0.0
+
+
 class WorkerStartError(DiarError):
     """The workers could not be built (e.g. the model does not load): no shard can be processed."""
 
@@ -171,6 +179,10 @@ class ShardActor:
         set_num_threads(self._num_threads)  # the call may run on another thread than __init__
         return self._worker(shard)
 
+    def progress(self) -> tuple[int, float]:
+        """``(items, seconds)`` done so far in the current shard (runs in the monitor group)."""
+        return worker_progress(self._worker)
+
     def pid(self) -> int:
         return os.getpid()
 
@@ -181,17 +193,23 @@ def run_ray(
     spec: ActorSpec,
     num_actors: int,
     on_outcome: Callable[[Outcome[Any]], None],
+    on_partial: Callable[[int, float], None] | None = None,
+    poll_seconds: float = 1.0,
 ) -> None:
     """Process ``shards`` on ``num_actors`` Ray actors (Ray must be initialised).
 
     Each actor holds at most one shard at a time; outcomes are reported as they arrive.
+    ``on_partial(items, seconds)`` is called about every ``poll_seconds`` with what the
+    busy actors have done of their current shards (workers with a ``progress`` attribute),
+    asked through a separate concurrency group so that it does not wait for the shard.
     """
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    from ray.exceptions import RayActorError, RayError, RayTaskError
 
     if not shards:
         return
-    actor_cls: Any = ray.remote(ShardActor).options(
+    remote: Any = ray.remote
+    actor_cls: Any = remote(concurrency_groups={"monitor": 1})(ShardActor).options(
         num_cpus=spec.num_cpus,
         num_gpus=spec.num_gpus,
         max_restarts=spec.max_restarts,
@@ -215,13 +233,40 @@ def run_ray(
             shard = pending.popleft()
             inflight[actors[index].process.remote(shard)] = (index, shard)
 
+    partial: dict[int, tuple[str, int, float]] = {}  # actor -> (shard id, items, seconds)
+    asked: dict[Any, tuple[int, str]] = {}  # progress request -> (actor, shard id)
+
+    def poll() -> None:
+        if asked:
+            answered, _ = ray.wait(list(asked), num_returns=len(asked), timeout=0)
+            for ref in answered:
+                index, shard_id = asked.pop(ref)
+                try:
+                    items, seconds = ray.get(ref)
+                except RayError:  # the actor is restarting or gone: no news
+                    continue
+                partial[index] = (shard_id, items, seconds)
+        busy = {index: shard.shard_id for index, shard in inflight.values()}
+        waiting = {index for index, _ in asked.values()}
+        for index, shard_id in busy.items():
+            if index not in waiting:
+                ref = actors[index].progress.options(concurrency_group="monitor").remote()
+                asked[ref] = (index, shard_id)
+        current = [v for i, v in partial.items() if busy.get(i) == v[0]]
+        if on_partial is not None:
+            on_partial(sum(v[1] for v in current), sum(v[2] for v in current))
+
     try:
         for index in range(num_actors):
             submit(index)
         while inflight:
-            ready, _ = ray.wait(list(inflight), num_returns=1)
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=poll_seconds)
+            if not ready:
+                poll()
+                continue
             for ref in ready:
                 index, shard = inflight.pop(ref)
+                partial.pop(index, None)
                 try:
                     result = ray.get(ref)
                 except RayActorError as e:

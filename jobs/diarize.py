@@ -143,6 +143,8 @@ class DiarizeWorker:
         self.config = config
         self.out = OutDir(out_url)
         self.diarizer = (diarizer_factory or build_diarizer)(config)
+        #: (recordings, audio seconds) done in the current shard, read by the progress bar
+        self.progress: tuple[int, float] = (0, 0.0)
 
     def __call__(self, shard: Shard[Recording]) -> ShardRecord:
         from diar.audio import load_audio
@@ -155,9 +157,13 @@ class DiarizeWorker:
             steps[step] = steps.get(step, 0.0) + seconds
 
         rate = self.diarizer.sample_rate
+        self.progress = (0, 0.0)
         rttm_parts: list[bytes] = []
         annotations: list[Annotation] = []
-        for rec in shard.items:
+        seconds_done = 0.0  # header durations, as the progress bar counts them
+        for count, rec in enumerate(shard.items):
+            self.progress = (count, seconds_done)
+            seconds_done += rec.seconds or 0.0
             try:
                 waveform = load_audio(
                     rec.source, rate, reco_id=rec.reco_id, allow_pipes=self.config.job.allow_pipes
@@ -403,7 +409,9 @@ def ray_session(address: str | None) -> Iterator[None]:
     if target:
         ray.init(address=target)
     else:
-        ray.init(include_dashboard=False)
+        # "local": a new instance even when /tmp/ray/ray_current_cluster names a cluster
+        # started earlier by `ray start` (plain ray.init() would try to join it)
+        ray.init(address="local", include_dashboard=False)
     try:
         yield
     finally:
@@ -507,7 +515,7 @@ def run_job(
                     factory = functools.partial(
                         DiarizeWorker, config, out.url, diarizer_factory, spec.num_threads
                     )
-                    run_ray(factory, todo, spec, num_actors, on_outcome)
+                    run_ray(factory, todo, spec, num_actors, on_outcome, bar.partial)
                     work_seconds = time.perf_counter() - t_work
 
     finished = [records[s.shard_id] for s in shards if s.shard_id in records]

@@ -28,6 +28,8 @@ class Progress:
         self.total_recordings = total_recordings
         self.recordings = done_recordings
         self.failed = 0
+        self._seconds = done_seconds
+        self._partial: tuple[int, float] = (0, 0.0)
         self._bar = tqdm(
             total=round(total_seconds / 3600.0, 4),
             initial=round(done_seconds / 3600.0, 4),
@@ -46,11 +48,22 @@ class Progress:
         """Count ``recordings`` more recordings (``failed`` of them failed) holding ``seconds`` of audio."""
         self.recordings += recordings
         self.failed += failed
+        self._seconds += seconds
+        self._partial = (0, 0.0)
+        self._show()
+
+    def partial(self, recordings: int, seconds: float) -> None:
+        """Show ``recordings`` / ``seconds`` done inside shards still running (replaces the last call)."""
+        self._partial = (recordings, seconds)
+        self._show()
+
+    def _show(self) -> None:
         self._refresh_postfix(refresh=False)
-        self._bar.update(round(seconds / 3600.0, 4))
+        self._bar.n = round((self._seconds + self._partial[1]) / 3600.0, 4)
+        self._bar.refresh()
 
     def _refresh_postfix(self, refresh: bool = True) -> None:
-        text = f"recordings {self.recordings}/{self.total_recordings}"
+        text = f"recordings {self.recordings + self._partial[0]}/{self.total_recordings}"
         if self.failed:
             text += f", {self.failed} failed"
         self._bar.set_postfix_str(text, refresh=refresh)

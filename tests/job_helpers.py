@@ -95,3 +95,17 @@ def make_corpus(folder: Path, durations: dict[str, float], extra_lines: tuple[st
 
 #: Recording ids and durations (s) of the small job corpus.
 DURATIONS = {"rec-a": 9.0, "rec-b": 4.0, "rec-c": 7.5, "rec-d": 3.0, "rec-e": 6.0, "rec-ü": 5.0}
+
+
+class SlowCounter:
+    """A shard worker that takes ``delay`` seconds per item and counts them in ``progress``."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.progress: tuple[int, float] = (0, 0.0)
+
+    def __call__(self, shard):  # type: ignore[no-untyped-def]
+        for i in range(len(shard.items)):
+            self.progress = (i, float(i))
+            time.sleep(self.delay)
+        return [str(item) for item in shard.items]

@@ -5,6 +5,7 @@ Shares one session Ray cluster (2 CPUs); each test starts at most two actors.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -190,3 +191,21 @@ def test_driver_killed_mid_run_then_rerun_is_byte_identical(
     assert summary["shards"]["run"] == 6 - summary["shards"]["reused"]
     for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_progress_inside_a_running_shard_reaches_the_driver(ray_address: str) -> None:  # noqa: F811
+    from job_helpers import SlowCounter
+
+    from jobs.actors import ActorSpec, run_ray
+    from jobs.shards import Shard
+
+    shard = Shard("shard-00000", ("a", "b", "c", "d", "e"), 5.0)
+    partials: list[tuple[int, float]] = []
+    outcomes = []
+    spec = ActorSpec(num_cpus=1, num_gpus=0, max_restarts=0, max_task_retries=0)
+    factory = functools.partial(SlowCounter, 0.6)
+    run_ray(
+        factory, [shard], spec, 1, outcomes.append, lambda n, s: partials.append((n, s)), poll_seconds=0.2
+    )
+    assert [o.result for o in outcomes] == [["a", "b", "c", "d", "e"]]
+    assert any(0 < n < 5 for n, _ in partials), partials

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -118,6 +119,11 @@ def test_ray_job_submit_writes_the_same_corpus_rttm(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+        # `ray start` recorded this head as the machine's current cluster; forget it, as
+        # `ray stop` would, so that a later plain ray.init() does not try to join it
+        marker = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if marker.is_file() and marker.read_text().strip().endswith(f":{gcs}"):
+            marker.unlink()
 
     local = tmp_path / "local"
     report = run_job(load_config(None), str(SAMPLE_SCP), str(local), local=True)
