@@ -131,6 +131,9 @@ def read_wav_scp(path: PathLike, allow_pipes: bool = False, check_exists: bool =
 
     Returns:
         reco_id -> absolute path, URL or pipe command, in file order.
+
+    Raises:
+        ManifestError: a malformed or duplicate line, a refused pipe, or no line at all.
     """
     base = os.path.dirname(os.path.abspath(os.fspath(path)))
     out: dict[str, str] = {}
@@ -155,6 +158,9 @@ def read_wav_scp(path: PathLike, allow_pipes: bool = False, check_exists: bool =
                 _check_exists(line, value)
         _unique(line, reco_id, seen)
         out[reco_id] = value
+    if not out:
+        # an empty list is almost always a wrong path or a glob that matched nothing
+        raise ManifestError(os.fspath(path), None, "no recordings: the manifest is empty")
     return out
 
 

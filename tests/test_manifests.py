@@ -109,6 +109,14 @@ def test_undecodable_manifest_and_missing_manifest(tmp_path: Path) -> None:
         read_wav_scp(tmp_path / "nope.scp")
 
 
+@pytest.mark.parametrize("text", ["", "\n\n", "  \n\t\n"])
+def test_empty_wav_scp_is_an_error(tmp_path: Path, text: str) -> None:
+    scp = tmp_path / "wav.scp"
+    scp.write_text(text)
+    with pytest.raises(ManifestError, match=r"wav\.scp: no recordings"):
+        read_wav_scp(scp)
+
+
 # --------------------------------------------------------------------------- other tables
 
 

@@ -391,7 +391,8 @@ def test_failure_budget_as_count_and_fraction(
 
 
 @pytest.mark.parametrize(
-    "case", ["malformed line", "duplicate id", "pipe refused", "profile id not in wav.scp", "ark offset"]
+    "case",
+    ["malformed line", "duplicate id", "pipe refused", "empty", "profile id not in wav.scp", "ark offset"],
 )
 def test_manifest_problems_stop_the_job_before_any_work(
     case: str, matrix: Matrix, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -406,6 +407,9 @@ def test_manifest_problems_stop_the_job_before_any_work(
     elif case == "duplicate id":
         lines.append(f"one {good}")
         where, what = f"{scp}:4", "duplicate id 'one'"
+    elif case == "empty":
+        lines = []
+        where, what = f"{scp}: ", "no recordings"
     elif case == "pipe refused":
         lines[2] = f"three cat {good} |"
         where, what = f"{scp}:3", "pipe command"
