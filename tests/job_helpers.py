@@ -55,11 +55,16 @@ class EnergyDiarizer(Diarizer):
             frames = recording.waveform[: n * hop].reshape(n, hop)
             speech = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12) > -35
         with timed(hook, "cluster"):
-            num = recording.num_speakers or 2
+            if recording.profiles is not None:  # profile mode: one speaker per profile row
+                num = recording.profiles.shape[0]
+                names = list(recording.profile_names or [f"spk{k + 1}" for k in range(num)])
+            else:
+                num = recording.num_speakers or 2
+                names = [f"spk{k + 1}" for k in range(num)]
             # shape: (frames, num)
             labels = np.zeros((n, num), dtype=np.int8)
             labels[np.arange(n), (np.arange(n) // 200) % num] = speech
-        return Annotation.from_labels(recording.reco_id, labels, [f"spk{k + 1}" for k in range(num)])
+        return Annotation.from_labels(recording.reco_id, labels, names)
 
 
 def energy_factory(delay: float = 0.0, pid_dir: str | None = None, fail_ids: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]

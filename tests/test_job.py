@@ -297,3 +297,52 @@ def test_diar_run_command_is_the_job(scp: Path, reference: Path, tmp_path: Path)
 
     assert run_job_command(args, energy_factory()) == 0
     assert (out / "corpus.rttm").read_bytes() == (reference / "corpus.rttm").read_bytes()
+
+
+def test_speaker_counts_and_profiles_reach_the_diarizer(tmp_path: Path) -> None:
+    import numpy as np
+
+    from diar.manifests import write_profiles
+
+    scp = make_corpus(tmp_path / "c", {"r1": 5.0, "r2": 5.0, "r3": 5.0})
+    profile_scp = write_profiles(
+        tmp_path / "prof" / "",
+        {
+            "r1": (np.ones((3, 4), np.float32), ["alice", "bob", "carol"]),
+            "r2": (np.ones((1, 4), np.float32), ["dave"]),
+        },
+    )
+    r2n = tmp_path / "reco2num_spk"
+    r2n.write_text("r3 4\n")
+    out = tmp_path / "out"
+    report = run_job(
+        config(),
+        str(scp),
+        str(out),
+        reco2num_spk=str(r2n),
+        profile_scp=str(profile_scp),
+        local=True,
+        diarizer_factory=energy_factory(),
+    )
+    assert report.exit_code == 0
+    found = read_rttm(out / "corpus.rttm")
+    assert set(found["r1"].speakers) == {"alice", "bob", "carol"}
+    assert found["r2"].speakers == ["dave"]
+    assert set(found["r3"].speakers) <= {"spk1", "spk2", "spk3", "spk4"} and len(found["r3"].speakers) > 2
+    # changing a profile changes the job: the old OUT is refused
+    write_profiles(tmp_path / "prof" / "", {"r1": (np.zeros((3, 4), np.float32), ["alice", "bob", "carol"])})
+    with pytest.raises(JobError, match="different manifests"):
+        run_job(config(), str(scp), str(out), profile_scp=str(profile_scp), local=True)
+
+
+def test_profile_manifest_problems_stop_the_job(tmp_path: Path) -> None:
+    scp = make_corpus(tmp_path / "c", {"r1": 2.0})
+    bad_id = tmp_path / "a.scp"
+    bad_id.write_text(f"r1 {tmp_path}/p.ark:0\nstranger {tmp_path}/p.ark:0\n")
+    with pytest.raises(ManifestError, match=r"a.scp:2.*'stranger'"):
+        run_job(config(), str(scp), str(tmp_path / "o1"), profile_scp=str(bad_id), local=True)
+    (tmp_path / "p.ark").write_bytes(b"r1 \x00Bnot an ark")
+    bad_offset = tmp_path / "b.scp"
+    bad_offset.write_text(f"r1 {tmp_path}/p.ark:999\n")
+    with pytest.raises(ManifestError, match=r"b.scp:1"):
+        run_job(config(), str(scp), str(tmp_path / "o2"), profile_scp=str(bad_offset), local=True)
