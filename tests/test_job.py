@@ -346,3 +346,13 @@ def test_profile_manifest_problems_stop_the_job(tmp_path: Path) -> None:
     bad_offset.write_text(f"r1 {tmp_path}/p.ark:999\n")
     with pytest.raises(ManifestError, match=r"b.scp:1"):
         run_job(config(), str(scp), str(tmp_path / "o2"), profile_scp=str(bad_offset), local=True)
+
+
+def test_default_config_shows_every_job_default() -> None:
+    from diar.config import JobConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    assert load_config(path).job == JobConfig()
+    import yaml
+
+    assert set(yaml.safe_load(path.read_text())["job"]) == set(JobConfig.__dataclass_fields__)
