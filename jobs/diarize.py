@@ -105,6 +105,13 @@ class Recording:
         }
 
 
+def model_name(config: Config) -> str:
+    """The Parquet ``model`` column: what produced the turns (as ``diar diarize`` writes it)."""
+    from diar.commands.diarize import model_name as diarize_model_name
+
+    return diarize_model_name(config)
+
+
 def config_digest(config: Config) -> str:
     """Digest of the parts of ``config`` that can change the output.
 
@@ -206,7 +213,9 @@ class DiarizeWorker:
             self.out.write_bytes(f"{stem}.rttm", rttm)
             record.files.append(f"{shard.shard_id}.rttm")
             if "parquet" in self.config.job.out_formats:
-                self.out.write_bytes(f"{stem}.parquet", parquet_bytes(annotations, model=self.config.mode))
+                self.out.write_bytes(
+                    f"{stem}.parquet", parquet_bytes(annotations, model=model_name(self.config))
+                )
                 record.files.append(f"{shard.shard_id}.parquet")
         except Exception as e:
             raise JobError(
@@ -524,7 +533,7 @@ def run_job(
         totals.add(record)
     totals.add_lost(lost)
     annotations = merge_annotations(out, finished)
-    outputs = write_corpus(out, annotations, config.job.out_formats, model=config.mode)
+    outputs = write_corpus(out, annotations, config.job.out_formats, model=model_name(config))
     out.write_text("failures.tsv", failures_tsv(totals.failures))
     outputs.append("failures.tsv")
 

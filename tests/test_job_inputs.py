@@ -94,3 +94,17 @@ def test_every_bad_recording_is_one_row_and_every_good_one_is_diarized(
     assert summary["status"] == "over_budget"
     # the same recording under a non-ASCII id gives the same turns
     assert [(t.start, t.end) for t in diarized["réunion-ü"]] == [(t.start, t.end) for t in diarized["good"]]
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+def test_job_on_the_sim_corpus_equals_diar_diarize_in_one_process(corpus: Path, tmp_path: Path) -> None:
+    from diar.cli import main as diar_main
+
+    scp = corpus / "sim" / "wav.scp"
+    out = tmp_path / "out"
+    report = run_job(load_config(None, ["job.num_shards=7"]), str(scp), str(out), local=True)
+    assert report.exit_code == 0 and report.summary["recordings"]["done"] == 10
+    assert diar_main(["diarize", str(scp), "-o", str(tmp_path / "one.rttm")]) == 0
+    job, one = read_rttm(out / "corpus.rttm"), read_rttm(tmp_path / "one.rttm")
+    assert {k: v.turns for k, v in job.items()} == {k: v.turns for k, v in one.items()}
