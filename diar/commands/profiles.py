@@ -3,14 +3,11 @@
 Reads an enrollment list (``<reco-id> <speaker> <path-or-URL>`` per line; a speaker
 may have several files) and writes one profile matrix per recording: one row per
 speaker, in order of first appearance, each the whole-utterance embedding averaged
-over that speaker's files. Output, as Kaldi files readable by kaldiio:
-
-* ``OUT/profile.ark``: float32 matrices (speakers x dim) keyed by recording id;
-* ``OUT/profile.scp``: ``<reco-id> <ark-path>:<offset>``;
-* ``OUT/profile.names``: ``<reco-id> <speaker1> <speaker2> ...``, the row names.
-
-Give ``OUT/profile.scp`` to ``diar run --profile-scp`` with the same embedder.
-The same work sharded over a Ray cluster: ``python -m jobs.profiles``.
+over that speaker's files. OUT/profile.ark holds the float32 matrices (speakers x
+dim) keyed by recording id, OUT/profile.scp the lines ``<reco-id> <ark-path>:<offset>``
+(readable by kaldiio), OUT/profile.names the lines ``<reco-id> <speaker1> <speaker2> ...``
+naming the rows. Give OUT/profile.scp to ``diar run --profile-scp`` with the same
+embedder. The same work sharded over a Ray cluster: ``python -m jobs.profiles``.
 """
 
 from __future__ import annotations
@@ -44,7 +41,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="embedder name (ge2e, xvector); shortcut for --set embedding.name=NAME [config: ge2e]",
+        help="embedder name (ge2e, xvector); shortcut for --set embedding.name=NAME (unset: the config's)",
     )
     parser.add_argument(
         "--model-dir",
