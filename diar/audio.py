@@ -56,6 +56,11 @@ RESAMPLE_QUALITY = "HQ"
 MIN_SAMPLE_RATE = 1000
 #: Remote objects up to this size are spooled in memory, larger ones to a temporary file.
 _SPOOL_MAX_BYTES = 64 << 20
+#: HTTP(S) timeouts in seconds: to connect, and between two reads of the body. There is no
+#: limit on the whole transfer (aiohttp's default of 5 minutes would fail large files on slow
+#: links), but a server that stops sending fails the recording instead of hanging its shard.
+HTTP_CONNECT_TIMEOUT = 30.0
+HTTP_READ_TIMEOUT = 60.0
 
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*(::[A-Za-z][A-Za-z0-9+.-]*)*://")
@@ -112,13 +117,27 @@ def _open_source(source: str, reco_id: str | None, allow_pipes: bool) -> Iterato
         yield spool  # type: ignore[misc]
 
 
-def _download(url: str, reco_id: str | None, out: IO[bytes]) -> None:
+def _filesystem(url: str, reco_id: str | None) -> tuple[Any, str]:
+    """fsspec filesystem and path of ``url``; HTTP(S) with :data:`HTTP_READ_TIMEOUT` and no total limit."""
     import fsspec
 
+    options: dict[str, Any] = {}
+    if url.startswith(("http://", "https://")):
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=HTTP_CONNECT_TIMEOUT, sock_read=HTTP_READ_TIMEOUT
+        )
+        options["client_kwargs"] = {"timeout": timeout}
     try:
-        fs, path = fsspec.core.url_to_fs(url)
+        fs, path = fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError) as exc:
         raise AudioNotFoundError(reco_id, url, f"cannot open URL ({exc})") from exc
+    return fs, path
+
+
+def _download(url: str, reco_id: str | None, out: IO[bytes]) -> None:
+    fs, path = _filesystem(url, reco_id)
     # HTTP: stream the body; random access would need range requests.
     kwargs: dict[str, Any] = {"block_size": 0} if "http" in fs.protocol else {}
     try:
@@ -141,8 +160,14 @@ def _url_error(reco_id: str | None, url: str, exc: BaseException) -> AudioNotFou
     if isinstance(status, int):
         reason = " ".join(str(getattr(cause, "message", "")).split())
         return AudioNotFoundError(reco_id, url, f"cannot read URL: HTTP {status} {reason}".rstrip())
+    if isinstance(cause, TimeoutError):
+        return AudioNotFoundError(
+            reco_id,
+            url,
+            f"cannot reach URL: no answer within {HTTP_READ_TIMEOUT:g} s ({type(cause).__name__})",
+        )
     if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
-        # refused or reset connections, DNS failures and timeouts are all OSErrors here
+        # refused or reset connections and DNS failures are all OSErrors here
         detail = " ".join(str(cause).split()) or type(cause).__name__
         return AudioNotFoundError(reco_id, url, f"cannot reach URL: {detail}")
     if isinstance(exc, FileNotFoundError) or "404" in str(cause) or "Not Found" in str(cause):
@@ -237,14 +262,12 @@ def audio_duration(source: str, reco_id: str | None = None, allow_pipes: bool = 
 
 def _remote_duration(url: str, reco_id: str | None) -> float | None:
     """Header-only duration of a remote object, or None when the server needs a full download."""
-    import fsspec
-
+    fs, path = _filesystem(url, reco_id)
     try:
-        fs, path = fsspec.core.url_to_fs(url)
         with fs.open(path, "rb") as remote, sf.SoundFile(remote) as f:
             if f.samplerate > 0:
                 return float(f.frames) / float(f.samplerate)
-    except FileNotFoundError as exc:
+    except OSError as exc:  # missing, unreachable, timed out: a download would fail the same way
         raise _url_error(reco_id, url, exc) from exc
     except Exception as exc:  # no range support, odd backends: fall back to a download
         logger.debug("header-only read of %s failed (%s); downloading it", url, exc)

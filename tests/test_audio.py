@@ -266,3 +266,17 @@ def test_unreachable_url_is_not_called_missing(http_root: tuple[str, Path]) -> N
         audio_duration(url, "r")
     with pytest.raises(AudioNotFoundError, match=r"'r'.*HTTP 500"):
         load_audio(f"{base}/status/500/r.wav", 16000, "r")
+
+
+def test_a_server_that_never_answers_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import diar.audio
+
+    monkeypatch.setattr(diar.audio, "HTTP_READ_TIMEOUT", 0.5)
+    with socket.socket() as server:  # accepts connections (backlog) but never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/r.wav"
+        with pytest.raises(AudioNotFoundError, match=r"'r'.*no answer within 0.5 s"):
+            load_audio(url, 16000, "r")
+        with pytest.raises(AudioNotFoundError, match=r"'r'.*no answer within 0.5 s"):
+            audio_duration(url, "r")
