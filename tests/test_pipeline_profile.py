@@ -191,3 +191,26 @@ def test_bundled_sample_with_enrollment() -> None:
     assert hyp.speakers == ["3005", "3331"]
     result = score(read_rttm(SAMPLE / "ref.rttm"), {reco: hyp}, read_uem(SAMPLE / "uem"), collar=0.25)
     assert result.corpus.der < 0.12, result.corpus.to_dict()
+
+
+def test_xvector_config_runs_profile_mode(tmp_path: Path) -> None:
+    """configs/xvector.yaml with a tiny FunASR-layout x-vector: enrollment and diarization run end to end."""
+    from test_xvector import write_model_dir
+
+    model = write_model_dir(tmp_path / "model")
+    config_path = Path(__file__).resolve().parents[1] / "configs" / "xvector.yaml"
+    config = load_config(
+        config_path, [f"embedding.model_dir={model}", "embedding.device=cpu", "num_threads=1"]
+    )
+    assert (config.mode, config.embedding.name) == ("profile", "xvector")
+    diarizer = build_diarizer(config)
+    assert isinstance(diarizer, ProfileDiarizer) and diarizer.embedder.dimension == 6
+    ((reco, source),) = read_wav_scp(SAMPLE / "wav.scp").items()
+    from diar.audio import load_audio
+
+    wav = load_audio(source, SR, reco)[: 20 * SR]  # shape: (N,), the first 20 s
+    profiles, names = diarizer.enroll(read_enrollment(SAMPLE / "enroll.scp")[reco], reco)
+    assert names == ("3005", "3331") and profiles.shape == (2, 6)
+    ann = diarizer.apply(RecordingInput(reco, wav, None, profiles, names))
+    assert ann.reco_id == reco and len(ann) > 0 and set(ann.speakers) <= {"3005", "3331"}
+    assert all(0 <= t.start < t.end <= 20.0 for t in ann)
