@@ -16,7 +16,7 @@ FRAME_SHIFT = 0.01
 
 def seconds_to_frames(seconds: float, shift: float = FRAME_SHIFT) -> int:
     """Index of the frame that contains time ``seconds`` (rounded to nearest boundary)."""
-    return int(round(seconds / shift))
+    return round(seconds / shift)
 
 
 def frames_to_seconds(frames: int, shift: float = FRAME_SHIFT) -> float:

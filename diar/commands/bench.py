@@ -22,7 +22,9 @@ BENCHMARKS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark to run")
-    parser.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark (see its --help)")
+    parser.add_argument(
+        "options", nargs=argparse.REMAINDER, help="options of that benchmark (see its --help)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -54,7 +54,10 @@ class VoiceActivityDetector(Protocol):
     sample_rate: int
 
     def __call__(self, waveform: np.ndarray) -> np.ndarray:
-        """Speech regions of a waveform. shape (num_samples,) -> (num_regions, 2) sample indices [start, end)."""
+        """Speech regions of a waveform.
+
+        shape (num_samples,) -> (num_regions, 2): sample indices [start, end).
+        """
         ...
 
 
