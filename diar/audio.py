@@ -264,7 +264,9 @@ def _remote_duration(url: str, reco_id: str | None) -> float | None:
     """Header-only duration of a remote object, or None when the server needs a full download."""
     fs, path = _filesystem(url, reco_id)
     try:
-        with fs.open(path, "rb") as remote, sf.SoundFile(remote) as f:
+        # small blocks: a header needs kilobytes, and servers without range requests
+        # send the first block of the body whatever is asked (fsspec's default is 5 MB)
+        with fs.open(path, "rb", block_size=1 << 16) as remote, sf.SoundFile(remote) as f:
             if f.samplerate > 0:
                 return float(f.frames) / float(f.samplerate)
     except OSError as exc:  # missing, unreachable, timed out: a download would fail the same way

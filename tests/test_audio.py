@@ -280,3 +280,15 @@ def test_a_server_that_never_answers_times_out(monkeypatch: pytest.MonkeyPatch) 
             load_audio(url, 16000, "r")
         with pytest.raises(AudioNotFoundError, match=r"'r'.*no answer within 0.5 s"):
             audio_duration(url, "r")
+
+
+def test_other_fsspec_filesystems(write_wav: WavWriter) -> None:
+    import fsspec
+
+    path = write_wav("m.wav", seconds=1.5, kind="noise")
+    fsspec.filesystem("memory").pipe("/diar-audio-test/m.wav", path.read_bytes())
+    url = "memory://diar-audio-test/m.wav"
+    assert audio_duration(url, "m") == pytest.approx(1.5)
+    np.testing.assert_array_equal(load_audio(url, 16000, "m"), load_audio(str(path), 16000, "m"))
+    with pytest.raises(AudioNotFoundError, match=r"'gone'.*not found"):
+        load_audio("memory://diar-audio-test/gone.wav", 16000, "gone")
