@@ -593,7 +593,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-shards", type=int, default=None, help="shortcut for --set job.num_shards=N")
     parser.add_argument("--num-actors", type=int, default=None, help="shortcut for --set job.num_actors=N")
     parser.add_argument(
-        "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)"
+        "--address",
+        default=None,
+        help="Ray cluster address; unset: RAY_ADDRESS, else a new local Ray on all cores",
     )
     parser.add_argument("--reco2num-spk", default=None, help="manifest '<reco-id> <num-speakers>' (optional)")
     parser.add_argument(

@@ -16,6 +16,9 @@ from typing import Any
 #: actor process dying for good (after its restarts and task retries).
 STAGES = ("manifest", "read", "diarize", "embed", "write", "actor")
 
+#: Longest message kept in a failure row (characters).
+MAX_MESSAGE = 1000
+
 
 @dataclass(frozen=True, order=True)
 class Failure:
@@ -34,6 +37,8 @@ class Failure:
         message = " ".join(str(error).split()) or type(error).__name__
         if source and source not in message:
             message = f"{source}: {message}"
+        if len(message) > MAX_MESSAGE:  # e.g. Ray's actor-death reports carry whole tracebacks
+            message = message[: MAX_MESSAGE - 3] + "..."
         return cls(reco_id, stage, type(error).__name__, message)
 
 
