@@ -214,3 +214,15 @@ def test_xvector_config_runs_profile_mode(tmp_path: Path) -> None:
     ann = diarizer.apply(RecordingInput(reco, wav, None, profiles, names))
     assert ann.reco_id == reco and len(ann) > 0 and set(ann.speakers) <= {"3005", "3331"}
     assert all(0 <= t.start < t.end <= 20.0 for t in ann)
+
+
+def test_xvector_yaml_lists_the_profile_defaults() -> None:
+    """configs/xvector.yaml shows every profile-mode default as diar/config.py has it."""
+    import yaml
+
+    from diar.config import to_dict
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "xvector.yaml"
+    listed = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert listed["profile"] == to_dict(ProfileConfig())
+    assert listed["embedding"]["model_dir"] == "damo/speech_xvector_sv-zh-cn-cnceleb-16k-spk3465-pytorch"
