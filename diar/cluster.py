@@ -14,7 +14,9 @@ estimate is otherwise kept inside [min_speakers, max_speakers].
   k-means on the leading eigenvectors.
 
 Both then fold clusters smaller than ``min_cluster_size`` into the nearest larger
-one (short noisy or overlapped stretches otherwise become extra "speakers").
+one (short noisy or overlapped stretches otherwise become extra "speakers"), and
+merge clusters that are not separated by at least ``merge_separation`` (one
+speaker split in two).
 """
 
 from __future__ import annotations
@@ -155,11 +157,19 @@ class AgglomerativeClustering:
         threshold: cosine distance (1 - cosine similarity) above which clusters stay apart.
         linkage: scipy linkage method on cosine distance: average, complete, single or weighted.
         min_cluster_size: clusters with fewer members are folded into the nearest larger one.
+        merge_separation: then clusters less separated than this are merged (see
+            :func:`merge_unseparated`); 0 disables.
     """
 
     LINKAGES = ("average", "complete", "single", "weighted")
 
-    def __init__(self, threshold: float = 0.5, linkage: str = "average", min_cluster_size: int = 1) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        linkage: str = "average",
+        min_cluster_size: int = 1,
+        merge_separation: float = 0.0,
+    ) -> None:
         if linkage not in self.LINKAGES:
             raise ConfigError(
                 f"clustering.linkage {linkage!r} is not supported; valid: {', '.join(self.LINKAGES)}"
@@ -167,6 +177,7 @@ class AgglomerativeClustering:
         self.threshold = threshold
         self.linkage = linkage
         self.min_cluster_size = min_cluster_size
+        self.merge_separation = merge_separation
 
     def __call__(
         self,
@@ -187,6 +198,8 @@ class AgglomerativeClustering:
         labels = relabel(fcluster(tree, t=self.threshold, criterion="distance"))
         if self.min_cluster_size > 1:
             labels = fold_small_clusters(x, labels, self.min_cluster_size, lo)
+        if self.merge_separation > 0:
+            labels = merge_unseparated(x, labels, self.merge_separation, lo)
         k = int(labels.max()) + 1
         if not lo <= k <= hi:
             target = min(max(k, lo), hi)
@@ -205,8 +218,9 @@ class SpectralClustering:
         min_pnum: keep at least this many neighbours per row.
         max_auto_speakers: largest count the eigengap may choose when no max_speakers is given.
         min_cluster_size: clusters with fewer members are folded into the nearest larger one.
-        threshold: clusters whose centroids are closer than this cosine distance are merged
-            (unless that goes below the minimum count); 0 disables.
+        merge_separation: then clusters less separated than this are merged (see
+            :func:`merge_unseparated`; it undoes the splits of one speaker into several
+            clusters that a fragmented neighbour graph causes); 0 disables.
     """
 
     def __init__(
@@ -215,7 +229,7 @@ class SpectralClustering:
         min_pnum: int = 6,
         max_auto_speakers: int = 10,
         min_cluster_size: int = 1,
-        threshold: float = 0.0,
+        merge_separation: float = 0.0,
     ) -> None:
         if not 0.0 < pval <= 1.0:
             raise ConfigError(f"clustering.pval must be in (0, 1], got {pval}")
@@ -223,7 +237,7 @@ class SpectralClustering:
         self.min_pnum = min_pnum
         self.max_auto_speakers = max_auto_speakers
         self.min_cluster_size = min_cluster_size
-        self.threshold = threshold
+        self.merge_separation = merge_separation
 
     def affinity(self, x: np.ndarray) -> np.ndarray:
         """Pruned symmetric cosine affinity. x: (W, D) unit-norm -> (W, W), zero diagonal."""
@@ -255,7 +269,7 @@ class SpectralClustering:
         if n <= 2 or hi == 1:
             if hi == 1 or n == 1:
                 return np.zeros(n, dtype=np.int64)
-            return AgglomerativeClustering(threshold=max(self.threshold, 0.5))(x, num_speakers, lo, hi)
+            return AgglomerativeClustering(threshold=0.5)(x, num_speakers, lo, hi)
         a = self.affinity(x)
         laplacian = np.diag(a.sum(axis=1)) - a
         eigvals, eigvecs = eigh(laplacian)
@@ -268,27 +282,52 @@ class SpectralClustering:
         labels = relabel(kmeans(eigvecs[:, :k], k))
         if self.min_cluster_size > 1:
             labels = fold_small_clusters(x, labels, self.min_cluster_size, lo)
-        if self.threshold > 0:
-            labels = merge_close_clusters(x, labels, self.threshold, lo)
+        if self.merge_separation > 0:
+            labels = merge_unseparated(x, labels, self.merge_separation, lo)
         return labels
 
 
-def merge_close_clusters(
-    x: np.ndarray, labels: np.ndarray, threshold: float, min_clusters: int
-) -> np.ndarray:
-    """Merge the two clusters with the closest centroids while their cosine distance < ``threshold``.
+def separation(sim: np.ndarray, labels: np.ndarray, a: int, b: int) -> float:
+    """How well clusters ``a`` and ``b`` are apart: the mean margin by which their members are
+    more similar to their own centroid than to the other one, averaged over both clusters.
 
-    x: (W, D) unit-norm; labels (W,) -> (W,) relabelled.
+    Args:
+        sim: shape (W, K) cosine similarity of each embedding to each cluster centroid.
+        labels: shape (W,) in 0..K-1.
+    """
+    in_a, in_b = labels == a, labels == b
+    margin_a = float(np.mean(sim[in_a, a] - sim[in_a, b]))
+    margin_b = float(np.mean(sim[in_b, b] - sim[in_b, a]))
+    return 0.5 * (margin_a + margin_b)
+
+
+def merge_unseparated(
+    x: np.ndarray, labels: np.ndarray, min_separation: float, min_clusters: int
+) -> np.ndarray:
+    """Merge the least separated pair of clusters while its :func:`separation` is below ``min_separation``.
+
+    Two halves of one speaker are barely separated (their members are about as close to
+    either centroid), while two speakers are well apart; the measure is relative to the
+    spread inside the clusters, so it adapts to recordings where all voices sound alike.
+    Never goes below ``min_clusters`` clusters.
+
+    Args:
+        x: shape (W, D) unit-norm embeddings.
+        labels: shape (W,) in 0..K-1.
+
+    Returns:
+        shape (W,) relabelled 0..K'-1.
     """
     labels = relabel(labels)
     while int(labels.max()) + 1 > max(min_clusters, 1):
-        c = centroids(x, labels)
-        sim = c @ c.T
-        np.fill_diagonal(sim, -np.inf)
-        i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
-        if 1.0 - sim[i, j] >= threshold:
+        k = int(labels.max()) + 1
+        sim = x @ centroids(x, labels).T  # shape: (W, K)
+        pairs = [(separation(sim, labels, a, b), a, b) for a in range(k) for b in range(a + 1, k)]
+        value, a, b = min(pairs)
+        if value >= min_separation:
             break
-        labels = relabel(np.where(labels == max(i, j), min(i, j), labels))
+        logger.debug("merging clusters %d and %d (separation %.3f)", a, b, value)
+        labels = relabel(np.where(labels == b, a, labels))
     return labels
 
 
@@ -304,7 +343,10 @@ def build_clusterer(config: ClusteringConfig) -> Clusterer:
         raise ConfigError(f"clustering.method: {e}") from None
     if config.method == "agglomerative":
         return factory(
-            threshold=config.threshold, linkage=config.linkage, min_cluster_size=config.min_cluster_size
+            threshold=config.threshold,
+            linkage=config.linkage,
+            min_cluster_size=config.min_cluster_size,
+            merge_separation=config.merge_separation,
         )
     if config.method == "spectral":
         return factory(
@@ -312,6 +354,6 @@ def build_clusterer(config: ClusteringConfig) -> Clusterer:
             min_pnum=config.min_pnum,
             max_auto_speakers=config.max_auto_speakers,
             min_cluster_size=config.min_cluster_size,
-            threshold=config.merge_threshold,
+            merge_separation=config.merge_separation,
         )
     return factory()

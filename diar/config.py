@@ -62,14 +62,15 @@ class ClusteringConfig:
     # agglomerative: cosine-distance cut and linkage (average, complete, single, weighted)
     threshold: float = 0.4
     linkage: str = "average"
-    # spectral: p-pruning fraction, neighbours kept at least, eigengap search limit,
-    # centroid merge below this cosine distance (0: off)
-    pval: float = 0.08
+    # spectral: p-pruning fraction, neighbours kept at least, eigengap search limit
+    pval: float = 0.06
     min_pnum: int = 6
     max_auto_speakers: int = 10
-    merge_threshold: float = 0.0
-    # both: clusters with fewer windows are folded into the nearest larger one
+    # both: clusters with fewer windows are folded into the nearest larger one, then clusters
+    # separated by less than this are merged (mean margin of own- over other-centroid cosine
+    # similarity; one speaker split in two; 0: off)
     min_cluster_size: int = 1
+    merge_separation: float = 0.12
     # a window also gets its second-nearest speaker when its similarity gap, relative to the
     # two centroids' distance, is below this (overlapped speech); 0: one speaker per window
     overlap_margin: float = 0.25

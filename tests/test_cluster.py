@@ -13,6 +13,7 @@ from diar.cluster import (
     SpectralClustering,
     build_clusterer,
     fold_small_clusters,
+    merge_unseparated,
     relabel,
     speaker_bounds,
 )
@@ -46,7 +47,7 @@ def test_registry_lists_valid_names_for_an_unknown_method() -> None:
     assert set(METHODS) <= set(CLUSTERINGS.names())
     with pytest.raises(UnknownNameError, match="valid names: agglomerative, spectral"):
         CLUSTERINGS.get("kmeans++")
-    with pytest.raises(UnknownNameError, match="agglomerative"):
+    with pytest.raises(ConfigError, match=r"clustering\.method: .*valid names: agglomerative"):
         build_clusterer(ClusteringConfig(method="nope"))
 
 
@@ -103,6 +104,17 @@ def test_agglomerative_threshold_and_small_clusters() -> None:
     assert same_partition(folded[:60], y[:60])
     with pytest.raises(ConfigError, match="linkage"):
         AgglomerativeClustering(linkage="ward")
+
+
+def test_merge_unseparated_joins_halves_of_one_speaker_only() -> None:
+    x, y = blobs([30, 30], spread=0.3, seed=5)
+    x = x.astype(np.float64)
+    # split speaker 0 in two halves: barely separated, so merged back; speaker 1 stays apart
+    split = np.where(y == 0, np.arange(len(y)) % 2, 2)
+    merged = merge_unseparated(x, split, 0.12, min_clusters=1)
+    assert same_partition(merged, y)
+    assert merge_unseparated(x, split, 0.12, min_clusters=3).max() + 1 == 3
+    assert merge_unseparated(x, split, 0.0, min_clusters=1).max() + 1 == 3
 
 
 def test_fold_small_clusters_keeps_the_minimum_count() -> None:
