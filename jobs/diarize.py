@@ -274,17 +274,39 @@ def read_inputs(
     return Inputs(recordings, inputs_digest)
 
 
+#: Bytes per second assumed when only a remote file's size is known (16-bit mono 16 kHz PCM).
+REMOTE_BYTES_PER_SECOND = 32000.0
+
+
+def source_seconds(source: str, reco_id: str, allow_pipes: bool) -> float | None:
+    """Audio duration for balancing shards and for the progress bar, without decoding.
+
+    Local files: from the header. Remote URLs: estimated from the object's size (reading
+    headers would download every file into the driver). Pipes: unknown (None), as running
+    each command twice would double the work. None also when the header cannot be read;
+    the actor then reports the problem as a failure row.
+    """
+    from diar.audio import audio_duration, is_pipe, is_url
+
+    try:
+        if is_pipe(source):
+            return None
+        if is_url(source) and not source.startswith("file://"):
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(source)
+            return float(fs.size(path)) / REMOTE_BYTES_PER_SECOND
+        return audio_duration(source, reco_id, allow_pipes=allow_pipes)
+    except Exception as e:
+        logger.warning("cannot tell the duration of %s (%s): %s", reco_id, source, e)
+        return None
+
+
 def with_durations(recordings: Sequence[Recording], allow_pipes: bool) -> list[Recording]:
-    """The recordings with ``seconds`` read from their headers (None where that fails)."""
-    from diar.audio import audio_duration
+    """The recordings with ``seconds`` filled in by :func:`source_seconds` (in parallel threads)."""
 
     def one(rec: Recording) -> Recording:
-        try:
-            seconds: float | None = audio_duration(rec.source, rec.reco_id, allow_pipes=allow_pipes)
-        except Exception as e:
-            logger.warning("cannot read the header of %s: %s", rec.source, e)
-            seconds = None
-        return replace(rec, seconds=seconds)
+        return replace(rec, seconds=source_seconds(rec.source, rec.reco_id, allow_pipes))
 
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(recordings)))) as pool:
         return list(pool.map(one, recordings))

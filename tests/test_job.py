@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from job_helpers import DURATIONS, energy_factory, make_corpus
 
@@ -356,3 +357,18 @@ def test_default_config_shows_every_job_default() -> None:
     import yaml
 
     assert set(yaml.safe_load(path.read_text())["job"]) == set(JobConfig.__dataclass_fields__)
+
+
+def test_durations_for_balancing(tmp_path: Path, http_root: tuple[str, Path]) -> None:
+    import soundfile as sf
+
+    from jobs.diarize import source_seconds
+
+    base, www = http_root
+    sf.write(tmp_path / "a.wav", np.zeros(16000 * 3, np.float32), 16000, subtype="PCM_16")
+    sf.write(www / "b.wav", np.zeros(16000 * 2, np.float32), 16000, subtype="PCM_16")
+    assert source_seconds(str(tmp_path / "a.wav"), "a", False) == 3.0  # header
+    assert source_seconds(f"file://{tmp_path}/a.wav", "a", False) == 3.0
+    assert source_seconds(f"{base}/b.wav", "b", False) == pytest.approx(2.0, abs=0.01)  # size
+    assert source_seconds("cat x.wav |", "p", True) is None  # never run in the driver
+    assert source_seconds(str(tmp_path / "missing.wav"), "m", False) is None
