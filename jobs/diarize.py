@@ -468,6 +468,7 @@ def run_job(
     address: str | None = None,
     local: bool = False,
     overwrite: bool = False,
+    retry_failed: bool = False,
     progress: bool | None = None,
     diarizer_factory: DiarizerFactory | None = None,
 ) -> JobReport:
@@ -480,6 +481,8 @@ def run_job(
         address: Ray cluster address (default ``RAY_ADDRESS``, else a local Ray).
         local: process the shards in this process, without Ray.
         overwrite: discard OUT if another job made it.
+        retry_failed: also redo finished shards that hold failed recordings (e.g. after
+            fixing the files, or for URLs that were unreachable).
         progress: show the progress bar (None: only on a terminal).
         diarizer_factory: builds the diarizer in each worker (default ``build_diarizer``).
 
@@ -499,7 +502,7 @@ def run_job(
     todo: list[Shard[Recording]] = []
     for shard in shards:
         record = read_done(out, shard)
-        if record is None:
+        if record is None or (retry_failed and record.failures):
             todo.append(shard)
         else:
             records[shard.shard_id] = record
@@ -625,6 +628,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--local", action="store_true", help="run in this process without Ray (debugging)")
     parser.add_argument("--overwrite", action="store_true", help="discard OUT if another job made it")
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="resume also redoes finished shards with failed recordings",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -645,6 +653,7 @@ def run(args: argparse.Namespace, diarizer_factory: DiarizerFactory | None = Non
         address=args.address,
         local=args.local,
         overwrite=args.overwrite,
+        retry_failed=args.retry_failed,
         progress=False if args.no_progress else None,
         diarizer_factory=diarizer_factory,
     )

@@ -372,3 +372,30 @@ def test_durations_for_balancing(tmp_path: Path, http_root: tuple[str, Path]) ->
     assert source_seconds(f"{base}/b.wav", "b", False) == pytest.approx(2.0, abs=0.01)  # size
     assert source_seconds("cat x.wav |", "p", True) is None  # never run in the driver
     assert source_seconds(str(tmp_path / "missing.wav"), "m", False) is None
+
+
+def test_retry_failed_redoes_shards_with_failures_once_the_file_is_fixed(tmp_path: Path) -> None:
+    import shutil
+
+    scp = make_corpus(tmp_path / "c", {"a": 3.0, "b": 3.0, "c": 3.0})
+    broken = tmp_path / "c" / "001.wav"
+    good_copy = tmp_path / "b.wav"
+    shutil.copy(broken, good_copy)
+    broken.write_text("not audio")
+    out = tmp_path / "out"
+    cfg = config("job.num_shards=3", "job.max_failures=1")
+    assert (
+        run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory()).summary["recordings"][
+            "failed"
+        ]
+        == 1
+    )
+    shutil.copy(good_copy, broken)
+    plain = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=never_built)
+    assert plain.summary["recordings"]["failed"] == 1  # done shards are kept as they are
+    retried = run_job(
+        cfg, str(scp), str(out), local=True, retry_failed=True, diarizer_factory=energy_factory()
+    )
+    assert retried.summary["shards"]["run"] == 1
+    assert retried.summary["recordings"] == {"total": 3, "done": 3, "failed": 0}
+    assert (out / "failures.tsv").read_text().count("\n") == 1
