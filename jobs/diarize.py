@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from diar.config import Config, load_config, to_dict
+from diar.config import Config, ConfigError, JobConfig, load_config, to_dict
 from diar.errors import DiarError
 from diar.pipelines.base import Diarizer, RecordingInput
 from diar.types import Annotation
@@ -103,6 +103,35 @@ class Recording:
             "profiles": None if self.profiles is None else digest(self.profiles),
             "profile_names": self.profile_names,
         }
+
+
+#: Corpus formats ``job.out_formats`` may name.
+OUT_FORMATS = ("rttm", "parquet", "vad")
+
+
+def check_job_config(job: JobConfig) -> None:
+    """Reject impossible ``job`` values before any work, naming the key (ConfigError)."""
+    problems = []
+    if job.num_shards is not None and job.num_shards < 1:
+        problems.append(f"job.num_shards must be >= 1 or null, got {job.num_shards}")
+    if not job.shard_seconds > 0:
+        problems.append(f"job.shard_seconds must be > 0, got {job.shard_seconds}")
+    if job.num_actors is not None and job.num_actors < 1:
+        problems.append(f"job.num_actors must be >= 1 or null, got {job.num_actors}")
+    if not job.num_cpus > 0:
+        problems.append(f"job.num_cpus must be > 0, got {job.num_cpus}")
+    if job.num_gpus is not None and not job.num_gpus >= 0:
+        problems.append(f"job.num_gpus must be >= 0 or null, got {job.num_gpus}")
+    if not job.max_failures >= 0:
+        problems.append(f"job.max_failures must be >= 0 (a count, or a fraction < 1), got {job.max_failures}")
+    for key in ("max_restarts", "max_task_retries"):
+        if getattr(job, key) < -1:
+            problems.append(f"job.{key} must be >= -1 (-1: without limit), got {getattr(job, key)}")
+    unknown = [f for f in job.out_formats if f not in OUT_FORMATS]
+    if unknown:
+        problems.append(f"job.out_formats: unknown format {unknown[0]!r}; valid: {', '.join(OUT_FORMATS)}")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def model_name(config: Config) -> str:
@@ -490,6 +519,7 @@ def run_job(
         The summary and exit code: 0, or :data:`EXIT_OVER_BUDGET` with a one-line reason.
     """
     t0 = time.perf_counter()
+    check_job_config(config.job)
     out = OutDir(out_url)
     out.makedirs()
     shards, recordings = load_or_make_plan(out, config, wav_scp, reco2num_spk, profile_scp, overwrite)

@@ -399,3 +399,20 @@ def test_retry_failed_redoes_shards_with_failures_once_the_file_is_fixed(tmp_pat
     assert retried.summary["shards"]["run"] == 1
     assert retried.summary["recordings"] == {"total": 3, "done": 3, "failed": 0}
     assert (out / "failures.tsv").read_text().count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("job.num_shards=0", "job.num_shards"),
+        ("job.max_failures=-1", "job.max_failures"),
+        ("job.num_cpus=0", "job.num_cpus"),
+        ("job.out_formats=[rttm,csv]", "'csv'"),
+    ],
+)
+def test_bad_job_values_stop_before_any_work(override: str, key: str, scp: Path, tmp_path: Path) -> None:
+    from diar.config import ConfigError
+
+    with pytest.raises(ConfigError, match=key):
+        run_job(config(override), str(scp), str(tmp_path / "out"), local=True, diarizer_factory=never_built)
+    assert not (tmp_path / "out").exists()
