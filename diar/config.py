@@ -94,6 +94,11 @@ class ProfileConfig:
     spread: float = 0.25
     # embed only the VAD-detected speech of enrollment files
     enroll_vad: bool = True
+    # where a recording's profiles come from when the job gives none (e.g. `diar diarize`):
+    # a profile.scp (`<reco-id> <ark>:<offset>`, names from profile.names beside it), or an
+    # enrollment list (`<reco-id> <speaker> <path>`) embedded by the diarizer itself
+    profile_scp: str | None = None
+    enroll: str | None = None
 
 
 @dataclass

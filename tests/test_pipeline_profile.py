@@ -226,3 +226,28 @@ def test_xvector_yaml_lists_the_profile_defaults() -> None:
     listed = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert listed["profile"] == to_dict(ProfileConfig())
     assert listed["embedding"]["model_dir"] == "damo/speech_xvector_sv-zh-cn-cnceleb-16k-spk3465-pytorch"
+
+
+def test_profiles_from_config_enroll_list_and_profile_scp(tmp_path: Path, write_wav) -> None:  # type: ignore[no-untyped-def]
+    """Recordings without profiles take them from profile.enroll or profile.profile_scp."""
+    from diar.manifests import write_profiles
+
+    e1 = write_wav("e/alice.wav", data=tone(300, 0, 1, 1))
+    write_wav("e/bob.wav", data=tone(2000, 0, 1, 1))  # named relative to the list
+    enroll = tmp_path / "enroll.scp"
+    enroll.write_text(f"rec alice {e1}\nrec bob e/bob.wav\n", encoding="utf-8")
+    scp = write_profiles(tmp_path / "p" / "", {"other": (np.eye(2, dtype=np.float32), ("x", "y"))})
+    overrides = ["mode=profile", "num_threads=1", f"profile.enroll={enroll}", f"profile.profile_scp={scp}"]
+    d = ProfileDiarizer(load_config(None, overrides))
+    d.embedder = ToneEmbedder()  # type: ignore[assignment]
+    d.vad = EnergyVad()  # type: ignore[assignment]
+    wav = tone(300, 0.5, 4, 8) + tone(2000, 4.5, 7.5, 8)
+    turns = {(t.speaker, round(t.start), round(t.end)) for t in d.apply(RecordingInput("rec", wav))}
+    assert turns == {("alice", 0, 4), ("bob", 4, 8)}
+    # from the profile.scp (rows: x = low tone, y = high tone), names from profile.names
+    assert d.apply(RecordingInput("other", wav)).speakers == ["x", "y"]
+    # profiles given with the recording win
+    given = RecordingInput("rec", wav, None, np.eye(2, dtype=np.float32), ("p", "q"))
+    assert d.apply(given).speakers == ["p", "q"]
+    with pytest.raises(ValueError, match=r"'nobody' has no speaker profiles \(not in profile.profile_scp"):
+        d.apply(RecordingInput("nobody", wav))

@@ -203,18 +203,56 @@ class ProfileDiarizer(Diarizer):
     """VAD -> windows over speech -> embeddings -> cosine to profiles -> frame labels -> turns.
 
     A recording needs profiles: ``RecordingInput.profiles`` (shape (S, dim), e.g. read from
-    profile.scp), or enrollment audio given to :meth:`enroll` / :meth:`diarize_list`.
-    Speakers are named by ``RecordingInput.profile_names`` (spk1..N when None).
+    profile.scp by the job), else its entry in ``profile.profile_scp``, else its enrollment
+    files in ``profile.enroll`` (embedded when the recording comes), or enrollment audio
+    given to :meth:`enroll` / :meth:`diarize_list`. Speakers are named by the profile
+    names (enrollment speakers; spk1..N when there are none).
     """
 
     def __init__(self, config: Config) -> None:
+        from diar.manifests import read_enrollment, read_profiles
+
         super().__init__(config)
+        # profiles of recordings that come without them (read first: a bad file fails early)
+        self.stored: dict[str, tuple[np.ndarray, tuple[str, ...] | None]] = {}
+        if config.profile.profile_scp:
+            self.stored = read_profiles(config.profile.profile_scp)
+        self.enrollment: dict[str, list[tuple[str, str]]] = {}
+        if config.profile.enroll:
+            self.enrollment = read_enrollment(config.profile.enroll)
         self.vad = build_vad(config)
         self.embedder = build_embedder(config)
         set_torch_threads(config.num_threads)
         self.sample_rate = self.embedder.sample_rate
         if getattr(self.vad, "sample_rate", self.sample_rate) != self.sample_rate:
             raise ValueError("the VAD and the embedder must run at the same sample rate")
+
+    def profiles_for(
+        self, recording: RecordingInput, hook: StepHook = no_hook
+    ) -> tuple[np.ndarray, tuple[str, ...] | None]:
+        """The recording's own profiles, else those of ``profile.profile_scp``, else its
+        enrollment files in ``profile.enroll`` embedded now. Returns ((S, dim), names or None)."""
+        if recording.profiles is not None:
+            return np.asarray(recording.profiles, dtype=np.float32), recording.profile_names
+        if recording.reco_id in self.stored:
+            return self.stored[recording.reco_id]
+        if recording.reco_id in self.enrollment:
+            with timed(hook, "enroll"):
+                return self.enroll(self.enrollment[recording.reco_id], recording.reco_id)
+        given = [
+            f"{what} {path}"
+            for what, path in (
+                ("profile.profile_scp", self.config.profile.profile_scp),
+                ("profile.enroll", self.config.profile.enroll),
+            )
+            if path
+        ]
+        where = f" (not in {' or '.join(given)})" if given else ""
+        raise ValueError(
+            f"recording {recording.reco_id!r} has no speaker profiles{where}: mode 'profile' needs a "
+            "profile.scp entry (--profile-scp, profile.profile_scp) or enrollment files "
+            "(profile.enroll: '<reco-id> <speaker> <path>' lines) for it"
+        )
 
     def enroll(
         self, enrollments: Sequence[tuple[str, str]], reco_id: str | None = None
@@ -249,19 +287,14 @@ class ProfileDiarizer(Diarizer):
         """Diarize one recording against ``recording.profiles``."""
         cfg = self.config
         sr = self.sample_rate
-        if recording.profiles is None:
-            raise ValueError(
-                f"recording {recording.reco_id!r} has no speaker profiles: mode 'profile' needs a "
-                "profile.scp entry or enrollment audio for it"
-            )
-        profiles = np.asarray(recording.profiles, dtype=np.float32)  # shape: (S, D)
+        profiles, names_given = self.profiles_for(recording, hook)  # shape: (S, D)
         if profiles.ndim != 2 or profiles.shape[0] == 0 or profiles.shape[1] != self.embedder.dimension:
             raise ValueError(
                 f"recording {recording.reco_id!r}: profiles of shape {profiles.shape} do not fit the "
                 f"{cfg.embedding.name} embedder (dimension {self.embedder.dimension}); make them with "
                 "the same embedder"
             )
-        names = recording.profile_names or default_names(len(profiles))
+        names = names_given or default_names(len(profiles))
         if len(names) != len(profiles):
             raise ValueError(
                 f"recording {recording.reco_id!r}: {len(names)} names for {len(profiles)} profiles"
