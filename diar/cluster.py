@@ -25,8 +25,10 @@ import logging
 from typing import Protocol
 
 import numpy as np
+from scipy import sparse
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.linalg import eigh
+from scipy.sparse.linalg import eigsh
 
 from diar.config import ClusteringConfig, ConfigError
 from diar.registry import Registry, UnknownNameError
@@ -223,6 +225,9 @@ class SpectralClustering:
             clusters that a fragmented neighbour graph causes); 0 disables.
     """
 
+    #: Above this many windows the Laplacian's eigenvectors are found with a sparse solver.
+    DENSE_LIMIT = 1000
+
     def __init__(
         self,
         pval: float = 0.022,
@@ -239,17 +244,50 @@ class SpectralClustering:
         self.min_cluster_size = min_cluster_size
         self.merge_separation = merge_separation
 
-    def affinity(self, x: np.ndarray) -> np.ndarray:
-        """Pruned symmetric cosine affinity. x: (W, D) unit-norm -> (W, W), zero diagonal."""
+    def affinity(self, x: np.ndarray) -> sparse.csr_matrix:
+        """Pruned symmetric cosine affinity: each row keeps its ``keep`` largest similarities
+        (itself included), then ``(A + A.T) / 2`` with a zero diagonal.
+
+        Built in row chunks, so memory stays O(W * keep) for long recordings.
+
+        Args:
+            x: shape (W, D) unit-norm.
+
+        Returns:
+            sparse (W, W).
+        """
         n = len(x)
-        a = np.clip(x @ x.T, 0.0, None)
-        keep = max(round(self.pval * n), min(self.min_pnum, n - 1), 1)
-        # zero all but each row's ``keep`` largest values
-        drop = np.argsort(a, axis=1)[:, : n - keep]
-        np.put_along_axis(a, drop, 0.0, axis=1)
-        a = 0.5 * (a + a.T)
-        np.fill_diagonal(a, 0.0)
+        keep = min(max(round(self.pval * n), min(self.min_pnum, n - 1), 1), n)
+        rows, cols, vals = [], [], []
+        for start in range(0, n, 1024):
+            sim = np.clip(x[start : start + 1024] @ x.T, 0.0, None)  # shape: (chunk, W)
+            top = np.argpartition(-sim, keep - 1, axis=1)[:, :keep]
+            rows.append(np.repeat(np.arange(start, start + len(sim)), keep))
+            cols.append(top.reshape(-1))
+            vals.append(np.take_along_axis(sim, top, axis=1).reshape(-1))
+        a = sparse.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+        )
+        a = ((a + a.T) * 0.5).tolil()
+        a.setdiag(0.0)
+        a = a.tocsr()
+        a.eliminate_zeros()
         return a
+
+    def spectrum(self, a: sparse.csr_matrix, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``count`` smallest eigenvalues (ascending) and eigenvectors (W, count) of the
+        unnormalised Laplacian ``D - A``; dense below :attr:`DENSE_LIMIT` windows, else sparse
+        shift-invert Lanczos (a dense eigensolver takes minutes at 10 000 windows)."""
+        n = a.shape[0]
+        laplacian = sparse.diags(np.asarray(a.sum(axis=1)).reshape(-1)) - a
+        if n <= self.DENSE_LIMIT or count >= n - 1:
+            values, vectors = eigh(laplacian.toarray(), subset_by_index=[0, min(count, n) - 1])
+            return values, vectors
+        # the Laplacian is positive semi-definite: the eigenvalues nearest a small negative shift
+        # are the smallest ones, and the shifted matrix is safely invertible
+        values, vectors = eigsh(laplacian.tocsc(), k=count, sigma=-1e-3, which="LM")
+        order = np.argsort(values)
+        return values[order], vectors[:, order]
 
     def __call__(
         self,
@@ -270,9 +308,7 @@ class SpectralClustering:
             if hi == 1 or n == 1:
                 return np.zeros(n, dtype=np.int64)
             return AgglomerativeClustering(threshold=0.5)(x, num_speakers, lo, hi)
-        a = self.affinity(x)
-        laplacian = np.diag(a.sum(axis=1)) - a
-        eigvals, eigvecs = eigh(laplacian)
+        eigvals, eigvecs = self.spectrum(self.affinity(x), min(hi + 1, n))
         if lo == hi:
             k = lo
         else:

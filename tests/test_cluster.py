@@ -126,9 +126,22 @@ def test_fold_small_clusters_keeps_the_minimum_count() -> None:
 
 def test_spectral_affinity_is_pruned_and_symmetric() -> None:
     x, _ = blobs([20, 20], seed=2)
-    a = SpectralClustering(pval=0.1, min_pnum=3).affinity(x.astype(np.float64))
+    a = SpectralClustering(pval=0.1, min_pnum=3).affinity(x.astype(np.float64)).toarray()
     assert np.allclose(a, a.T) and np.all(np.diag(a) == 0)
     assert (np.count_nonzero(a, axis=1) < 20).all()
+
+
+def test_sparse_eigensolver_gives_the_dense_partition() -> None:
+    x, y = blobs([60, 50, 40], seed=9)
+    dense = SpectralClustering(pval=0.06)
+    sparse_solver = SpectralClustering(pval=0.06)
+    sparse_solver.DENSE_LIMIT = 10
+    a = dense.affinity(x.astype(np.float64))
+    values, _ = dense.spectrum(a, 5)
+    sparse_values, vectors = sparse_solver.spectrum(a, 5)
+    np.testing.assert_allclose(sparse_values, values, atol=1e-6)
+    assert vectors.shape == (150, 5)
+    assert same_partition(sparse_solver(x), y) and same_partition(dense(x), y)
 
 
 @settings(max_examples=25, deadline=None)
