@@ -546,9 +546,8 @@ def run_job(
     t_work = time.perf_counter()  # reset once Ray is up: work = actors starting + shards
     work_seconds = 0.0
     if todo:
-        bar = Progress(
-            len(recordings), total_seconds, done_count, done_seconds, disable=None if progress else True
-        )
+        disable = None if progress is None else not progress  # None: tqdm shows it on a terminal only
+        bar = Progress(len(recordings), total_seconds, done_count, done_seconds, disable=disable)
 
         def on_outcome(outcome: Outcome[ShardRecord]) -> None:
             shard = outcome.shard
