@@ -111,7 +111,9 @@ class FrameModelConfig:
     Tuned: ``threshold`` (activity probability), stitching of local speakers:
     ``link_frames`` / ``link_iou`` (agreement needed on a window overlap to link
     two local speakers), ``link_threshold`` (cosine distance under which chains
-    of local speakers are merged by their embeddings from ``embedding.name``),
+    of local speakers are merged by their embeddings from ``embedding.name``;
+    ``link_adapt`` lowers it to that fraction of the median distance between
+    chains known to be different speakers, when lower; null: fixed threshold),
     ``embed_min_seconds`` / ``embed_max_seconds`` (speech per chain embedding).
     """
 
@@ -126,6 +128,7 @@ class FrameModelConfig:
     link_frames: int = 10
     link_iou: float = 0.5
     link_threshold: float = 0.4
+    link_adapt: float | None = 0.9
     embed_min_seconds: float = 1.0
     embed_max_seconds: float = 30.0
 

@@ -343,6 +343,7 @@ def link_chains(
     min_speakers: int = 1,
     max_speakers: int | None = None,
     reliable: np.ndarray | None = None,
+    adapt: float | None = None,
 ) -> np.ndarray:
     """Cluster chains into speakers: average-linkage AHC on cosine distance with cannot-link.
 
@@ -352,13 +353,20 @@ def link_chains(
     a cannot-link pair are never merged, so the count may stay above the bound
     when the constraints require it. Unreliable chains (too little speech for an
     embedding) do not take part; each then joins the nearest cluster it does
-    not conflict with, or becomes a speaker of its own if there is none.
+    not conflict with if that one is closer than ``threshold`` (or whatever its
+    distance, once the count has reached its upper bound), else it starts a
+    speaker of its own, which later unreliable chains may join: a speaker who
+    only ever says a few words is kept apart from those they talk with.
 
     Args:
         embeddings: shape (num_chains, dim).
         cannot_link: shape (num_chains, num_chains) bool.
         threshold: cosine distance (1 - cosine similarity) above which clusters stay apart.
         reliable: shape (num_chains,) bool, default all True.
+        adapt: when set, the threshold is lowered to ``adapt`` times the median distance
+            between reliable chains known to be different speakers (cannot-link pairs)
+            if that is lower: embeddings of one recording's speakers may all lie closer
+            together than a corpus-wide threshold assumes (far-field meetings).
 
     Returns:
         shape (num_chains,) int64 speaker labels 0..K-1, numbered by first chain.
@@ -374,6 +382,20 @@ def link_chains(
     hi = num_speakers if num_speakers is not None else (max_speakers or n)
     dist = _cosine_distances(embeddings)
     cannot = np.asarray(cannot_link, dtype=bool)
+    attach = threshold  # for unreliable chains, whose noisy embeddings lie farther from their speaker
+    if adapt is not None:
+        pairs = np.triu(cannot[np.ix_(core, core)], k=1)
+        if pairs.sum() >= 2:
+            known = float(np.median(dist[np.ix_(core, core)][pairs]))
+            if adapt * known < threshold:
+                logger.debug(
+                    "link threshold %.3f lowered to %.3f (%.3f x %.3f)",
+                    threshold,
+                    adapt * known,
+                    adapt,
+                    known,
+                )
+                threshold = adapt * known
 
     # Agglomerative clustering of the reliable chains; D holds cluster distances, inf = forbidden.
     d = dist[np.ix_(core, core)].copy()
@@ -418,7 +440,7 @@ def link_chains(
             mean = float(dist[c, ids].mean())
             if mean < best_d:
                 best_k, best_d = k, mean
-        if best_k < 0:
+        if best_k < 0 or (best_d >= attach and len(clusters) < hi):
             best_k = len(clusters)
             clusters.append([])
         labels[c] = best_k

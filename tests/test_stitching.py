@@ -214,7 +214,13 @@ def test_unreliable_chain_joins_nearest_compatible_cluster():
     reliable = np.array([True, True, False, False])
     assert link_chains(emb, cannot, 0.2, reliable=reliable).tolist() == [0, 1, 0, 0]
     cannot[3, 0] = cannot[0, 3] = True
-    assert link_chains(emb, cannot, 0.2, reliable=reliable).tolist() == [0, 1, 0, 1]
+    # a short chain that talks with speaker 0 and sounds like nobody else is a speaker of its own ...
+    assert link_chains(emb, cannot, 0.2, reliable=reliable).tolist() == [0, 1, 0, 2]
+    # ... unless the count is already at its bound
+    assert link_chains(emb, cannot, 0.2, max_speakers=2, reliable=reliable).tolist() == [0, 1, 0, 1]
+    assert link_chains(emb, cannot, 0.2, num_speakers=2, reliable=reliable).tolist() == [0, 1, 0, 1]
+    close = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
+    assert link_chains(close, cannot, 0.2, reliable=reliable).tolist() == [0, 1, 0, 1]
 
 
 def test_gather_samples_spreads_and_caps():
@@ -233,3 +239,19 @@ def test_window_order_and_bounds_are_checked():
     stitcher.add(50, np.zeros((20, 2)))
     with pytest.raises(ValueError, match="order"):
         stitcher.add(10, np.zeros((20, 2)))
+
+
+def test_threshold_adapts_to_the_distances_of_known_different_speakers():
+    # four speakers whose embeddings all lie close together (cosine distance 0.33 between speakers)
+    rng = np.random.default_rng(0)
+    speakers = [np.eye(5)[0] + 0.7 * np.eye(5)[k] for k in range(1, 5)]
+    chains = [0, 1, 2, 3, 0, 1, 2, 3]
+    emb = np.stack([speakers[k] + rng.normal(0, 0.01, 5) for k in chains])
+    cannot = np.zeros((8, 8), dtype=bool)
+    for a, b in [(0, 1), (2, 3), (4, 5), (6, 7)]:
+        cannot[a, b] = cannot[b, a] = True
+    assert len(set(link_chains(emb, cannot, 0.4).tolist())) < 4  # the fixed threshold merges speakers
+    assert link_chains(emb, cannot, 0.4, adapt=0.9).tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    # distances of known different speakers above the threshold leave it as it is
+    assert link_chains(emb, cannot, 0.2, adapt=0.9).tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert len(set(link_chains(emb, cannot, 0.4, adapt=1.5).tolist())) < 4

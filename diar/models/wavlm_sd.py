@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -219,7 +220,9 @@ class WavLMSpeakerActivity:
                 x[i : i + self.batch_size], return_tensors="pt", sampling_rate=SAMPLE_RATE
             )
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            with self._autocast():
+            with self._autocast(), warnings.catch_warnings():
+                # transformers' WavLM attention mixes a bool padding mask with a float bias (harmless)
+                warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
                 logits = self.network(**inputs).logits
             # shape: (chunk, num_frames, num_speakers)
             out.append(logits.float().cpu().numpy())

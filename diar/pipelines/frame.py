@@ -154,6 +154,7 @@ class FrameDiarizer(Diarizer):
                 cfg.clustering.min_speakers,
                 cfg.clustering.max_speakers,
                 reliable,
+                fm.link_adapt,
             )
         with timed(hook, "postprocess"):
             probs = render(stitched, speaker_of_chain)  # shape: (T, K) at the model's frame shift
