@@ -416,3 +416,13 @@ def test_bad_job_values_stop_before_any_work(override: str, key: str, scp: Path,
     with pytest.raises(ConfigError, match=key):
         run_job(config(override), str(scp), str(tmp_path / "out"), local=True, diarizer_factory=never_built)
     assert not (tmp_path / "out").exists()
+
+
+def test_progress_bar_counts_recordings_and_hours(capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.progress import Progress
+
+    with Progress(10, 7200.0, done_recordings=2, done_seconds=720.0, disable=False) as bar:
+        bar.partial(1, 360.0)  # inside a running shard
+        bar.advance(3, 1080.0, failed=1)  # that shard finished: replaces the partial count
+    err = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "0.500/2.000 h audio" in err and "recordings 5/10, 1 failed" in err
