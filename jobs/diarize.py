@@ -480,11 +480,13 @@ def ray_session(address: str | None) -> Iterator[None]:
 
 @dataclass
 class JobReport:
-    """The outcome of :func:`run_job`: the summary written to OUT and the exit code."""
+    """The outcome of :func:`run_job`: the summary in OUT, the exit code, and what this call ran."""
 
     summary: dict[str, Any]
     exit_code: int
     reason: str = ""
+    shards_run: int = 0
+    num_actors: int = 0
 
 
 def run_job(
@@ -622,8 +624,44 @@ def run_job(
         "outputs": [*outputs, "summary.json"],
         "config": to_dict(config),
     }
+    if not todo:
+        summary = keep_previous_run(out, summary)
+    else:
+        write_json(out, "summary.json", summary)
+    return JobReport(summary, EXIT_OVER_BUDGET if over else 0, reason, len(todo), num_actors)
+
+
+#: Summary fields that describe the run which did the work; a rerun with nothing left to do keeps them.
+RUN_FIELDS = (
+    "wall_seconds",
+    "work_seconds",
+    "processed_audio_seconds",
+    "real_time_factor",
+    "num_actors",
+    "shards",
+)
+
+
+def keep_previous_run(out: OutDir, summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a rerun that processed nothing: the previous run's timing figures are kept.
+
+    When nothing else changed either, summary.json is left untouched, so that such a rerun
+    leaves every output byte-identical.
+    """
+    import json
+
+    previous: dict[str, Any] | None = None
+    if out.exists("summary.json"):
+        try:
+            previous = json.loads(out.read_text("summary.json"))
+        except ValueError:
+            previous = None
+    if previous is not None:
+        summary = {k: previous.get(k, v) if k in RUN_FIELDS else v for k, v in summary.items()}
+        if summary == previous:
+            return previous
     write_json(out, "summary.json", summary)
-    return JobReport(summary, EXIT_OVER_BUDGET if over else 0, reason)
+    return summary
 
 
 # --------------------------------------------------------------------------- command line
