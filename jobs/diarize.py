@@ -726,8 +726,9 @@ def run(args: argparse.Namespace, diarizer_factory: DiarizerFactory | None = Non
     )
     s = report.summary
     out = OutDir(args.out)
+    resumed = f" (all {s['shards']['total']} shards were already done)" if report.shards_run == 0 else ""
     sys.stdout.write(
-        f"{s['recordings']['done']} recordings diarized, {s['recordings']['failed']} failed; "
+        f"{s['recordings']['done']} recordings diarized, {s['recordings']['failed']} failed{resumed}; "
         f"corpus RTTM: {out.display('corpus.rttm')}\n"
     )
     if report.reason:
