@@ -11,7 +11,7 @@ import torch
 
 from diar.errors import ModelLoadError
 from diar.models.base import EMBEDDERS, Embedder
-from diar.models.ge2e import GE2EEmbedder, GE2ENetwork, mel_filterbank, partial_slices
+from diar.models.ge2e import GE2EEmbedder, GE2ENetwork, mel_filterbank, partial_slices, preprocess_wav
 
 SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
 
@@ -122,3 +122,17 @@ def test_equals_resemblyzer_voice_encoder(embedder: GE2EEmbedder, speech: np.nda
             [reference(torch.from_numpy(audio.wav_to_mel_spectrogram(w))[None]).numpy()[0] for w in windows]
         )
     assert float((ours * theirs).sum(axis=1).min()) >= 0.999
+
+
+def test_preprocess_wav_equals_resemblyzer(speech: np.ndarray) -> None:
+    pytest.importorskip("webrtcvad")
+    try:
+        from resemblyzer import preprocess_wav as reference
+    except Exception as e:
+        pytest.skip(f"resemblyzer does not import here: {e}")
+    quiet = np.concatenate([speech * 0.1, np.zeros(16000 * 2, dtype=np.float32), speech[:16000] * 0.1])
+    for x in (speech, quiet):
+        ours, theirs = preprocess_wav(x), reference(x)
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    assert len(preprocess_wav(quiet)) < len(quiet)  # the 2 s pause is shortened
