@@ -80,6 +80,9 @@ class ClusteringConfig:
 class ProfileConfig:
     """Scoring of window embeddings against enrolled speaker profiles (mode: profile)."""
 
+    # seconds between window starts in profile mode (denser than clustering needs: the
+    # overlap at turn changes is found per window); null: embedding.hop
+    hop: float | None = 0.5
     # each profile is blended with the recording's own windows of that speaker:
     # adapt * profile + (1 - adapt) * their centroid (1: enrollment profile only)
     adapt: float = 0.5
