@@ -147,10 +147,25 @@ def config_digest(config: Config) -> str:
     The ``job`` section (sharding, actors, budget) and ``num_threads`` only change how
     the work is spread, so they are left out: changing them keeps finished shards valid.
     """
+    return digest(result_config(config))
+
+
+def result_config(config: Config) -> dict[str, Any]:
+    """The config as a dict without the keys that cannot change the output (see :func:`config_digest`)."""
     data = to_dict(config)
     data.pop("job", None)
     data.pop("num_threads", None)
-    return digest(data)
+    return data
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [prefix or "(config)"] if old != new else []
+    keys: list[str] = []
+    for key in sorted(set(old) | set(new), key=str):
+        keys += changed_keys(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
+    return keys
 
 
 # --------------------------------------------------------------------------- actor side
@@ -363,6 +378,7 @@ def plan_json(config: Config, inputs_digest: str, shards: Sequence[Shard[Recordi
         "config_digest": config_digest(config),
         "inputs_digest": inputs_digest,
         "sharding": {"num_shards": config.job.num_shards, "shard_seconds": config.job.shard_seconds},
+        "config": result_config(config),
         "shards": [
             {
                 "shard_id": s.shard_id,
@@ -416,6 +432,11 @@ def load_or_make_plan(
             "layout": "layout",
         }
         reason = ", ".join(what[k] for k in differs)
+        if "config_digest" in differs and isinstance(stored.get("config"), dict):
+            keys = changed_keys(stored["config"], result_config(config))
+            if keys:
+                more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+                reason += f": {', '.join(keys[:5])}{more}"
         if not overwrite:
             raise JobError(
                 f"{out.display('job.json')}: this output folder was made by another job "
