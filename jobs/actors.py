@@ -19,7 +19,8 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -288,3 +289,24 @@ def run_ray(
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Connect to ``address`` / ``RAY_ADDRESS``, else start a local Ray on all cores; stop what we started."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        ray.init(address=target)
+    else:
+        # "local": a new instance even when /tmp/ray/ray_current_cluster names a cluster
+        # started earlier by `ray start` (plain ray.init() would try to join it)
+        ray.init(address="local", include_dashboard=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -27,12 +27,10 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,7 +40,7 @@ from diar.config import Config, ConfigError, JobConfig, load_config, to_dict
 from diar.errors import DiarError
 from diar.pipelines.base import Diarizer, RecordingInput
 from diar.types import Annotation
-from jobs.actors import Outcome, actor_spec, num_actors_for, run_local, run_ray
+from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray
 from jobs.progress import Progress
 from jobs.records import Failure, ShardRecord, done_name
 from jobs.reduce import (
@@ -476,27 +474,6 @@ def read_done(out: OutDir, shard: Shard[Recording]) -> ShardRecord | None:
     if not all(out.exists(f"shards/{f}") for f in record.files):
         return None
     return record
-
-
-@contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Connect to ``address`` / ``RAY_ADDRESS``, else start a local Ray on all cores; stop what we started."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    target = address or os.environ.get("RAY_ADDRESS")
-    if target:
-        ray.init(address=target)
-    else:
-        # "local": a new instance even when /tmp/ray/ray_current_cluster names a cluster
-        # started earlier by `ray start` (plain ray.init() would try to join it)
-        ray.init(address="local", include_dashboard=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @dataclass
