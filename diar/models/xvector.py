@@ -417,7 +417,7 @@ def resolve_model_dir(model_dir: str | None) -> Path:
             return cached
     reason = "the optional package modelscope is not installed (pip install 'diar[modelscope]')"
     try:
-        from modelscope import snapshot_download
+        from modelscope.hub.snapshot_download import snapshot_download
     except ImportError:
         pass
     else:
