@@ -327,3 +327,31 @@ def test_embeddings_round_trip_kaldiio(tmp_path: Path, tiny: XVectorEmbedder) ->
     vec = tiny.embed_utterance(golden_waveform(8000))
     kaldiio.save_ark(str(tmp_path / "x.ark"), {"utt": vec}, scp=str(tmp_path / "x.scp"))
     np.testing.assert_array_equal(kaldiio.load_scp(str(tmp_path / "x.scp"))["utt"], vec)
+
+
+def test_model_id_through_modelscope_snapshot_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With modelscope installed, an id missing from the cache goes to its snapshot_download."""
+    import sys
+    import types
+
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "cache"))
+    downloaded = write_model_dir(tmp_path / "downloaded")
+    calls: list[str] = []
+
+    def snapshot_download(model_id: str) -> str:
+        calls.append(model_id)
+        if model_id == DEFAULT_MODEL_ID:
+            return str(downloaded)
+        raise ConnectionError("hub unreachable")
+
+    hub = types.ModuleType("modelscope.hub.snapshot_download")
+    hub.snapshot_download = snapshot_download  # type: ignore[attr-defined]
+    for name in ("modelscope", "modelscope.hub"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "modelscope.hub.snapshot_download", hub)
+    assert resolve_model_dir(DEFAULT_MODEL_ID) == downloaded
+    with pytest.raises(ModelLoadError, match=r"could not download it \(ConnectionError: hub unreachable\)"):
+        resolve_model_dir("damo/another-model")
+    assert calls == [DEFAULT_MODEL_ID, "damo/another-model"]
