@@ -161,6 +161,8 @@ class AgglomerativeClustering:
         min_cluster_size: clusters with fewer members are folded into the nearest larger one.
         merge_separation: then clusters less separated than this are merged (see
             :func:`merge_unseparated`); 0 disables.
+        refine_iterations: finally, nearest-centroid reassignment steps
+            (:func:`reassign_to_centroids`); 0 disables.
     """
 
     LINKAGES = ("average", "complete", "single", "weighted")
@@ -171,6 +173,7 @@ class AgglomerativeClustering:
         linkage: str = "average",
         min_cluster_size: int = 1,
         merge_separation: float = 0.0,
+        refine_iterations: int = 0,
     ) -> None:
         if linkage not in self.LINKAGES:
             raise ConfigError(
@@ -180,6 +183,7 @@ class AgglomerativeClustering:
         self.linkage = linkage
         self.min_cluster_size = min_cluster_size
         self.merge_separation = merge_separation
+        self.refine_iterations = refine_iterations
 
     def __call__(
         self,
@@ -208,7 +212,7 @@ class AgglomerativeClustering:
             labels = relabel(fcluster(tree, t=target, criterion="maxclust"))
             if int(labels.max()) + 1 > target and self.min_cluster_size > 1:
                 labels = fold_small_clusters(x, labels, self.min_cluster_size, target)
-        return labels
+        return reassign_to_centroids(x, labels, self.refine_iterations)
 
 
 @CLUSTERINGS.register("spectral")
@@ -223,6 +227,8 @@ class SpectralClustering:
         merge_separation: then clusters less separated than this are merged (see
             :func:`merge_unseparated`; it undoes the splits of one speaker into several
             clusters that a fragmented neighbour graph causes); 0 disables.
+        refine_iterations: finally, nearest-centroid reassignment steps
+            (:func:`reassign_to_centroids`); 0 disables.
     """
 
     #: Above this many windows the Laplacian's eigenvectors are found with a sparse solver.
@@ -235,6 +241,7 @@ class SpectralClustering:
         max_auto_speakers: int = 10,
         min_cluster_size: int = 1,
         merge_separation: float = 0.0,
+        refine_iterations: int = 0,
     ) -> None:
         if not 0.0 < pval <= 1.0:
             raise ConfigError(f"clustering.pval must be in (0, 1], got {pval}")
@@ -243,6 +250,7 @@ class SpectralClustering:
         self.max_auto_speakers = max_auto_speakers
         self.min_cluster_size = min_cluster_size
         self.merge_separation = merge_separation
+        self.refine_iterations = refine_iterations
 
     def affinity(self, x: np.ndarray) -> sparse.csr_matrix:
         """Pruned symmetric cosine affinity: each row keeps its ``keep`` largest similarities
@@ -320,7 +328,7 @@ class SpectralClustering:
             labels = fold_small_clusters(x, labels, self.min_cluster_size, lo)
         if self.merge_separation > 0:
             labels = merge_unseparated(x, labels, self.merge_separation, lo)
-        return labels
+        return reassign_to_centroids(x, labels, self.refine_iterations)
 
 
 def separation(sim: np.ndarray, labels: np.ndarray, a: int, b: int) -> float:
@@ -367,6 +375,32 @@ def merge_unseparated(
     return labels
 
 
+def reassign_to_centroids(x: np.ndarray, labels: np.ndarray, iterations: int) -> np.ndarray:
+    """Move every embedding to its nearest cluster centroid (cosine), ``iterations`` times.
+
+    k-means steps in the embedding space itself: spectral clustering assigns windows in the
+    eigenvector space, which can leave a window closer to another speaker's centroid.
+    Stops early when nothing moves or a cluster would empty (the count is kept).
+
+    Args:
+        x: shape (W, D) unit-norm.
+        labels: shape (W,) in 0..K-1.
+
+    Returns:
+        shape (W,) in 0..K-1.
+    """
+    labels = relabel(labels)
+    k = int(labels.max()) + 1 if len(labels) else 0
+    for _ in range(iterations):
+        if k < 2:
+            break
+        new = np.argmax(x @ centroids(x, labels).T, axis=1)
+        if np.array_equal(new, labels) or len(np.unique(new)) < k:
+            break
+        labels = relabel(new)
+    return labels
+
+
 def build_clusterer(config: ClusteringConfig) -> Clusterer:
     """The clustering method ``config.method`` names, with its parameters from ``config``.
 
@@ -383,6 +417,7 @@ def build_clusterer(config: ClusteringConfig) -> Clusterer:
             linkage=config.linkage,
             min_cluster_size=config.min_cluster_size,
             merge_separation=config.merge_separation,
+            refine_iterations=config.refine_iterations,
         )
     if config.method == "spectral":
         return factory(
@@ -391,5 +426,6 @@ def build_clusterer(config: ClusteringConfig) -> Clusterer:
             max_auto_speakers=config.max_auto_speakers,
             min_cluster_size=config.min_cluster_size,
             merge_separation=config.merge_separation,
+            refine_iterations=config.refine_iterations,
         )
     return factory()

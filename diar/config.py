@@ -71,6 +71,8 @@ class ClusteringConfig:
     # similarity; one speaker split in two; 0: off)
     min_cluster_size: int = 1
     merge_separation: float = 0.12
+    # finally each window moves to its nearest centroid, repeated up to this many times (0: off)
+    refine_iterations: int = 3
     # a window also gets its second-nearest speaker when its similarity gap, relative to the
     # two centroids' distance, is below this (overlapped speech); 0: one speaker per window
     overlap_margin: float = 0.25

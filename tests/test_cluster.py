@@ -14,6 +14,7 @@ from diar.cluster import (
     build_clusterer,
     fold_small_clusters,
     merge_unseparated,
+    reassign_to_centroids,
     relabel,
     speaker_bounds,
 )
@@ -115,6 +116,18 @@ def test_merge_unseparated_joins_halves_of_one_speaker_only() -> None:
     assert same_partition(merged, y)
     assert merge_unseparated(x, split, 0.12, min_clusters=3).max() + 1 == 3
     assert merge_unseparated(x, split, 0.0, min_clusters=1).max() + 1 == 3
+
+
+def test_reassign_moves_windows_to_the_nearest_centroid_and_keeps_the_count() -> None:
+    x, y = blobs([20, 20], seed=6)
+    x = x.astype(np.float64)
+    wrong = y.copy()
+    wrong[:3] = 1  # three windows of speaker 0 mislabelled
+    assert same_partition(reassign_to_centroids(x, wrong, 3), y)
+    assert same_partition(reassign_to_centroids(x, wrong, 0), wrong)
+    lonely = np.zeros(40, dtype=np.int64)
+    lonely[0] = 1  # a one-window cluster that would empty: kept as it is
+    assert reassign_to_centroids(x, lonely, 3).max() == 1
 
 
 def test_fold_small_clusters_keeps_the_minimum_count() -> None:
