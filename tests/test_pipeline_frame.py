@@ -157,3 +157,14 @@ def test_real_loader_and_embedder_through_build_diarizer(tiny_wavlm: Path) -> No
     assert all(0 <= t.start < t.end <= seconds + 1e-6 for t in annotation)
     assert all(s.startswith("spk") for s in annotation.speakers)
     assert len(annotation) > 0  # random weights still say someone talks somewhere
+
+
+def test_speakers_are_numbered_by_first_turn_without_gaps() -> None:
+    from diar.pipelines.frame import name_by_first_turn
+    from diar.types import Turn
+
+    annotation = Annotation(
+        "r", (Turn("r", 5.0, 6.0, "spk1"), Turn("r", 1.0, 2.0, "spk4"), Turn("r", 7, 8, "spk4"))
+    )
+    renamed = name_by_first_turn(annotation)
+    assert [(t.start, t.speaker) for t in renamed] == [(1.0, "spk1"), (5.0, "spk2"), (7.0, "spk1")]

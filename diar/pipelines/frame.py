@@ -43,6 +43,15 @@ def build_frame_model(config: Config) -> object:
     )
 
 
+def name_by_first_turn(annotation: Annotation) -> Annotation:
+    """Rename speakers ``spk1``, ``spk2``, ... in order of their first turn (no gaps in the numbering
+    when post-processing removed every turn of some speaker)."""
+    order: dict[str, str] = {}
+    for turn in annotation:  # sorted by start
+        order.setdefault(turn.speaker, f"spk{len(order) + 1}")
+    return annotation.rename(order)
+
+
 def run_windows(
     model: object,
     waveform: np.ndarray,
@@ -168,6 +177,7 @@ class FrameDiarizer(Diarizer):
                 smooth_size=cfg.postprocess.smooth_size,
                 dur_threshold=cfg.postprocess.dur_threshold,
             )
+            annotation = name_by_first_turn(annotation)
         logger.debug(
             "%s: %d pieces in %d chains -> %d speakers",
             recording.reco_id,
