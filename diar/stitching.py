@@ -406,10 +406,9 @@ def link_chains(
     members: list[list[int]] = [[int(i)] for i in core]
     count = len(core)
     while count > 1:
-        masked = np.where(alive[:, None] & alive[None, :], d, np.inf)
-        flat = int(np.argmin(masked))
+        flat = int(np.argmin(d))  # merged-away rows and columns are inf
         i, j = divmod(flat, len(core))
-        best = masked[i, j]
+        best = d[i, j]
         if not np.isfinite(best):
             break
         if count <= lo or (best >= threshold and count <= hi):
@@ -420,6 +419,8 @@ def link_chains(
         d[i, :] = merged
         d[:, i] = merged
         d[i, i] = np.inf
+        d[j, :] = np.inf
+        d[:, j] = np.inf
         sizes[i] += sizes[j]
         alive[j] = False
         members[i].extend(members[j])
