@@ -107,3 +107,17 @@ def test_embed_writes_kaldi_ark_and_scp(
     np.testing.assert_allclose(pre, expected, atol=1e-5)
     assert main(["embed", str(enroll[0]), "-o", str(out), "--model", "nope"]) == 2
     assert "valid names" in capsys.readouterr().err
+
+
+def test_enroll_runs_profile_mode_with_enrolled_speaker_names(audio: Path, tmp_path: Path) -> None:
+    enroll = tmp_path / "enroll.scp"
+    lines = (SAMPLE / "enroll.scp").read_text().split("\n")
+    entries = [line.split() for line in lines if line.strip()]
+    enroll.write_text("".join(f"rec-a {spk} {SAMPLE / path}\n" for _, spk, path in entries))
+    out = tmp_path / "out.rttm"
+    assert main(["diarize", str(audio / "wav.scp"), "-o", str(out), "--enroll", str(enroll)]) == 1
+    result = read_rttm(out)
+    # rec-a has enrollment and is diarized with the enrolled names; rec-b has none and fails
+    assert list(result) == ["rec-a"]
+    assert set(result["rec-a"].speakers) <= {spk for _, spk, _ in entries}
+    assert result["rec-a"].speakers

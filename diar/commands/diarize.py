@@ -72,6 +72,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, metavar="N", help="CPU threads (config: num_threads, default 1)"
     )
+    parser.add_argument(
+        "--enroll",
+        default=None,
+        metavar="FILE",
+        help="profile mode: enrollment list '<reco-id> <speaker> <path>' (sets mode=profile, profile.enroll)",
+    )
+    parser.add_argument(
+        "--profile-scp",
+        default=None,
+        metavar="FILE",
+        help="profile mode: speaker profiles '<reco-id> <ark>:<offset>' from `diar profiles` "
+        "(sets mode=profile, profile.profile_scp)",
+    )
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -94,6 +107,13 @@ def build_config(args: argparse.Namespace) -> Config:
         if args.threads < 1:
             raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
         config.num_threads = args.threads
+    if args.enroll is not None or args.profile_scp is not None:
+        config.mode = "profile"
+        config.profile = dataclasses.replace(
+            config.profile,
+            enroll=args.enroll if args.enroll is not None else config.profile.enroll,
+            profile_scp=args.profile_scp if args.profile_scp is not None else config.profile.profile_scp,
+        )
     return config
 
 
