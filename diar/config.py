@@ -119,6 +119,7 @@ class FrameModelConfig:
     of local speakers are merged by their embeddings from ``embedding.name``;
     ``link_adapt`` lowers it to that fraction of the median distance between
     chains known to be different speakers, when lower; null: fixed threshold),
+    ``split_chains`` (cut a chain where one window's embedding leaves the chain's),
     ``embed_min_seconds`` / ``embed_max_seconds`` (speech per chain embedding).
     """
 
@@ -134,6 +135,7 @@ class FrameModelConfig:
     link_iou: float = 0.5
     link_threshold: float = 0.4
     link_adapt: float | None = 0.9
+    split_chains: bool = True
     embed_min_seconds: float = 1.0
     embed_max_seconds: float = 30.0
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -328,6 +328,91 @@ def embed_chains(
     if not embeddings:
         return np.zeros((0, 0), dtype=np.float32), reliable
     return np.stack(embeddings), reliable
+
+
+def with_chains(result: StitchResult, chains: list[list[int]]) -> StitchResult:
+    """The same pieces grouped into other chains (cannot-links recomputed from the windows)."""
+    pieces = [replace(p) for p in result.pieces]
+    for c, members in enumerate(chains):
+        for i in members:
+            pieces[i].chain = c
+    cannot = np.zeros((len(chains), len(chains)), dtype=bool)
+    by_window: dict[int, list[int]] = {}
+    for p in pieces:
+        by_window.setdefault(p.window, []).append(p.chain)
+    for members in by_window.values():
+        for x in members:
+            for y in members:
+                if x != y:
+                    cannot[x, y] = True
+    return StitchResult(pieces, [list(m) for m in chains], cannot, result.num_frames)
+
+
+def split_chains(
+    result: StitchResult,
+    waveform: np.ndarray,
+    embed: Callable[[np.ndarray], np.ndarray],
+    stride: int,
+    min_samples: int,
+    threshold: float,
+    adapt: float | None = None,
+) -> StitchResult:
+    """Correct chains: cut a chain where a piece no longer sounds like the chain so far.
+
+    A window with more speakers than model outputs may hand one output from one
+    speaker to another; the overlap then links two speakers into one chain. Each
+    piece with at least ``min_samples`` of exclusive speech is embedded; walking a
+    chain in order, a piece whose embedding lies farther than ``threshold``
+    (cosine distance) from the mean of the current segment's starts a new chain.
+    With ``adapt``, the threshold is lowered as in :func:`link_chains`, from the
+    distances between pieces of one window (different speakers). Cuts of one
+    speaker's chain are harmless: :func:`link_chains` joins them again.
+
+    Returns:
+        the pieces grouped into the corrected chains.
+    """
+    embeddings: dict[int, np.ndarray] = {}
+    for members in result.chains:
+        if len(members) < 2:
+            continue
+        for i in members:
+            piece = result.pieces[i]
+            speech = gather_samples(
+                waveform, _runs(piece.exclusive, piece.start), stride, len(piece.probs) * stride
+            )
+            if len(speech) >= min_samples:
+                e = np.asarray(embed(speech), dtype=np.float64).reshape(-1)
+                embeddings[i] = e / max(float(np.linalg.norm(e)), 1e-12)
+    if adapt is not None:
+        by_window: dict[int, list[int]] = {}
+        for i in embeddings:
+            by_window.setdefault(result.pieces[i].window, []).append(i)
+        known = [
+            1.0 - float(embeddings[a] @ embeddings[b])
+            for members in by_window.values()
+            for k, a in enumerate(members)
+            for b in members[k + 1 :]
+        ]
+        if len(known) >= 2:
+            threshold = min(threshold, adapt * float(np.median(known)))
+    chains: list[list[int]] = []
+    for members in result.chains:
+        segment: list[int] = []
+        total: np.ndarray | None = None
+        for i in members:
+            vec = embeddings.get(i)
+            if vec is not None and total is not None and segment:
+                mean = total / max(float(np.linalg.norm(total)), 1e-12)
+                if 1.0 - float(mean @ vec) > threshold:
+                    chains.append(segment)
+                    segment, total = [], None
+            segment.append(i)
+            if vec is not None:
+                total = vec.copy() if total is None else total + vec
+        chains.append(segment)
+    if len(chains) != result.num_chains:
+        logger.debug("chain correction: %d chains -> %d", result.num_chains, len(chains))
+    return with_chains(result, chains)
 
 
 def _cosine_distances(x: np.ndarray) -> np.ndarray:

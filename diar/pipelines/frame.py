@@ -23,7 +23,15 @@ from diar.models.base import FRAME_MODELS
 from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
 from diar.pipelines.clustering import build_embedder, set_torch_threads
 from diar.postprocess import labels_to_annotation, resample_labels
-from diar.stitching import StitchResult, WindowStitcher, embed_chains, link_chains, plan_windows, render
+from diar.stitching import (
+    StitchResult,
+    WindowStitcher,
+    embed_chains,
+    link_chains,
+    plan_windows,
+    render,
+    split_chains,
+)
 from diar.types import FRAME_SHIFT, Annotation
 
 logger = logging.getLogger(__name__)
@@ -93,7 +101,8 @@ def run_windows(
 
 @DIARIZERS.register("frame")
 class FrameDiarizer(Diarizer):
-    """Frame model over windows -> stitched chains -> embeddings -> constrained clustering -> turns.
+    """Frame model over windows -> stitched chains (cut where a piece changes speaker, with
+    ``frame_model.split_chains``) -> embeddings -> constrained clustering -> turns.
 
     Speakers are named ``spk1``, ``spk2``, ... in order of first appearance. The
     speaker count comes from the recording (``RecordingInput.num_speakers``),
@@ -143,8 +152,19 @@ class FrameDiarizer(Diarizer):
             stitched = run_windows(
                 self.model, wav, fm.window, fm.hop, fm.batch_size, fm.threshold, fm.link_frames, fm.link_iou
             )
+        stride = int(self.model.frame_stride)  # type: ignore[attr-defined]
+        if fm.split_chains:
+            with timed(hook, "split_chains"):
+                stitched = split_chains(
+                    stitched,
+                    wav,
+                    self._embed_speech,
+                    stride,
+                    round(fm.embed_min_seconds * sr),
+                    fm.link_threshold,
+                    fm.link_adapt,
+                )
         with timed(hook, "embedding"):
-            stride = int(self.model.frame_stride)  # type: ignore[attr-defined]
             embeddings, reliable = embed_chains(  # shape: (C, D), (C,)
                 stitched,
                 wav,
