@@ -32,13 +32,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from diar.config import Config, ConfigError, JobConfig, load_config, to_dict
 from diar.errors import DiarError
-from diar.pipelines.base import Diarizer, RecordingInput
 from diar.types import Annotation
 from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray
 from jobs.progress import Progress
@@ -65,7 +64,10 @@ LAYOUT_VERSION = 1
 #: Exit code when more recordings failed than ``job.max_failures`` allows.
 EXIT_OVER_BUDGET = 1
 
-DiarizerFactory = Callable[[Config], Diarizer]
+if TYPE_CHECKING:  # the pipelines import torch: only the workers need them
+    from diar.pipelines.base import Diarizer
+
+DiarizerFactory = Callable[[Config], "Diarizer"]
 
 
 class JobError(DiarError):
@@ -197,6 +199,7 @@ class DiarizeWorker:
 
     def __call__(self, shard: Shard[Recording]) -> ShardRecord:
         from diar.audio import load_audio
+        from diar.pipelines.base import RecordingInput
 
         t0 = time.perf_counter()
         record = ShardRecord(shard.shard_id, shard.fingerprint)
