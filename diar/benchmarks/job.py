@@ -9,7 +9,7 @@ after recording, as ``diar diarize`` does (model loaded once). The corpus RTTMs
 of all job runs must be byte-identical and equal in segments to the baseline.
 
     diar bench job                      # ../shared/corpus/sim, 1 and 2 actors
-    diar bench job --actors 1 2 4 --num-shards 8 --wav-scp my/wav.scp
+    diar bench job --actors 1 2 4 --num-shards 8 --repeat 3 --wav-scp my/wav.scp
 
 Library code never starts Ray: the job runs in subprocesses.
 """
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2], help="actor counts to compare")
     parser.add_argument("--num-shards", type=int, default=4, help="shards per run (same for every run)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per actor count; the fastest is shown")
     parser.add_argument("--no-baseline", action="store_true", help="skip the one-process baseline")
     args = parser.parse_args(argv)
     if not Path(args.wav_scp).is_file():
@@ -120,11 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     rttms: dict[int, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for actors in args.actors:
-            out = Path(tmp) / f"actors{actors}"
-            s = run_job(args.wav_scp, out, args.config, actors, args.num_shards, args.sets)
-            rttms[actors] = (out / "corpus.rttm").read_bytes()
-            rows.append((actors, s))
-        job_annotations = read_rttm(Path(tmp) / f"actors{args.actors[0]}" / "corpus.rttm")
+            best: dict | None = None
+            for attempt in range(args.repeat):
+                out = Path(tmp) / f"actors{actors}-{attempt}"
+                s = run_job(args.wav_scp, out, args.config, actors, args.num_shards, args.sets)
+                rttms[actors * 1000 + attempt] = (out / "corpus.rttm").read_bytes()
+                if best is None or s["work_seconds"] < best["work_seconds"]:
+                    best = s
+            assert best is not None
+            rows.append((actors, best))
+        job_annotations = read_rttm(Path(tmp) / f"actors{args.actors[0]}-0" / "corpus.rttm")
     audio = rows[0][1]["processed_audio_seconds"]
     say(f"corpus: {args.wav_scp} ({audio:.1f} s of audio, {rows[0][1]['recordings']['total']} recordings)")
     say(
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         for actors, s in rows[1:]:
             say(f"speed-up of {actors} actors over {rows[0][0]} (work time): {base / s['work_seconds']:.2f}x")
     identical = len(set(rttms.values())) == 1
-    say(f"corpus RTTM byte-identical across actor counts: {'yes' if identical else 'NO'}")
+    say(f"corpus RTTM byte-identical across actor counts and runs: {'yes' if identical else 'NO'}")
     if not args.no_baseline:
         import io
 
