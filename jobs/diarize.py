@@ -29,8 +29,9 @@ import functools
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -525,6 +526,62 @@ def run_job(
     check_job_config(config.job)
     out = OutDir(out_url)
     out.makedirs()
+    with exclusive_use(out):
+        return _run_job(
+            t0,
+            config,
+            wav_scp,
+            out,
+            reco2num_spk,
+            profile_scp,
+            address,
+            local,
+            overwrite,
+            retry_failed,
+            progress,
+            diarizer_factory,
+        )
+
+
+@contextmanager
+def exclusive_use(out: OutDir) -> Iterator[None]:
+    """Hold ``OUT/.lock`` (local folders) so that two drivers never write one OUT at once.
+
+    An advisory ``flock``: the kernel drops it when the driver dies, even by SIGKILL, so a
+    rerun is never locked out. Remote (fsspec) folders are not locked.
+    """
+    if not out.is_local:
+        yield
+        return
+    import fcntl
+
+    with open(out.path(".lock"), "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise JobError(
+                f"{out.display('')} is being written by another run of the job; wait for it"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _run_job(
+    t0: float,
+    config: Config,
+    wav_scp: str,
+    out: OutDir,
+    reco2num_spk: str | None,
+    profile_scp: str | None,
+    address: str | None,
+    local: bool,
+    overwrite: bool,
+    retry_failed: bool,
+    progress: bool | None,
+    diarizer_factory: DiarizerFactory | None,
+) -> JobReport:
     shards, recordings = load_or_make_plan(out, config, wav_scp, reco2num_spk, profile_scp, overwrite)
     out.makedirs("shards")
     stale = out.remove_temporaries("shards")

@@ -436,3 +436,16 @@ def test_progress_bar_counts_recordings_and_hours(capsys: pytest.CaptureFixture[
         bar.advance(3, 1080.0, failed=1)  # that shard finished: replaces the partial count
     err = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert "0.500/2.000 h audio" in err and "recordings 5/10, 1 failed" in err
+
+
+def test_two_drivers_never_write_one_output_folder(scp: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".lock", "a") as held:  # another driver holds OUT
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(JobError, match="another run"):
+            run_job(config(), str(scp), str(out), local=True, diarizer_factory=never_built)
+    # released (as the kernel does when a driver dies): the job runs
+    assert run_job(config(), str(scp), str(out), local=True, diarizer_factory=energy_factory()).exit_code == 0
