@@ -7,6 +7,7 @@ everything in this process without Ray.
 
 Output folder (a local path or any fsspec URL)::
 
+    OUT/.lock                       held by the running driver (one driver per OUT at a time)
     OUT/job.json                    the plan: config and input digests, shards and their items
     OUT/shards/<shard-id>.rttm      turns of the shard's recordings (written atomically)
     OUT/shards/<shard-id>.parquet   the same as a table (with "parquet" in job.out_formats)
