@@ -205,7 +205,7 @@ def test_manifest_problems_stop_the_job_before_any_work(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(ManifestError, match=r"wav.scp:3"):
         run_job(config(), str(scp), str(out), local=True, diarizer_factory=never_built)
-    assert not (out / "shards").exists()
+    assert not out.exists()  # nothing written
     # reco2num_spk naming a recording not in wav.scp
     scp2 = make_corpus(tmp_path / "c2", {"a": 2.0})
     r2n = tmp_path / "reco2num_spk"
