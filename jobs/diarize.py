@@ -395,14 +395,12 @@ def plan_json(config: Config, inputs_digest: str, shards: Sequence[Shard[Recordi
 
 
 def load_or_make_plan(
-    out: OutDir,
-    config: Config,
-    wav_scp: str,
-    reco2num_spk: str | None,
-    profile_scp: str | None,
-    overwrite: bool,
+    out: OutDir, config: Config, inputs: Inputs, overwrite: bool
 ) -> tuple[list[Shard[Recording]], list[Recording]]:
     """The job's shards: the stored plan when OUT holds this same job, else a new one.
+
+    Args:
+        inputs: the validated manifests (durations not read yet: a stored plan has them).
 
     Raises:
         JobError: OUT holds the plan of a different config or different inputs (and not
@@ -410,7 +408,6 @@ def load_or_make_plan(
     """
     import json
 
-    inputs = read_inputs(config, wav_scp, reco2num_spk, profile_scp, read_durations=False)
     expected = {
         "layout": LAYOUT_VERSION,
         "config_digest": config_digest(config),
@@ -525,16 +522,16 @@ def run_job(
     """
     t0 = time.perf_counter()
     check_job_config(config.job)
+    # manifest problems stop the job here, before OUT is touched
+    inputs = read_inputs(config, wav_scp, reco2num_spk, profile_scp, read_durations=False)
     out = OutDir(out_url)
     out.makedirs()
     with exclusive_use(out):
         return _run_job(
             t0,
             config,
-            wav_scp,
+            inputs,
             out,
-            reco2num_spk,
-            profile_scp,
             address,
             local,
             overwrite,
@@ -572,10 +569,8 @@ def exclusive_use(out: OutDir) -> Iterator[None]:
 def _run_job(
     t0: float,
     config: Config,
-    wav_scp: str,
+    inputs: Inputs,
     out: OutDir,
-    reco2num_spk: str | None,
-    profile_scp: str | None,
     address: str | None,
     local: bool,
     overwrite: bool,
@@ -583,7 +578,7 @@ def _run_job(
     progress: bool | None,
     diarizer_factory: DiarizerFactory | None,
 ) -> JobReport:
-    shards, recordings = load_or_make_plan(out, config, wav_scp, reco2num_spk, profile_scp, overwrite)
+    shards, recordings = load_or_make_plan(out, config, inputs, overwrite)
     out.makedirs("shards")
     stale = out.remove_temporaries("shards")
     if stale:
