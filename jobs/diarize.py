@@ -642,7 +642,13 @@ def _run_job(
     for record in finished:
         totals.add(record)
     totals.add_lost(lost)
-    annotations = merge_annotations(out, finished)
+    try:
+        annotations = merge_annotations(out, finished)
+    except FileNotFoundError as e:
+        raise JobError(
+            f"a finished shard's files are missing from {out.display('shards')} ({e}); on a multi-node "
+            "cluster OUT must be storage every node reaches (a shared folder or an fsspec URL such as s3://)"
+        ) from e
     outputs = write_corpus(out, annotations, config.job.out_formats, model=model_name(config))
     out.write_text("failures.tsv", failures_tsv(totals.failures))
     outputs.append("failures.tsv")
