@@ -298,8 +298,12 @@ def embed_chains(
     min_samples: int,
     max_samples: int,
     threshold: float = 0.5,
+    pieces: dict[int, PieceEmbedding] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One embedding per chain from its exclusive speech (all its speech when that is too short).
+
+    With ``pieces`` (:func:`embed_pieces`), a chain with embedded pieces gets the
+    mean of their embeddings weighted by speech, instead of a new embedding.
 
     Args:
         waveform: shape (num_samples,) the recording.
@@ -315,6 +319,12 @@ def embed_chains(
     embeddings = []
     reliable = np.zeros(result.num_chains, dtype=bool)
     for c in range(result.num_chains):
+        known = [pieces[i] for i in result.chains[c] if i in pieces] if pieces else []
+        if known:
+            mean = np.sum([p.samples * p.vector for p in known], axis=0)
+            embeddings.append((mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32))
+            reliable[c] = True
+            continue
         exclusive, active = chain_speech_runs(result, c, threshold)
         speech = gather_samples(waveform, exclusive, stride, max_samples)
         if len(speech) < min_samples:
@@ -348,21 +358,49 @@ def with_chains(result: StitchResult, chains: list[list[int]]) -> StitchResult:
     return StitchResult(pieces, [list(m) for m in chains], cannot, result.num_frames)
 
 
-def split_chains(
+@dataclass(frozen=True)
+class PieceEmbedding:
+    """Embedding of one piece's exclusive speech.
+
+    Attributes:
+        vector: shape (dim,) float64, L2-normalised.
+        samples: exclusive speech samples it was computed from.
+    """
+
+    vector: np.ndarray
+    samples: int
+
+
+def embed_pieces(
     result: StitchResult,
     waveform: np.ndarray,
     embed: Callable[[np.ndarray], np.ndarray],
     stride: int,
     min_samples: int,
+) -> dict[int, PieceEmbedding]:
+    """Embed every piece with at least ``min_samples`` of exclusive speech: {piece index: embedding}."""
+    out: dict[int, PieceEmbedding] = {}
+    for i, piece in enumerate(result.pieces):
+        runs = _runs(piece.exclusive, piece.start)
+        speech = gather_samples(waveform, runs, stride, len(piece.probs) * stride)
+        if len(speech) >= min_samples:
+            e = np.asarray(embed(speech), dtype=np.float64).reshape(-1)
+            out[i] = PieceEmbedding(e / max(float(np.linalg.norm(e)), 1e-12), len(speech))
+    return out
+
+
+def split_chains(
+    result: StitchResult,
+    pieces: dict[int, PieceEmbedding],
     threshold: float,
     adapt: float | None = None,
 ) -> StitchResult:
     """Correct chains: cut a chain where a piece no longer sounds like the chain so far.
 
     A window with more speakers than model outputs may hand one output from one
-    speaker to another; the overlap then links two speakers into one chain. Each
-    piece with at least ``min_samples`` of exclusive speech is embedded; walking a
-    chain in order, a piece whose embedding lies farther than ``threshold``
+    speaker to another; the overlap then links two speakers into one chain. Walking
+    a chain in order, a piece whose embedding (``pieces``, see :func:`embed_pieces`;
+    pieces without one are never cut at) lies farther than ``threshold``
     (cosine distance) from the mean of the current segment's starts a new chain.
     With ``adapt``, the threshold is lowered as in :func:`link_chains`, from the
     distances between pieces of one window (different speakers). Cuts of one
@@ -371,18 +409,7 @@ def split_chains(
     Returns:
         the pieces grouped into the corrected chains.
     """
-    embeddings: dict[int, np.ndarray] = {}
-    for members in result.chains:
-        if len(members) < 2:
-            continue
-        for i in members:
-            piece = result.pieces[i]
-            speech = gather_samples(
-                waveform, _runs(piece.exclusive, piece.start), stride, len(piece.probs) * stride
-            )
-            if len(speech) >= min_samples:
-                e = np.asarray(embed(speech), dtype=np.float64).reshape(-1)
-                embeddings[i] = e / max(float(np.linalg.norm(e)), 1e-12)
+    embeddings = {i: e.vector for i, e in pieces.items()}
     if adapt is not None:
         by_window: dict[int, list[int]] = {}
         for i in embeddings:

@@ -91,7 +91,7 @@ def test_four_speakers_end_to_end() -> None:
     diarizer, model = tone_diarizer()
     steps: list[str] = []
     annotation = diarizer.apply(RecordingInput("rec", tones(truth)), hook=lambda s, _: steps.append(s))
-    assert steps == ["frame_model", "split_chains", "embedding", "clustering", "postprocess"]
+    assert steps == ["frame_model", "embedding", "clustering", "postprocess"]
     assert annotation.speakers == ["spk1", "spk2", "spk3", "spk4"]
     hyp = truth_of(annotation, 190.0)
     # smoothing moves boundaries a little; speakers and overlaps must be right

@@ -12,6 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from diar.stitching import (
     WindowStitcher,
     embed_chains,
+    embed_pieces,
     gather_samples,
     link_chains,
     plan_windows,
@@ -102,9 +103,12 @@ def stitch(truth, window=500, hop=250, local=2, seed=0, merge=None):
 
 def diarize(truth, window=500, hop=250, seed=0, num_speakers=None, threshold=0.3, merge=None, split=False):
     result = stitch(truth, window, hop, seed=seed, merge=merge)
+    pieces = embed_pieces(result, tones(truth), tone_embedding, STRIDE, SR // 2) if split else None
     if split:
-        result = split_chains(result, tones(truth), tone_embedding, STRIDE, SR // 2, threshold, adapt=0.9)
-    emb, reliable = embed_chains(result, tones(truth), tone_embedding, STRIDE, SR // 2, 30 * SR)
+        result = split_chains(result, pieces, threshold, adapt=0.9)
+    emb, reliable = embed_chains(
+        result, tones(truth), tone_embedding, STRIDE, SR // 2, 30 * SR, pieces=pieces
+    )
     labels = link_chains(emb, result.cannot_link, threshold, num_speakers, reliable=reliable)
     return result, labels, render(result, labels) > 0.5
 
@@ -286,7 +290,5 @@ def test_chain_handed_from_one_speaker_to_another_is_cut():
     assert frame_errors(truth, fixed) <= mixed_window < frame_errors(truth, wrong)
     # correct chains are left whole
     clean = stitch(truth[:1500, :2], hop=400)
-    assert (
-        split_chains(clean, tones(truth[:1500, :2]), tone_embedding, STRIDE, SR // 2, 0.3).chains
-        == clean.chains
-    )
+    pieces = embed_pieces(clean, tones(truth[:1500, :2]), tone_embedding, STRIDE, SR // 2)
+    assert split_chains(clean, pieces, 0.3).chains == clean.chains

@@ -27,6 +27,7 @@ from diar.stitching import (
     StitchResult,
     WindowStitcher,
     embed_chains,
+    embed_pieces,
     link_chains,
     plan_windows,
     render,
@@ -101,8 +102,9 @@ def run_windows(
 
 @DIARIZERS.register("frame")
 class FrameDiarizer(Diarizer):
-    """Frame model over windows -> stitched chains (cut where a piece changes speaker, with
-    ``frame_model.split_chains``) -> embeddings -> constrained clustering -> turns.
+    """Frame model over windows -> stitched chains -> embeddings of every window's speakers
+    (chains cut where a window's speaker changes, with ``frame_model.split_chains``) ->
+    constrained clustering of the chains -> turns.
 
     Speakers are named ``spk1``, ``spk2``, ... in order of first appearance. The
     speaker count comes from the recording (``RecordingInput.num_speakers``),
@@ -153,26 +155,20 @@ class FrameDiarizer(Diarizer):
                 self.model, wav, fm.window, fm.hop, fm.batch_size, fm.threshold, fm.link_frames, fm.link_iou
             )
         stride = int(self.model.frame_stride)  # type: ignore[attr-defined]
-        if fm.split_chains:
-            with timed(hook, "split_chains"):
-                stitched = split_chains(
-                    stitched,
-                    wav,
-                    self._embed_speech,
-                    stride,
-                    round(fm.embed_min_seconds * sr),
-                    fm.link_threshold,
-                    fm.link_adapt,
-                )
+        min_samples = round(fm.embed_min_seconds * sr)
         with timed(hook, "embedding"):
+            pieces = embed_pieces(stitched, wav, self._embed_speech, stride, min_samples)  # P x (D,)
+            if fm.split_chains:
+                stitched = split_chains(stitched, pieces, fm.link_threshold, fm.link_adapt)
             embeddings, reliable = embed_chains(  # shape: (C, D), (C,)
                 stitched,
                 wav,
                 self._embed_speech,
                 stride,
-                round(fm.embed_min_seconds * sr),
+                min_samples,
                 round(fm.embed_max_seconds * sr),
                 fm.threshold,
+                pieces,
             )
         with timed(hook, "clustering"):
             speaker_of_chain = link_chains(  # shape: (C,)
