@@ -11,12 +11,14 @@ steps, each usable on its own:
    speaker who is silent in a whole overlap starts a new chain. Only 1-D
    probabilities of active local speakers are kept, so memory is a few bytes
    per frame, whatever the length of the recording.
-2. Chains are embedded with a speaker embedder on their exclusive speech
-   (:func:`chain_speech_runs`, :func:`embed_chains`) and clustered by
-   :func:`link_chains`: average-linkage agglomerative clustering on cosine
-   distance with cannot-link constraints, since two chains active in the same
-   window are different speakers. This links a speaker across gaps and
-   across windows that had more speakers than outputs.
+2. Every piece is embedded with a speaker embedder on its exclusive speech
+   (:func:`embed_pieces`). :func:`split_chains` cuts a chain where a piece no
+   longer sounds like the chain so far (a window with more speakers than
+   outputs can hand one output from a speaker to another). Chains are then
+   embedded (:func:`embed_chains`: their pieces' mean, or their speech) and
+   clustered by :func:`link_chains`: average-linkage agglomerative clustering
+   on cosine distance with cannot-link constraints, since two chains active in
+   the same window are different speakers. This links a speaker across gaps.
 3. :func:`render` averages the probabilities of every speaker's pieces where
    windows overlap, giving one (frames, speakers) matrix; a frame may be active
    for several speakers (overlapped speech stays).
