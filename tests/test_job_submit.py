@@ -128,5 +128,12 @@ def test_ray_job_submit_writes_the_same_corpus_rttm(tmp_path: Path) -> None:
     local = tmp_path / "local"
     report = run_job(load_config(None), str(SAMPLE_SCP), str(local), local=True)
     assert report.exit_code == 0
-    assert (out / "corpus.rttm").read_bytes() == (local / "corpus.rttm").read_bytes()
+    submitted, here = (out / "corpus.rttm").read_text(), (local / "corpus.rttm").read_text()
+    if submitted != here:
+        import difflib
+
+        diff = "".join(
+            difflib.unified_diff(here.splitlines(True), submitted.splitlines(True), "local", "submitted")
+        )
+        pytest.fail(f"the submitted job wrote another corpus RTTM:\n{diff[:3000]}")
     assert (local / "corpus.rttm").read_text().count("SPEAKER sim01_2spk 1 ") > 5
