@@ -3,12 +3,15 @@
 Starts its own head (``ray start --head --block`` on free ports, so it never clashes
 with another cluster on the machine) and stops exactly that head afterwards by
 signalling its process group; ``ray stop`` would kill every Ray on the machine.
-Uses the real default pipeline on the bundled sample.
+Uses the real default pipeline on the bundled sample; both runs use one snapshot
+of the code (copied first), so that edits to the checkout during the test do not
+make them differ.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,9 +22,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from diar.config import load_config
-from jobs.diarize import run_job
 
 pytestmark = pytest.mark.slow
 
@@ -84,34 +84,26 @@ def test_ray_job_submit_writes_the_same_corpus_rttm(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    # One snapshot of the code for both runs (the checkout may change while the test runs).
+    code = tmp_path / "code"
+    for folder in ("diar", "jobs", "configs"):
+        shutil.copytree(REPO / folder, code / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "submitted"
+    job_args = ["-m", "jobs.diarize", "--wav-scp", str(SAMPLE_SCP), "--out", str(out), "--no-progress"]
     try:
         wait_for(f"http://127.0.0.1:{dashboard}/api/version", head, 120)
-        out = tmp_path / "submitted"
-        submit = subprocess.run(
-            [
-                ray_cli,
-                "job",
-                "submit",
-                "--address",
-                f"http://127.0.0.1:{dashboard}",
-                "--working-dir",
-                str(REPO),
-                "--",
-                "python",
-                "-m",
-                "jobs.diarize",
-                "--wav-scp",
-                str(SAMPLE_SCP),
-                "--out",
-                str(out),
-                "--no-progress",
-            ],
-            env=env,
-            capture_output=True,
-            timeout=400,
-        )
-        assert submit.returncode == 0, submit.stdout.decode()[-3000:] + submit.stderr.decode()[-3000:]
-        assert b"succeeded" in submit.stdout + submit.stderr
+        address = f"http://127.0.0.1:{dashboard}"
+        submit_cmd = [ray_cli, "job", "submit", "--address", address, "--working-dir", str(code), "--"]
+        for _attempt in range(2):
+            submit = subprocess.run(
+                [*submit_cmd, "python", *job_args], env=env, capture_output=True, timeout=400, cwd=tmp_path
+            )
+            logs = submit.stdout.decode() + submit.stderr.decode()
+            # a known Ray race (ray-project/ray#36703): the uploaded package is not found once
+            if submit.returncode == 0 or "Failed to download runtime_env file package" not in logs:
+                break
+        assert submit.returncode == 0, logs[-6000:]
+        assert "succeeded" in logs
     finally:
         head.send_signal(signal.SIGTERM)  # `ray start --block` drains and stops its own processes
         try:
@@ -126,8 +118,14 @@ def test_ray_job_submit_writes_the_same_corpus_rttm(tmp_path: Path) -> None:
             marker.unlink()
 
     local = tmp_path / "local"
-    report = run_job(load_config(None), str(SAMPLE_SCP), str(local), local=True)
-    assert report.exit_code == 0
+    here = subprocess.run(
+        [sys.executable, "-m", "jobs.diarize", "--local", "--wav-scp", str(SAMPLE_SCP), "--out", str(local)],
+        env=env,
+        cwd=code,
+        capture_output=True,
+        timeout=400,
+    )
+    assert here.returncode == 0, here.stderr.decode()[-3000:]
     submitted, here = (out / "corpus.rttm").read_text(), (local / "corpus.rttm").read_text()
     if submitted != here:
         import difflib
