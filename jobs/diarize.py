@@ -43,7 +43,7 @@ from diar.errors import DiarError
 from diar.types import Annotation
 from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray
 from jobs.progress import Progress
-from jobs.records import Failure, ShardRecord, done_name
+from jobs.records import CrashJournal, Failure, ShardRecord, done_name
 from jobs.reduce import (
     Totals,
     allowed_failures,
@@ -179,7 +179,8 @@ class DiarizeWorker:
     Loads the model in ``__init__`` (``build_diarizer(config)``); each call reads the audio
     of a shard's recordings itself, diarizes them, and writes the shard's files, the done
     record last. A recording that fails (unreadable audio, model error) becomes a
-    failure row and the others go on.
+    failure row and the others go on; so does one during which the actor process died
+    twice (see :class:`~jobs.records.CrashJournal`).
     """
 
     def __init__(
@@ -198,6 +199,8 @@ class DiarizeWorker:
         self.diarizer = (diarizer_factory or build_diarizer)(config)
         #: (recordings, audio seconds) done in the current shard, read by the progress bar
         self.progress: tuple[int, float] = (0, 0.0)
+        #: crashes of the actor during one recording after which it is skipped as the cause
+        self.crash_limit = 2
 
     def __call__(self, shard: Shard[Recording]) -> ShardRecord:
         from diar.audio import load_audio
@@ -215,9 +218,14 @@ class DiarizeWorker:
         rttm_parts: list[bytes] = []
         annotations: list[Annotation] = []
         seconds_done = 0.0  # header durations, as the progress bar counts them
+        journal = CrashJournal(self.out, shard.shard_id, self.crash_limit)
         for count, rec in enumerate(shard.items):
             self.progress = (count, seconds_done)
             seconds_done += rec.seconds or 0.0
+            if journal.is_poison(rec.reco_id):
+                record.failures.append(journal.failure(rec.reco_id))
+                continue
+            journal.start(rec.reco_id)
             try:
                 waveform = load_audio(
                     rec.source, rate, reco_id=rec.reco_id, allow_pipes=self.config.job.allow_pipes
@@ -246,10 +254,12 @@ class DiarizeWorker:
             rttm_parts.append(rttm)
             annotations.append(annotation)
             record.done[rec.reco_id] = round(len(waveform) / rate, 6)
+        journal.start(None)
         self._write(shard, record, b"".join(rttm_parts), annotations)
         record.compute_seconds = round(time.perf_counter() - t0, 6)
         record.step_seconds = {k: round(v, 6) for k, v in steps.items()}
         self.out.write_text(done_name(shard.shard_id), record.to_json())
+        journal.close()
         return record
 
     def _write(
@@ -581,6 +591,10 @@ def _run_job(
     shards, recordings = load_or_make_plan(out, config, inputs, overwrite)
     out.makedirs("shards")
     stale = out.remove_temporaries("shards")
+    for name in out.listdir("shards"):
+        if name.endswith(CrashJournal.SUFFIX):  # crashes are counted within one run
+            out.remove(f"shards/{name}")
+            stale.append(name)
     if stale:
         logger.info("removed %d temporary files of an interrupted run", len(stale))
 

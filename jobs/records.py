@@ -92,3 +92,57 @@ class ShardRecord:
 def done_name(shard_id: str) -> str:
     """Relative path of a shard's done record."""
     return f"shards/{shard_id}.done.json"
+
+
+class CrashJournal:
+    """Which item of a shard is being worked on, kept in OUT so that it outlives the process.
+
+    When an actor process dies (out of memory, a crash in native code) Ray restarts it and
+    retries the shard. The retry reads the journal: the item that was in flight is charged
+    with one crash. An item charged ``limit`` times is declared the cause: the caller
+    records it as a failure and skips it, so that one poisonous recording cannot take the
+    other recordings of its shard down with it. A single crash (a node lost, a process
+    killed from outside) only costs a retry.
+
+    File: ``OUT/shards/<shard-id>.inflight.json``, removed when the shard is done; the
+    driver removes leftovers of earlier runs, so crashes are counted within one run.
+    """
+
+    SUFFIX = ".inflight.json"
+
+    def __init__(self, out: Any, shard_id: str, limit: int = 2) -> None:
+        self.out = out
+        self.name = f"shards/{shard_id}{self.SUFFIX}"
+        self.limit = limit
+        self.crashes: dict[str, int] = {}
+        if out.exists(self.name):
+            try:
+                data = json.loads(out.read_text(self.name))
+                self.crashes = {str(k): int(v) for k, v in data.get("crashes", {}).items()}
+                current = data.get("current")
+            except (ValueError, TypeError, AttributeError):
+                current = None
+            if current is not None:
+                self.crashes[str(current)] = self.crashes.get(str(current), 0) + 1
+
+    def is_poison(self, item_id: str) -> bool:
+        """Whether ``item_id`` was in flight during ``limit`` crashes."""
+        return self.crashes.get(item_id, 0) >= self.limit
+
+    def failure(self, item_id: str) -> Failure:
+        """The failure row of a poisonous item."""
+        return Failure(
+            item_id,
+            "actor",
+            "WorkerCrash",
+            f"the actor process died {self.crashes.get(item_id, 0)} times while this recording was being "
+            "processed (out of memory, or a crash in native code); it was skipped",
+        )
+
+    def start(self, item_id: str | None) -> None:
+        """Record that ``item_id`` (None: no item) is now in flight."""
+        self.out.write_text(self.name, json.dumps({"current": item_id, "crashes": self.crashes}) + "\n")
+
+    def close(self) -> None:
+        """The shard is done: forget the journal."""
+        self.out.remove(self.name)

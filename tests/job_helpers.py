@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -33,11 +34,13 @@ class EnergyDiarizer(Diarizer):
         delay: float = 0.0,
         pid_dir: str | None = None,
         fail_ids: tuple[str, ...] = (),
+        crash_ids: tuple[str, ...] = (),
     ) -> None:
         super().__init__(config)
         self.delay = delay
         self.pid_dir = pid_dir
         self.fail_ids = fail_ids
+        self.crash_ids = crash_ids
 
     def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
         if self.pid_dir is not None:
@@ -48,6 +51,8 @@ class EnergyDiarizer(Diarizer):
             time.sleep(self.delay)
         if recording.reco_id in self.fail_ids:
             raise ValueError(f"model cannot handle recording {recording.reco_id!r}")
+        if recording.reco_id in self.crash_ids:  # like an out-of-memory kill or a segfault
+            os.kill(os.getpid(), signal.SIGKILL)
         with timed(hook, "vad"):
             hop = self.sample_rate // 100
             n = len(recording.waveform) // hop
@@ -67,9 +72,16 @@ class EnergyDiarizer(Diarizer):
         return Annotation.from_labels(recording.reco_id, labels, names)
 
 
-def energy_factory(delay: float = 0.0, pid_dir: str | None = None, fail_ids: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+def energy_factory(  # type: ignore[no-untyped-def]
+    delay: float = 0.0,
+    pid_dir: str | None = None,
+    fail_ids: tuple[str, ...] = (),
+    crash_ids: tuple[str, ...] = (),
+):
     """A ``diarizer_factory`` for the job: ``factory(config) -> EnergyDiarizer``."""
-    return functools.partial(EnergyDiarizer, delay=delay, pid_dir=pid_dir, fail_ids=fail_ids)
+    return functools.partial(
+        EnergyDiarizer, delay=delay, pid_dir=pid_dir, fail_ids=fail_ids, crash_ids=crash_ids
+    )
 
 
 def speechlike(seconds: float, seed: int, sample_rate: int = 16000) -> np.ndarray:

@@ -209,3 +209,22 @@ def test_progress_inside_a_running_shard_reaches_the_driver(ray_address: str) ->
     )
     assert [o.result for o in outcomes] == [["a", "b", "c", "d", "e"]]
     assert any(0 < n < 5 for n, _ in partials), partials
+
+
+def test_a_recording_that_kills_its_actor_fails_alone(
+    ray_address: str,  # noqa: F811
+    scp: Path,
+    reference: Path,
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    cfg = load_config(None, ["job.num_shards=1", "job.num_actors=1", "job.max_failures=1"])
+    report = run_job(cfg, str(scp), str(out), diarizer_factory=energy_factory(crash_ids=("rec-c",)))
+    assert report.exit_code == 0
+    rows = (out / "failures.tsv").read_text().splitlines()[1:]
+    assert len(rows) == 1 and rows[0].startswith("rec-c\tactor\tWorkerCrash\t")
+    expected = [
+        line for line in (reference / "corpus.rttm").read_text().splitlines() if " rec-c " not in line
+    ]
+    assert (out / "corpus.rttm").read_text().splitlines() == expected
+    assert not list((out / "shards").glob("*.inflight.json"))
