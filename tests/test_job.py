@@ -449,3 +449,25 @@ def test_two_drivers_never_write_one_output_folder(scp: Path, tmp_path: Path) ->
             run_job(config(), str(scp), str(out), local=True, diarizer_factory=never_built)
     # released (as the kernel does when a driver dies): the job runs
     assert run_job(config(), str(scp), str(out), local=True, diarizer_factory=energy_factory()).exit_code == 0
+
+
+def test_crash_journal_blames_a_recording_after_two_crashes(tmp_path: Path) -> None:
+    from jobs.records import CrashJournal
+    from jobs.storage import OutDir
+
+    out = OutDir(str(tmp_path))
+    first = CrashJournal(out, "shard-00000")
+    first.start("a")
+    first.start("b")  # the process dies here
+    second = CrashJournal(out, "shard-00000")  # the retry
+    assert second.crashes == {"b": 1} and not second.is_poison("b")
+    second.start("a")
+    second.start("b")  # dies again
+    third = CrashJournal(out, "shard-00000")
+    assert third.is_poison("b") and not third.is_poison("a")
+    row = third.failure("b")
+    assert (row.reco_id, row.stage, row.error_type) == ("b", "actor", "WorkerCrash")
+    third.start(None)  # writing outputs: a crash now blames no recording
+    assert CrashJournal(out, "shard-00000").crashes == {"b": 2}
+    third.close()
+    assert not out.exists("shards/shard-00000.inflight.json")
