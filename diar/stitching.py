@@ -589,3 +589,18 @@ def render(result: StitchResult, speaker_of_chain: np.ndarray) -> np.ndarray:
         total[piece.start : piece.end, s] += piece.probs
         count[piece.start : piece.end, s] += 1
     return total / np.maximum(count, 1)
+
+
+def render_speaker(result: StitchResult, speaker_of_chain: np.ndarray, speaker: int) -> np.ndarray:
+    """One column of :func:`render`: memory for one speaker at a time, whatever the speaker count.
+
+    Returns:
+        shape (num_frames,) float32.
+    """
+    total = np.zeros(result.num_frames, dtype=np.float32)
+    count = np.zeros(result.num_frames, dtype=np.float32)
+    for piece in result.pieces:
+        if int(speaker_of_chain[piece.chain]) == speaker:
+            total[piece.start : piece.end] += piece.probs
+            count[piece.start : piece.end] += 1
+    return total / np.maximum(count, 1)

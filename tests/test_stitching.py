@@ -17,6 +17,7 @@ from diar.stitching import (
     link_chains,
     plan_windows,
     render,
+    render_speaker,
     split_chains,
 )
 
@@ -202,6 +203,14 @@ def test_known_speaker_count_and_three_speakers():
     assert hyp.shape[1] >= 2
     _, _, hyp = diarize(truth, seed=5, num_speakers=3, threshold=0.0)
     assert hyp.shape[1] == 3 and frame_errors(truth, hyp) == 0
+
+
+def test_render_speaker_is_a_column_of_render():
+    truth = turns_to_truth(conversation((0, 1), 0, 20) + conversation((2, 1), 30, 50), 50.0, 3)
+    result, labels, _ = diarize(truth, seed=6)
+    full = render(result, labels)
+    for k in range(full.shape[1]):
+        np.testing.assert_array_equal(render_speaker(result, labels, k), full[:, k])
 
 
 def test_silent_windows_and_outputs_keep_no_pieces():

@@ -30,10 +30,10 @@ from diar.stitching import (
     embed_pieces,
     link_chains,
     plan_windows,
-    render,
+    render_speaker,
     split_chains,
 )
-from diar.types import FRAME_SHIFT, Annotation
+from diar.types import FRAME_SHIFT, Annotation, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -182,23 +182,28 @@ class FrameDiarizer(Diarizer):
                 fm.link_adapt,
             )
         with timed(hook, "postprocess"):
-            probs = render(stitched, speaker_of_chain)  # shape: (T, K) at the model's frame shift
-            shift = stride / sr
-            labels = resample_labels(probs > fm.threshold, shift, FRAME_SHIFT)  # shape: (T10, K)
-            speakers = [f"spk{k + 1}" for k in range(probs.shape[1])]
-            annotation = labels_to_annotation(
-                recording.reco_id,
-                labels,
-                speakers,
-                smooth_size=cfg.postprocess.smooth_size,
-                dur_threshold=cfg.postprocess.dur_threshold,
-            )
-            annotation = name_by_first_turn(annotation)
+            # one speaker at a time: columns are independent, and memory stays O(T) for any count
+            num_speakers = int(speaker_of_chain.max()) + 1 if len(speaker_of_chain) else 0
+            turns: list[Turn] = []
+            for k in range(num_speakers):
+                probs = render_speaker(stitched, speaker_of_chain, k)  # shape: (T,) at the model's shift
+                active = probs[:, None] > fm.threshold  # shape: (T, 1)
+                labels = resample_labels(active, stride / sr, FRAME_SHIFT)  # shape: (T10, 1) at 10 ms
+                turns.extend(
+                    labels_to_annotation(
+                        recording.reco_id,
+                        labels,
+                        [f"spk{k + 1}"],
+                        smooth_size=cfg.postprocess.smooth_size,
+                        dur_threshold=cfg.postprocess.dur_threshold,
+                    ).turns
+                )
+            annotation = name_by_first_turn(Annotation.from_turns(recording.reco_id, turns))
         logger.debug(
             "%s: %d pieces in %d chains -> %d speakers",
             recording.reco_id,
             len(stitched.pieces),
             stitched.num_chains,
-            probs.shape[1],
+            num_speakers,
         )
         return annotation
