@@ -69,7 +69,12 @@ def load_wavlm_sd(model: str = DEFAULT_MODEL) -> tuple[Any, Any]:
     Raises:
         ModelLoadError: the directory lacks a file, or the id is neither cached nor downloadable.
     """
-    from transformers import Wav2Vec2FeatureExtractor, WavLMForAudioFrameClassification
+    try:
+        from transformers import Wav2Vec2FeatureExtractor, WavLMForAudioFrameClassification
+    except ImportError as e:
+        raise ModelLoadError(
+            f"WavLM-SD needs the transformers package ({e}); install it with: pip install 'diar[hf]'"
+        ) from e
 
     path = Path(model).expanduser()
     is_dir = path.is_dir()
