@@ -535,7 +535,10 @@ def run_job(
     # manifest problems stop the job here, before OUT is touched
     inputs = read_inputs(config, wav_scp, reco2num_spk, profile_scp, read_durations=False)
     out = OutDir(out_url)
-    out.makedirs()
+    try:
+        out.makedirs()
+    except OSError as e:
+        raise JobError(f"cannot create the output folder {out_url}: {e.strerror or e}") from e
     with exclusive_use(out):
         return _run_job(
             t0,

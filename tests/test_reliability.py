@@ -505,11 +505,6 @@ def test_ray_job_gives_the_same_rows_and_turns(
     assert files_outside(matrix.root, out) == before
 
 
-@pytest.mark.xfail(
-    reason="jobs/diarize.py run_job: OUT.makedirs() failing (OUT is an existing file) escapes as a "
-    "FileExistsError traceback with exit code 1, the over-budget code, instead of a one-line error and 2",
-    strict=True,
-)
 def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(
     matrix: Matrix, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -574,11 +569,6 @@ def test_diar_diarize_goes_on_after_a_model_error(
     assert [r[0] for r in rows] == ["oom"] and "out of memory" in rows[0][2]
 
 
-@pytest.mark.xfail(
-    reason="jobs/diarize.py with_durations: the driver runs every 'cmd |' line (audio_duration) to plan "
-    "shards, so the shell command runs twice, once on the driver; pipes should get seconds=None there",
-    strict=True,
-)
 def test_a_pipe_command_runs_once_and_only_on_the_worker(matrix: Matrix, tmp_path: Path) -> None:
     runs = tmp_path / "runs.log"
     scp = tmp_path / "wav.scp"
