@@ -746,19 +746,11 @@ def keep_previous_run(out: OutDir, summary: dict[str, Any]) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m jobs.diarize`` and ``diar run``."""
-    parser.add_argument(
-        "--config", default=None, help="YAML config (e.g. configs/default.yaml); defaults if omitted"
-    )
+    from diar.commands.common import add_config_option
+
+    add_config_option(parser)
     parser.add_argument("--wav-scp", required=True, help="manifest '<reco-id> <path-or-URL>' per line")
     parser.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value by dotted key, e.g. --set clustering.threshold=0.6 (repeatable)",
-    )
     parser.add_argument("--num-shards", type=int, default=None, help="shortcut for --set job.num_shards=N")
     parser.add_argument("--num-actors", type=int, default=None, help="shortcut for --set job.num_actors=N")
     parser.add_argument(
@@ -817,25 +809,11 @@ def run(args: argparse.Namespace, diarizer_factory: DiarizerFactory | None = Non
 
 def main(argv: list[str] | None = None, diarizer_factory: DiarizerFactory | None = None) -> int:
     """Entry point of ``python -m jobs.diarize``; ``diarizer_factory`` replaces ``build_diarizer`` (tests)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.diarize",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    from diar.commands.common import entry_point
+
+    return entry_point(
+        "python -m jobs.diarize", __doc__, add_arguments, lambda args: run(args, diarizer_factory), argv
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return run(args, diarizer_factory)
-    except KeyboardInterrupt:
-        return 130
-    except DiarError as e:
-        sys.stderr.write(f"diar run: error: {e}\n")
-        return 2
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import numpy as np
 
 from diar.audio import audio_duration, is_url
 from diar.config import Config
-from diar.errors import AudioError, DiarError
+from diar.errors import AudioError
 from jobs.actors import Outcome, actor_spec, num_actors_for, run_local, run_ray
 from jobs.diarize import EXIT_OVER_BUDGET, JobError, ray_session
 from jobs.progress import Progress
@@ -220,7 +220,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the job from parsed arguments; return the exit code."""
-    from diar.commands.profiles import config_from_args
+    from diar.commands.common import config_from_args
 
     for flag, key in (("num_shards", "job.num_shards"), ("num_actors", "job.num_actors")):
         value = getattr(args, flag)
@@ -245,25 +245,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m jobs.profiles``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.profiles",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        return 130
-    except DiarError as e:
-        sys.stderr.write(f"jobs.profiles: error: {e}\n")
-        return 2
+    from diar.commands.common import entry_point
+
+    return entry_point("python -m jobs.profiles", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

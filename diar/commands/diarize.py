@@ -36,20 +36,14 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from diar.commands.common import add_config_option
+
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files/URLs and/or wav.scp files")
     parser.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="output file (written atomically)"
     )
     parser.add_argument("--format", choices=FORMATS, default="rttm", help="output format")
-    parser.add_argument("--config", default=None, help="YAML config file (see configs/default.yaml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value by dotted key, e.g. --set clustering.method=agglomerative (repeatable)",
-    )
+    add_config_option(parser)
     parser.add_argument(
         "--num-speakers",
         type=int,

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from diar.commands.profiles import add_config_arguments
+    from diar.commands.common import add_config_arguments
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files/URLs and/or wav.scp files")
     parser.add_argument(
@@ -89,8 +89,8 @@ def write_vectors(ark: str | os.PathLike[str], vectors: dict[str, np.ndarray]) -
 
 def run(args: argparse.Namespace) -> int:
     from diar.audio import load_audio
+    from diar.commands.common import config_from_args
     from diar.commands.diarize import collect_inputs
-    from diar.commands.profiles import config_from_args
     from diar.errors import DiarError
     from diar.models.ge2e import preprocess_wav
     from diar.pipelines import steps

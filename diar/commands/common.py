@@ -1,0 +1,95 @@
+"""Options shared by the ``diar`` subcommands and the Ray jobs' entry points."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from diar.errors import DiarError
+
+if TYPE_CHECKING:
+    from diar.config import Config
+
+
+def add_config_option(parser: argparse.ArgumentParser, example: str = "configs/default.yaml") -> None:
+    """``--config FILE`` and repeatable ``--set KEY=VALUE`` (dotted keys, YAML values)."""
+    parser.add_argument("--config", default=None, help=f"YAML config (e.g. {example}); defaults if omitted")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by dotted key, e.g. --set clustering.method=agglomerative (repeatable)",
+    )
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config``, ``--set``, ``--model``, ``--model-dir``, ``--device`` (embedder commands)."""
+    add_config_option(parser, "configs/xvector.yaml")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="embedder name (ge2e, xvector); shortcut for --set embedding.name=NAME (unset: the config's)",
+    )
+    parser.add_argument(
+        "--model-dir",
+        default=None,
+        help="model directory or ModelScope id; shortcut for --set embedding.model_dir=DIR",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda or auto; shortcut for embedding.device")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The :class:`~diar.config.Config` of ``--config`` + ``--set`` + the shortcuts."""
+    from diar.config import ConfigError, load_config
+    from diar.models.base import EMBEDDERS
+    from diar.registry import UnknownNameError
+
+    config = load_config(args.config, list(args.overrides))
+    # set directly, not as KEY=VALUE overrides: a path must not be parsed as YAML
+    for flag in ("model", "model_dir", "device"):
+        value = getattr(args, flag)
+        if value is not None:
+            field = "name" if flag == "model" else flag
+            config.embedding = dataclasses.replace(config.embedding, **{field: value})
+    import diar.models  # noqa: F401  (registers the embedders)
+
+    try:
+        EMBEDDERS.get(config.embedding.name)
+    except UnknownNameError as e:
+        raise ConfigError(f"embedding.name: {e}") from None
+    return config
+
+
+def entry_point(
+    prog: str,
+    doc: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """``main()`` of a ``python -m`` entry point: parse, set up logging, run, one-line errors (exit 2)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=doc.split("\n\n")[0] if doc else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+    except DiarError as e:
+        sys.stderr.write(f"{prog}: error: {e}\n")
+        return 2
