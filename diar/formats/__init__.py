@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
+from diar.errors import ManifestError
 from diar.types import Annotation
 
 
@@ -55,3 +56,21 @@ def as_annotations(annotations: Annotation | Iterable[Annotation]) -> list[Annot
 
 
 __all__ = ["as_annotations", "atomic_open"]
+
+
+def read_text(
+    source: str | os.PathLike[str] | IO[str],
+    parse: Callable[[IO[str], str], dict[str, Annotation]],
+    what: str,
+) -> dict[str, Annotation]:
+    """``parse(file, name)`` of a path or an open text file; missing or non-UTF-8 files: ManifestError."""
+    if not isinstance(source, (str, os.PathLike)):
+        return parse(source, str(getattr(source, "name", "<stream>")))
+    name = os.fspath(source)
+    try:
+        with open(name, encoding="utf-8") as f:
+            return parse(f, name)
+    except FileNotFoundError as exc:
+        raise ManifestError(name, None, f"{what} file does not exist") from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestError(name, None, f"{what} file is not valid UTF-8 ({exc})") from exc

@@ -24,7 +24,7 @@ from decimal import Decimal, InvalidOperation
 from typing import IO
 
 from diar.errors import FormatError, ManifestError
-from diar.formats import as_annotations
+from diar.formats import as_annotations, read_text
 from diar.types import Annotation, Turn
 
 
@@ -88,16 +88,7 @@ def read_rttm(source: str | os.PathLike[str] | IO[str]) -> dict[str, Annotation]
     Raises:
         ManifestError naming the file, the line and its text for a malformed line.
     """
-    if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        try:
-            with open(name, encoding="utf-8") as f:
-                return _parse(f, name)
-        except FileNotFoundError as exc:
-            raise ManifestError(name, None, "RTTM file does not exist") from exc
-        except UnicodeDecodeError as exc:
-            raise ManifestError(name, None, f"RTTM file is not valid UTF-8 ({exc})") from exc
-    return _parse(source, str(getattr(source, "name", "<stream>")))
+    return read_text(source, _parse, "RTTM")
 
 
 def _parse(f: IO[str], name: str) -> dict[str, Annotation]:

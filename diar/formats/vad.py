@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import IO
 
 from diar.errors import FormatError, ManifestError
-from diar.formats import as_annotations
+from diar.formats import as_annotations, read_text
 from diar.types import Annotation, Turn
 
 _LINE = re.compile(r"^(?P<reco>\S+)\s+(?P<speaker>\S+):(?:\s+(?P<spans>.*?))?\s*$")
@@ -73,14 +73,7 @@ def read_vad(source: str | os.PathLike[str] | IO[str]) -> dict[str, Annotation]:
     Raises:
         ManifestError naming the file, the line and its text for a malformed line.
     """
-    if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        try:
-            with open(name, encoding="utf-8") as f:
-                return _parse(f, name)
-        except FileNotFoundError as exc:
-            raise ManifestError(name, None, "vad file does not exist") from exc
-    return _parse(source, str(getattr(source, "name", "<stream>")))
+    return read_text(source, _parse, "vad")
 
 
 def _parse(f: IO[str], name: str) -> dict[str, Annotation]:
