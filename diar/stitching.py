@@ -445,8 +445,12 @@ def split_chains(
 
 
 def _cosine_distances(x: np.ndarray) -> np.ndarray:
+    """Shape (n, dim) -> (n, n) float64 cosine distances in [0, 2], computed in ``x``'s precision."""
     norm = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return np.clip(1.0 - norm @ norm.T, 0.0, 2.0).astype(np.float64)
+    dist = norm @ norm.T  # shape: (n, n); in place from here: one (n, n) temporary, not three
+    np.subtract(1.0, dist, out=dist)
+    np.clip(dist, 0.0, 2.0, out=dist)
+    return dist.astype(np.float64, copy=False)
 
 
 def link_chains(
@@ -497,10 +501,11 @@ def link_chains(
     dist = _cosine_distances(embeddings)
     cannot = np.asarray(cannot_link, dtype=bool)
     attach = threshold  # for unreliable chains, whose noisy embeddings lie farther from their speaker
+    all_core = len(core) == n
     if adapt is not None:
-        pairs = np.triu(cannot[np.ix_(core, core)], k=1)
+        pairs = np.triu(cannot if all_core else cannot[np.ix_(core, core)], k=1)
         if pairs.sum() >= 2:
-            known = float(np.median(dist[np.ix_(core, core)][pairs]))
+            known = float(np.median((dist if all_core else dist[np.ix_(core, core)])[pairs]))
             if adapt * known < threshold:
                 logger.debug(
                     "link threshold %.3f lowered to %.3f (%.3f x %.3f)",
@@ -512,8 +517,9 @@ def link_chains(
                 threshold = adapt * known
 
     # Agglomerative clustering of the reliable chains; D holds cluster distances, inf = forbidden.
-    d = dist[np.ix_(core, core)].copy()
-    d[cannot[np.ix_(core, core)]] = np.inf
+    # With every chain reliable, ``dist`` is not read again and becomes D itself (no second (n, n)).
+    d = dist if all_core else dist[np.ix_(core, core)]  # fancy indexing copies
+    d[cannot if all_core else cannot[np.ix_(core, core)]] = np.inf
     np.fill_diagonal(d, np.inf)
     sizes = np.ones(len(core))
     alive = np.ones(len(core), dtype=bool)
