@@ -21,6 +21,7 @@ from diar.models.base import VADS
 logger = logging.getLogger(__name__)
 
 
+@VADS.register("silero")
 class SileroVAD:
     """silero-vad speech detector (the project's :class:`~diar.models.base.VoiceActivityDetector`).
 
@@ -97,18 +98,3 @@ class SileroVAD:
         # shape: (R, 2)
         regions = np.array([[s["start"], s["end"]] for s in stamps], dtype=np.int64).reshape(-1, 2)
         return np.clip(regions, 0, audio.size)
-
-
-@VADS.register("silero")
-def silero(
-    threshold: float = 0.5,
-    min_speech_duration: float = 0.25,
-    min_silence_duration: float = 0.1,
-    speech_pad: float = 0.03,
-    num_threads: int | None = None,
-    sample_rate: int = 16000,
-) -> SileroVAD:
-    """Registry factory; the keyword arguments are :class:`~diar.config.VadConfig`'s fields."""
-    return SileroVAD(
-        threshold, min_speech_duration, min_silence_duration, speech_pad, num_threads, sample_rate
-    )
