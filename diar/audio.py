@@ -8,7 +8,10 @@ Decoding goes through soundfile (WAV, FLAC, OGG, MP3, ... whatever libsndfile
 reads). The file is read in blocks of float32 frames; each block is mixed down
 to mono (mean of the channels), checked for NaN/Inf and fed to a streaming soxr
 resampler, so a 3-hour recording never exists as a float64 or multi-channel
-array; only the float32 mono output is held in memory.
+array. :func:`load_audio` holds the float32 mono output in memory;
+:func:`spool_audio` writes it to a temporary file and reads ranges of it back
+(:class:`SpooledAudio`), for pipelines that go through a recording window by
+window with memory independent of its length.
 
 Every failure is a typed :class:`~diar.errors.AudioError` naming the recording:
 
@@ -300,19 +303,152 @@ def load_audio(
     Raises:
         AudioNotFoundError, AudioDecodeError, EmptyAudioError, InvalidSamplesError.
     """
+    _check_args(sample_rate, quality)
+    with _open_source(source, reco_id, allow_pipes) as handle:
+        _check_wav_complete(handle, reco_id, source)
+        with _open_soundfile(handle, reco_id, source) as f:
+            # Preallocate the output (plus slack for resampler rounding) instead of concatenating chunks.
+            expected = int(np.ceil(f.frames * sample_rate / max(f.samplerate, 1))) + 16
+            out = np.empty(max(expected, 0), dtype=np.float32)  # shape: (num_samples + slack,)
+            n = 0
+            for chunk in _decode(f, sample_rate, reco_id, source, block_frames, quality):
+                if n + len(chunk) > len(out):
+                    out = np.resize(out, max(2 * len(out), n + len(chunk)))
+                out[n : n + len(chunk)] = chunk
+                n += len(chunk)
+    # Drop the slack only when it is large (np.resize may have doubled the buffer).
+    return out[:n].copy() if len(out) - n > (1 << 18) else out[:n]
+
+
+def spool_audio(
+    source: str,
+    sample_rate: int,
+    reco_id: str | None = None,
+    allow_pipes: bool = False,
+    block_frames: int = BLOCK_FRAMES,
+    quality: str = RESAMPLE_QUALITY,
+    directory: str | None = None,
+) -> SpooledAudio:
+    """Decode ``source`` like :func:`load_audio`, into a temporary file instead of memory.
+
+    Decoding, checks and errors are those of :func:`load_audio`; only one block
+    of samples is in memory at a time, and the result reads ranges of samples
+    back from disk, so diarizing a recording window by window needs memory
+    independent of its length.
+
+    Args:
+        directory: where the temporary file goes (default: ``tempfile.gettempdir()``).
+
+    Returns:
+        the samples, float32 mono at ``sample_rate``, in an already unlinked file.
+    """
+    _check_args(sample_rate, quality)
+    spool = tempfile.TemporaryFile(dir=directory)  # closed by the SpooledAudio, or below on failure
+    try:
+        with _open_source(source, reco_id, allow_pipes) as handle:
+            _check_wav_complete(handle, reco_id, source)
+            with _open_soundfile(handle, reco_id, source) as f:
+                n = 0
+                for chunk in _decode(f, sample_rate, reco_id, source, block_frames, quality):
+                    spool.write(chunk.tobytes())
+                    n += len(chunk)
+        spool.flush()
+    except BaseException:
+        spool.close()
+        raise
+    return SpooledAudio(spool, n, sample_rate)
+
+
+class SpooledAudio:
+    """Float32 mono samples in a temporary file, read back by range (see :func:`spool_audio`).
+
+    Indexing with a slice reads those samples from the file (``audio[a:b]`` is
+    a new writable array); ``len(audio)`` is the number of samples and
+    ``np.asarray(audio)`` reads them all. The file is unlinked when created and
+    goes away with :meth:`close` or when the object is garbage collected.
+
+    Attributes:
+        sample_rate: samples per second.
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, file: IO[bytes], num_samples: int, sample_rate: int) -> None:
+        self._file = file
+        self._num_samples = num_samples
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return self._num_samples
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self._num_samples,)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the samples take on disk (none of them are held in memory)."""
+        return self._num_samples * self.dtype.itemsize
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        if not isinstance(index, slice):
+            raise TypeError(f"SpooledAudio is indexed by slices only, got {type(index).__name__}")
+        start, stop, step = index.indices(self._num_samples)
+        if step != 1:
+            raise ValueError(f"SpooledAudio slices must have step 1, got {step}")
+        return self.read(start, stop)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``[start, stop)`` (clipped to the recording), shape (n,) float32."""
+        start, stop = max(0, start), min(stop, self._num_samples)
+        out = np.empty(max(0, stop - start), dtype=self.dtype)
+        view = out.data.cast("B")
+        offset, done = start * self.dtype.itemsize, 0
+        while done < len(view):
+            got = os.preadv(self._file.fileno(), [view[done:]], offset + done)
+            if got <= 0:
+                raise OSError(f"spooled audio file ended at byte {offset + done} of {self.nbytes}")
+            done += got
+        return out
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        samples = self.read(0, self._num_samples)
+        return samples if dtype is None else samples.astype(dtype, copy=False)
+
+    def close(self) -> None:
+        """Delete the temporary file."""
+        self._file.close()
+
+    def __enter__(self) -> SpooledAudio:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        seconds = self._num_samples / self.sample_rate
+        return f"SpooledAudio({self._num_samples} samples, {seconds:.1f} s at {self.sample_rate} Hz)"
+
+
+#: A recording's samples: in memory (:func:`load_audio`) or on disk (:func:`spool_audio`).
+Waveform = np.ndarray | SpooledAudio
+
+
+def _check_args(sample_rate: int, quality: str) -> None:
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     if quality not in ("HQ", "VHQ"):
         raise ValueError(f"quality must be 'HQ' or 'VHQ', got {quality!r}")
-    with _open_source(source, reco_id, allow_pipes) as handle:
-        _check_wav_complete(handle, reco_id, source)
-        with _open_soundfile(handle, reco_id, source) as f:
-            return _decode(f, sample_rate, reco_id, source, block_frames, quality)
 
 
 def _decode(
     f: sf.SoundFile, sample_rate: int, reco_id: str | None, source: str, block: int, quality: str
-) -> np.ndarray:
+) -> Iterator[np.ndarray]:
+    """Yield the float32 mono samples of ``f`` at ``sample_rate``, a block at a time.
+
+    A truncated or corrupt file raises once decoding reaches the damage, after
+    the blocks before it were yielded: callers keep nothing of a failed decode.
+    """
     in_rate, declared = int(f.samplerate), int(f.frames)
     if in_rate < MIN_SAMPLE_RATE:
         raise AudioDecodeError(
@@ -327,13 +463,9 @@ def _decode(
         if in_rate != sample_rate
         else None
     )
-    # Preallocate the output (plus slack for resampler rounding) instead of concatenating chunks.
-    expected = int(np.ceil(declared * sample_rate / in_rate)) + 16
-    out = np.empty(expected, dtype=np.float32)  # shape: (num_samples + slack,)
     n_in = n_out = 0
 
-    def put(chunk: np.ndarray) -> None:
-        nonlocal out, n_out
+    def checked(chunk: np.ndarray) -> np.ndarray:
         if resampler is not None and not np.isfinite(chunk).all():
             # finite input near the float32 limit can overflow in the resampler's filter
             raise InvalidSamplesError(
@@ -341,10 +473,7 @@ def _decode(
                 source,
                 f"samples too large to resample (overflow near frame {n_in}); rescale the audio",
             )
-        if n_out + len(chunk) > len(out):
-            out = np.resize(out, max(2 * len(out), n_out + len(chunk)))
-        out[n_out : n_out + len(chunk)] = chunk
-        n_out += len(chunk)
+        return chunk
 
     while True:
         try:
@@ -362,11 +491,11 @@ def _decode(
                 reco_id, source, f"NaN or infinite sample at frame {bad} ({bad / in_rate:.3f} s)"
             )
         n_in += len(data)
-        put(resampler.resample_chunk(mono) if resampler is not None else mono)
+        chunk = checked(resampler.resample_chunk(mono) if resampler is not None else mono)
+        n_out += len(chunk)
+        yield chunk
         if len(data) < block:
             break
-    if resampler is not None:
-        put(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
     if n_in == 0:
         raise EmptyAudioError(reco_id, source, "audio has 0 samples")
     # MP3 lengths are estimates when the stream has no Xing/Info header: tolerate a small shortfall.
@@ -375,8 +504,10 @@ def _decode(
         raise AudioDecodeError(
             reco_id, source, f"truncated audio: header declares {declared} frames, decoded {n_in}"
         )
+    if resampler is not None:
+        tail = checked(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        n_out += len(tail)
+        yield tail
     logger.debug(
         "loaded %s: %d frames at %d Hz -> %d samples at %d Hz", source, n_in, in_rate, n_out, sample_rate
     )
-    # Drop the slack only when it is large (np.resize may have doubled the buffer).
-    return out[:n_out].copy() if len(out) - n_out > (1 << 18) else out[:n_out]

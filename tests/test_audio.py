@@ -12,7 +12,7 @@ import soundfile as sf
 import soxr
 from conftest import WavWriter, synth
 
-from diar.audio import audio_duration, is_url, load_audio
+from diar.audio import audio_duration, is_url, load_audio, spool_audio
 from diar.errors import (
     AudioDecodeError,
     AudioError,
@@ -292,3 +292,61 @@ def test_other_fsspec_filesystems(write_wav: WavWriter) -> None:
     np.testing.assert_array_equal(load_audio(url, 16000, "m"), load_audio(str(path), 16000, "m"))
     with pytest.raises(AudioNotFoundError, match=r"'gone'.*not found"):
         load_audio("memory://diar-audio-test/gone.wav", 16000, "gone")
+
+
+# --------------------------------------------------------------------------- spooled to disk
+
+
+@pytest.mark.parametrize(("rate", "channels", "name"), [(16000, 1, "a.wav"), (44100, 2, "b.flac")])
+def test_spooled_audio_reads_back_what_load_audio_returns(
+    write_wav: WavWriter, tmp_path: Path, rate: int, channels: int, name: str
+) -> None:
+    path = write_wav(name, seconds=3.0, sample_rate=rate, channels=channels, kind="noise")
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    whole = load_audio(str(path), 16000, "x")
+    spooled = spool_audio(str(path), 16000, "x", block_frames=5000, directory=str(spool_dir))
+    assert list(spool_dir.iterdir()) == []  # unlinked at once: nothing left behind, even on a kill
+    assert len(spooled) == len(whole) and spooled.shape == whole.shape and spooled.nbytes == whole.nbytes
+    np.testing.assert_array_equal(np.asarray(spooled), whole)
+    for a, b in [(0, 10), (12345, 23456), (-300, None), (len(whole) - 5, len(whole) + 100), (None, None)]:
+        np.testing.assert_array_equal(spooled[a:b], whole[a:b])
+    assert spooled[len(whole) + 10 :].shape == (0,) and spooled[50:20].shape == (0,)
+    part = spooled[100:200]
+    part *= 2.0  # a new writable array, not a view of anything shared
+    np.testing.assert_array_equal(spooled[100:200], whole[100:200])
+    with pytest.raises(TypeError, match="slices"):
+        spooled[5]  # type: ignore[index]
+    with pytest.raises(ValueError, match="step"):
+        spooled[::2]
+    spooled.close()
+
+
+def test_spooled_audio_memory_is_one_block_not_the_recording(write_wav: WavWriter) -> None:
+    path = write_wav("long.wav", seconds=30.0, kind="noise")  # 1.9 MB as float32
+    tracemalloc.start()
+    try:
+        with spool_audio(str(path), 16000, "long", block_frames=16000) as spooled:
+            _, peak = tracemalloc.get_traced_memory()
+            window = spooled[16000 * 10 : 16000 * 20]
+    finally:
+        tracemalloc.stop()
+    assert len(spooled) == 16000 * 30 and len(window) == 16000 * 10
+    assert peak < 16000 * 4 * 4  # a few one-second blocks, never the 30 s
+
+
+def test_spooled_audio_raises_the_errors_of_load_audio(write_wav: WavWriter, tmp_path: Path) -> None:
+    cut = write_wav("cut.wav", seconds=2.0)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    noisy = np.sin(np.arange(16000, dtype=np.float32) / 10.0)
+    noisy[12000] = np.nan
+    bad = write_wav("nan.wav", data=noisy, subtype="FLOAT")
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    with pytest.raises(AudioDecodeError, match="truncated"):
+        spool_audio(str(cut), 16000, "cut", directory=str(spool_dir))
+    with pytest.raises(InvalidSamplesError, match="frame 12000"):
+        spool_audio(str(bad), 16000, "nan", block_frames=4000, directory=str(spool_dir))
+    with pytest.raises(AudioNotFoundError):
+        spool_audio(str(tmp_path / "missing.wav"), 16000, "missing", directory=str(spool_dir))
+    assert list(spool_dir.iterdir()) == []
