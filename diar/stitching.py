@@ -35,6 +35,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from diar.audio import Waveform
+
 logger = logging.getLogger(__name__)
 
 
@@ -267,7 +269,7 @@ def chain_speech_runs(
 
 
 def gather_samples(
-    waveform: np.ndarray, runs: Sequence[tuple[int, int]], stride: int, max_samples: int
+    waveform: Waveform, runs: Sequence[tuple[int, int]], stride: int, max_samples: int
 ) -> np.ndarray:
     """Concatenate the samples of frame runs (frame i = samples [i*stride, (i+1)*stride)).
 
@@ -294,7 +296,7 @@ def gather_samples(
 
 def embed_chains(
     result: StitchResult,
-    waveform: np.ndarray,
+    waveform: Waveform,
     embed: Callable[[np.ndarray], np.ndarray],
     stride: int,
     min_samples: int,
@@ -375,7 +377,7 @@ class PieceEmbedding:
 
 def embed_pieces(
     result: StitchResult,
-    waveform: np.ndarray,
+    waveform: Waveform,
     embed: Callable[[np.ndarray], np.ndarray],
     stride: int,
     min_samples: int,

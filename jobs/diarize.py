@@ -203,7 +203,6 @@ class DiarizeWorker:
         self.crash_limit = 2
 
     def __call__(self, shard: Shard[Recording]) -> ShardRecord:
-        from diar.audio import load_audio
         from diar.pipelines.base import RecordingInput
 
         t0 = time.perf_counter()
@@ -227,9 +226,8 @@ class DiarizeWorker:
                 continue
             journal.start(rec.reco_id)
             try:
-                waveform = load_audio(
-                    rec.source, rate, reco_id=rec.reco_id, allow_pipes=self.config.job.allow_pipes
-                )
+                allow_pipes = self.config.job.allow_pipes
+                waveform = self.diarizer.load(rec.source, rec.reco_id, allow_pipes=allow_pipes)
             except Exception as e:
                 record.failures.append(Failure.from_exception(rec.reco_id, "read", e, rec.source))
                 continue

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from test_stitching import STRIDE, TONES, conversation, frame_errors, tone_embedding, tones, turns_to_truth
 
+from diar.audio import SpooledAudio
 from diar.config import load_config
 from diar.pipelines import RecordingInput, build_diarizer
 from diar.pipelines.frame import FrameDiarizer, run_windows
@@ -100,6 +102,20 @@ def test_four_speakers_end_to_end() -> None:
     assert hyp[overlapped].sum(axis=1).mean() > 1.9
     # memory: the model never saw more than batch_size windows at once, all of one length
     assert max(model.batch_sizes) <= 3 and len(model.lengths) == 1
+
+
+def test_recordings_are_spooled_to_disk_and_read_back_by_window(tmp_path: Path) -> None:
+    turns = conversation((0, 1), 0, 30, turn=3.0) + conversation((2, 3), 40, 70, turn=3.0)
+    audio = tones(turns_to_truth(turns, 70.0, 4))
+    path = tmp_path / "rec.wav"
+    sf.write(path, audio, 16000, subtype="FLOAT")
+    in_memory, _ = tone_diarizer()
+    expected = in_memory.apply(RecordingInput("rec", audio))
+    diarizer, model = tone_diarizer()
+    spooled = diarizer.load(str(path), "rec")
+    assert isinstance(spooled, SpooledAudio) and len(spooled) == len(audio)
+    assert diarizer.apply(RecordingInput("rec", spooled)).turns == expected.turns
+    assert len(expected.speakers) == 4 and max(model.batch_sizes) <= 3
 
 
 def test_known_speaker_count_from_the_recording() -> None:

@@ -146,7 +146,6 @@ def model_name(config: Config) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diar.audio import load_audio
     from diar.manifests import read_reco2num_spk
     from diar.pipelines import RecordingInput, build_diarizer
     from diar.types import Annotation
@@ -166,9 +165,7 @@ def run(args: argparse.Namespace) -> int:
         stage = "load"
         try:
             t0 = time.perf_counter()
-            waveform = load_audio(
-                source, diarizer.sample_rate, reco_id=reco_id, allow_pipes=config.job.allow_pipes
-            )
+            waveform = diarizer.load(source, reco_id, allow_pipes=config.job.allow_pipes)
             stage = "diarize"
             recording = RecordingInput(reco_id, waveform, counts.get(reco_id))
             annotation = diarizer.apply(recording)

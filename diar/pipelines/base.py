@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diar.audio import Waveform
 from diar.config import Config
 from diar.registry import Registry
 from diar.types import Annotation
@@ -42,14 +43,15 @@ class RecordingInput:
 
     Attributes:
         reco_id: recording id (becomes the RTTM file id).
-        waveform: shape (num_samples,), float32 mono at the diarizer's ``sample_rate``.
+        waveform: shape (num_samples,), float32 mono at the diarizer's ``sample_rate``: an array,
+            or a :class:`~diar.audio.SpooledAudio` (from :meth:`Diarizer.load`) read by range.
         num_speakers: known speaker count (e.g. from reco2num_spk), or None to estimate.
         profiles: shape (num_profiles, dim) enrolled speaker embeddings (profile mode).
         profile_names: one name per profile row; spk1..N when None.
     """
 
     reco_id: str
-    waveform: np.ndarray
+    waveform: Waveform
     num_speakers: int | None = None
     profiles: np.ndarray | None = None
     profile_names: tuple[str, ...] | None = None
@@ -59,9 +61,23 @@ class Diarizer:
     """Base class of the diarization pipelines (one per ``config.mode``)."""
 
     sample_rate: int = 16000
+    #: Whether :meth:`load` spools recordings to a temporary file instead of memory
+    #: (pipelines that read a recording window by window, whatever its length).
+    spools_audio: bool = False
 
     def __init__(self, config: Config) -> None:
         self.config = config
+
+    def load(self, source: str, reco_id: str | None = None, allow_pipes: bool = False) -> Waveform:
+        """Decode ``source`` for :meth:`apply`: float32 mono at ``self.sample_rate``.
+
+        Held in memory (:func:`~diar.audio.load_audio`), or on disk
+        (:func:`~diar.audio.spool_audio`) when ``spools_audio``.
+        """
+        from diar.audio import load_audio, spool_audio
+
+        read = spool_audio if self.spools_audio else load_audio
+        return read(source, self.sample_rate, reco_id=reco_id, allow_pipes=allow_pipes)
 
     def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
         """Diarize one recording."""
@@ -75,14 +91,13 @@ class Diarizer:
         hook: StepHook = no_hook,
     ) -> Annotation:
         """Diarize a path/URL or a waveform at ``self.sample_rate``."""
-        from diar.audio import load_audio
-
+        waveform: Waveform
         if isinstance(audio, str):
             if reco_id is None:
                 from diar.manifests import reco_id_from_path
 
                 reco_id = reco_id_from_path(audio)
-            waveform = load_audio(audio, self.sample_rate, reco_id=reco_id)
+            waveform = self.load(audio, reco_id)
         else:
             waveform = np.asarray(audio, dtype=np.float32)
         return self.apply(RecordingInput(reco_id or "recording", waveform, num_speakers), hook)

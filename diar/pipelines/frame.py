@@ -6,9 +6,10 @@ clusters the resulting chains with speaker embeddings (``embedding.name``) so
 that a recording may have any number of speakers. A frame may be active for
 several speakers (overlapped speech is kept).
 
-Memory stays flat with the recording's length: only one batch of windows is
-fed to the model at a time, and per window only the 1-D probabilities of its
-active local speakers are kept.
+Memory stays flat with the recording's length: the recording is spooled to a
+temporary file (:meth:`FrameDiarizer.load`) and read back one batch of windows
+at a time, and then one speaker's speech at a time for the embeddings; per
+window only the 1-D probabilities of its active local speakers are kept.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from diar.audio import SpooledAudio, Waveform
 from diar.config import Config
 from diar.models.base import FRAME_MODELS
 from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
@@ -63,7 +65,7 @@ def name_by_first_turn(annotation: Annotation) -> Annotation:
 
 def run_windows(
     model: object,
-    waveform: np.ndarray,
+    waveform: Waveform,
     window: float,
     hop: float,
     batch_size: int,
@@ -78,7 +80,7 @@ def run_windows(
     Args:
         model: a frame model with ``sample_rate``, ``frame_stride``, ``num_frames(n)``
             and ``__call__((B, n)) -> (B, F, S)`` probabilities.
-        waveform: shape (num_samples,) at ``model.sample_rate``.
+        waveform: shape (num_samples,) at ``model.sample_rate``, in memory or spooled.
         window, hop: seconds.
 
     Returns:
@@ -106,12 +108,17 @@ class FrameDiarizer(Diarizer):
     (chains cut where a window's speaker changes, with ``frame_model.split_chains``) ->
     constrained clustering of the chains -> turns.
 
+    :meth:`load` spools recordings to disk: ``apply`` reads a batch of windows
+    at a time, so its memory does not grow with the recording's length.
+
     Speakers are named ``spk1``, ``spk2``, ... in order of first appearance. The
     speaker count comes from the recording (``RecordingInput.num_speakers``),
     else ``clustering.num_speakers``, else it is estimated (cosine distance
     ``frame_model.link_threshold``) within [``clustering.min_speakers``,
     ``clustering.max_speakers``].
     """
+
+    spools_audio = True
 
     def __init__(
         self,
@@ -149,7 +156,9 @@ class FrameDiarizer(Diarizer):
         cfg = self.config
         fm = cfg.frame_model
         sr = self.sample_rate
-        wav = np.asarray(recording.waveform, dtype=np.float32)  # shape: (N,)
+        wav = recording.waveform  # shape: (N,)
+        if not isinstance(wav, SpooledAudio):
+            wav = np.asarray(wav, dtype=np.float32)
         with timed(hook, "frame_model"):
             stitched = run_windows(
                 self.model, wav, fm.window, fm.hop, fm.batch_size, fm.threshold, fm.link_frames, fm.link_iou
