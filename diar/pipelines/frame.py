@@ -21,6 +21,7 @@ import numpy as np
 
 from diar.audio import SpooledAudio, Waveform
 from diar.config import Config
+from diar.memory import release_free_memory
 from diar.models.base import FRAME_MODELS
 from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
 from diar.pipelines.clustering import build_embedder, set_torch_threads
@@ -75,7 +76,8 @@ def run_windows(
 ) -> StitchResult:
     """Run the frame model over overlapping windows and link local speakers across overlaps.
 
-    Only ``batch_size`` windows of input exist at a time.
+    Only ``batch_size`` windows of input exist at a time, and the heap's free
+    pages go back to the system after each batch (:mod:`diar.memory`).
 
     Args:
         model: a frame model with ``sample_rate``, ``frame_stride``, ``num_frames(n)``
@@ -99,6 +101,8 @@ def run_windows(
         probs = model(batch)  # type: ignore[operator]  # shape: (B, F, S)
         for s, p in zip(starts, probs, strict=True):
             stitcher.add(int(s) // stride, p)
+        del batch, probs
+        release_free_memory()  # the batch's activations, else pinned by the stitcher's arrays
     return stitcher.finish()
 
 
