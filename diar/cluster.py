@@ -72,6 +72,18 @@ def speaker_bounds(
     return min(lo, num_items), min(hi, num_items)
 
 
+def prepare(
+    embeddings: np.ndarray, num_speakers: int | None, min_speakers: int, max_speakers: int | None
+) -> tuple[np.ndarray, int, int]:
+    """What every clusterer starts from: L2-normalised rows and the speaker-count range.
+
+    Returns:
+        ``(x, lo, hi)``: x of shape (W, D) with unit rows; lo, hi from :func:`speaker_bounds`.
+    """
+    x = l2_normalize(embeddings)
+    return (x, *speaker_bounds(len(x), num_speakers, min_speakers, max_speakers))
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit norm. shape (W, D) -> (W, D) float64."""
     x = np.asarray(x, dtype=np.float64)
@@ -193,13 +205,9 @@ class AgglomerativeClustering:
         max_speakers: int | None = None,
     ) -> np.ndarray:
         """embeddings: shape (W, D) -> labels (W,) int64 in 0..K-1."""
-        x = l2_normalize(embeddings)
-        n = len(x)
-        if n == 0:
-            return np.zeros(0, dtype=np.int64)
-        lo, hi = speaker_bounds(n, num_speakers, min_speakers, max_speakers)
-        if n == 1:
-            return np.zeros(1, dtype=np.int64)
+        x, lo, hi = prepare(embeddings, num_speakers, min_speakers, max_speakers)
+        if len(x) <= 1:
+            return np.zeros(len(x), dtype=np.int64)
         tree = linkage(x, method=self.linkage, metric="cosine")
         labels = relabel(fcluster(tree, t=self.threshold, criterion="distance"))
         if self.min_cluster_size > 1:
@@ -305,15 +313,12 @@ class SpectralClustering:
         max_speakers: int | None = None,
     ) -> np.ndarray:
         """embeddings: shape (W, D) -> labels (W,) int64 in 0..K-1."""
-        x = l2_normalize(embeddings)
+        x, lo, hi = prepare(embeddings, num_speakers, min_speakers, max_speakers)
         n = len(x)
-        if n == 0:
-            return np.zeros(0, dtype=np.int64)
-        lo, hi = speaker_bounds(n, num_speakers, min_speakers, max_speakers)
         if max_speakers is None and num_speakers is None:
             hi = max(lo, min(hi, self.max_auto_speakers))
-        if n <= 2 or hi == 1:
-            if hi == 1 or n == 1:
+        if n <= 2 or hi <= 1:
+            if hi <= 1 or n == 1:
                 return np.zeros(n, dtype=np.int64)
             return AgglomerativeClustering(threshold=0.5)(x, num_speakers, lo, hi)
         eigvals, eigvecs = self.spectrum(self.affinity(x), min(hi + 1, n))
