@@ -112,7 +112,8 @@ class FrameModelConfig:
 
     Build: ``name`` (FRAME_MODELS registry), ``model`` (Hugging Face id or local
     directory), ``device`` (auto|cpu|cuda), ``batch_size`` (windows per forward
-    pass), ``autocast`` (none|bf16|fp16). Windows: ``window`` and ``hop`` seconds.
+    pass; None: the model's default for its device), ``autocast`` (none|bf16|fp16).
+    Windows: ``window`` and ``hop`` seconds.
     Tuned: ``threshold`` (activity probability), stitching of local speakers:
     ``link_frames`` / ``link_iou`` (agreement needed on a window overlap to link
     two local speakers), ``link_threshold`` (cosine distance under which chains
@@ -126,7 +127,7 @@ class FrameModelConfig:
     name: str = "wavlm-sd"
     model: str = "microsoft/wavlm-base-plus-sd"
     device: str = "auto"
-    batch_size: int = 2
+    batch_size: int | None = None
     autocast: str = "none"
     window: float = 10.0
     hop: float = 8.0

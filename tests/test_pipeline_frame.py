@@ -31,6 +31,7 @@ class ToneFrameModel:
     frame_stride = STRIDE
     frame_shift = STRIDE / 16000
     num_speakers = 2
+    batch_size = 2  # its default, when frame_model.batch_size is null
 
     def __init__(self) -> None:
         self.batch_sizes: list[int] = []
@@ -116,6 +117,14 @@ def test_recordings_are_spooled_to_disk_and_read_back_by_window(tmp_path: Path) 
     assert isinstance(spooled, SpooledAudio) and len(spooled) == len(audio)
     assert diarizer.apply(RecordingInput("rec", spooled)).turns == expected.turns
     assert len(expected.speakers) == 4 and max(model.batch_sizes) <= 3
+
+
+def test_batch_size_is_the_configs_else_the_models() -> None:
+    audio = tones(turns_to_truth(conversation((0, 1), 0, 60, turn=3.0), 60.0, 4))
+    for setting, expected in (("null", 2), ("5", 5)):
+        diarizer, model = tone_diarizer(**{"frame_model.batch_size": setting})
+        diarizer.apply(RecordingInput("rec", audio))
+        assert diarizer.batch_size == expected and max(model.batch_sizes) == expected
 
 
 def test_known_speaker_count_from_the_recording() -> None:

@@ -124,6 +124,13 @@ def test_geometry_matches_model_output(tiny_dir: Path) -> None:
     assert model(np.zeros((2, 100), np.float32)).shape == (2, 0, 2)
 
 
+def test_batch_size_defaults_to_the_devices(tiny_dir: Path) -> None:
+    assert WavLMSpeakerActivity(str(tiny_dir), device="cpu").batch_size == 1
+    assert WavLMSpeakerActivity(str(tiny_dir), device="cpu", batch_size=4).batch_size == 4
+    with pytest.raises(ModelLoadError, match="batch_size must be >= 1"):
+        WavLMSpeakerActivity(str(tiny_dir), device="cpu", batch_size=0)
+
+
 def test_registry_builds_model(tiny_dir: Path) -> None:
     model = FRAME_MODELS.get("wavlm-sd")(model=str(tiny_dir), device="auto", batch_size=2, num_threads=1)
     assert isinstance(model, WavLMSpeakerActivity)

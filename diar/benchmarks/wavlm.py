@@ -128,7 +128,7 @@ def run_one(minutes: float, model_dir: str, overrides: list[str]) -> dict[str, o
         "threads": config.num_threads,
         "window": config.frame_model.window,
         "hop": config.frame_model.hop,
-        "batch_size": config.frame_model.batch_size,
+        "batch_size": getattr(diarizer, "batch_size", config.frame_model.batch_size),
         "device": config.frame_model.device,
         "autocast": config.frame_model.autocast,
         "wall_s": round(wall, 2),

@@ -69,11 +69,14 @@ class FrameModel(Protocol):
         sample_rate: input rate, Hz.
         frame_shift: seconds between output frames.
         num_speakers: local speakers per window.
+        batch_size: windows it runs per forward pass (``frame_model.batch_size``, or
+            its default for its device).
     """
 
     sample_rate: int
     frame_shift: float
     num_speakers: int
+    batch_size: int
 
     def __call__(self, waveforms: np.ndarray) -> np.ndarray:
         """Speaker-activity probabilities. shape (batch, num_samples) -> (batch, num_frames, num_speakers)."""

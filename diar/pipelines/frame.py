@@ -134,6 +134,9 @@ class FrameDiarizer(Diarizer):
         self.embed: Callable[[np.ndarray], np.ndarray]
         self.model = model if model is not None else build_frame_model(config)
         self.sample_rate = int(self.model.sample_rate)  # type: ignore[attr-defined]
+        # windows per batch: the config's, else the model's default for its device
+        batch_size = config.frame_model.batch_size
+        self.batch_size = int(batch_size if batch_size is not None else self.model.batch_size)  # type: ignore[attr-defined]
         if embed is None:
             embedder = build_embedder(config)
             self._embed_rate = int(embedder.sample_rate)
@@ -165,7 +168,7 @@ class FrameDiarizer(Diarizer):
             wav = np.asarray(wav, dtype=np.float32)
         with timed(hook, "frame_model"):
             stitched = run_windows(
-                self.model, wav, fm.window, fm.hop, fm.batch_size, fm.threshold, fm.link_frames, fm.link_iou
+                self.model, wav, fm.window, fm.hop, self.batch_size, fm.threshold, fm.link_frames, fm.link_iou
             )
         stride = int(self.model.frame_stride)  # type: ignore[attr-defined]
         min_samples = round(fm.embed_min_seconds * sr)
