@@ -79,7 +79,7 @@ def is_pipe(source: str) -> bool:
     return source.rstrip().endswith("|")
 
 
-def _local_path(source: str) -> str | None:
+def local_path(source: str) -> str | None:
     """The local file path of ``source`` (plain path or ``file://`` URL), or None if remote."""
     if source.startswith("file://"):
         from urllib.parse import unquote, urlparse
@@ -97,7 +97,7 @@ def _open_source(source: str, reco_id: str | None, allow_pipes: bool) -> Iterato
     Remote objects are copied (streamed, in 1 MiB chunks) to a spooled temporary
     file: soundfile needs to seek, and many HTTP servers do not answer range requests.
     """
-    local = _local_path(source)
+    local = local_path(source)
     if local is not None:
         if not os.path.exists(local):
             raise AudioNotFoundError(reco_id, source, "no such file")
@@ -251,7 +251,7 @@ def audio_duration(source: str, reco_id: str | None = None, allow_pipes: bool = 
     Remote objects are read through random access (range requests) when the
     server supports it, else downloaded; pipes are run to completion.
     """
-    local = _local_path(source)
+    local = local_path(source)
     if local is None and not is_pipe(source):
         seconds = _remote_duration(source, reco_id)
         if seconds is not None:

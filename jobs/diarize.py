@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -367,8 +368,37 @@ def with_durations(recordings: Sequence[Recording], allow_pipes: bool) -> list[R
         return list(pool.map(one, recordings))
 
 
+def source_stamp(source: str) -> list[int] | None:
+    """Size and modification time (ns) of a local audio file; None for URLs, pipes and missing files.
+
+    A shard's fingerprint includes the stamps of its files, so a file replaced
+    under the same path makes its shard run again on resume.
+    """
+    from diar.audio import local_path
+
+    path = local_path(source)
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def shard_fingerprint(cfg_digest: str, items: Sequence[Recording]) -> str:
+    """Digest of what a shard's outputs depend on: the config, its recordings and their files' stamps."""
+    return digest(
+        {
+            "config": cfg_digest,
+            "items": [r.fingerprint_data() for r in items],
+            "stamps": [source_stamp(r.source) for r in items],
+        }
+    )
+
+
 def make_plan(config: Config, recordings: Sequence[Recording]) -> list[Shard[Recording]]:
-    """Balanced shards, each with its fingerprint (config digest + items)."""
+    """Balanced shards, each with its fingerprint (:func:`shard_fingerprint`)."""
     shards = plan_shards(
         recordings,
         key=lambda r: r.reco_id,
@@ -377,10 +407,7 @@ def make_plan(config: Config, recordings: Sequence[Recording]) -> list[Shard[Rec
         shard_seconds=config.job.shard_seconds,
     )
     cfg = config_digest(config)
-    return [
-        replace(s, fingerprint=digest({"config": cfg, "items": [r.fingerprint_data() for r in s.items]}))
-        for s in shards
-    ]
+    return [replace(s, fingerprint=shard_fingerprint(cfg, s.items)) for s in shards]
 
 
 def plan_json(config: Config, inputs_digest: str, shards: Sequence[Shard[Recording]]) -> dict[str, Any]:
@@ -427,10 +454,12 @@ def load_or_make_plan(
         differs = [k for k, v in expected.items() if stored.get(k) != v]
         if not differs:
             by_id = {r.reco_id: r for r in inputs.recordings}
+            cfg = config_digest(config)
             shards = []
             for s in stored["shards"]:
                 items = tuple(replace(by_id[rid], seconds=sec) for rid, sec in s["items"])
-                shards.append(Shard(s["shard_id"], items, float(s["seconds"]), s["fingerprint"]))
+                # recomputed, not read: a shard whose audio files changed since has a new one
+                shards.append(Shard(s["shard_id"], items, float(s["seconds"]), shard_fingerprint(cfg, items)))
             logger.info("resuming %s: %d shards in its plan", out.display(""), len(shards))
             return shards, inputs.recordings
         what = {
@@ -479,7 +508,9 @@ def read_done(out: OutDir, shard: Shard[Recording]) -> ShardRecord | None:
         logger.warning("ignoring unreadable done record %s: %s", out.display(name), e)
         return None
     if record.fingerprint != shard.fingerprint or record.item_ids != {r.reco_id for r in shard.items}:
-        logger.warning("ignoring %s: it does not match the plan", out.display(name))
+        logger.info(
+            "redoing %s: its config, recordings or audio files changed since it was made", shard.shard_id
+        )
         return None
     if not all(out.exists(f"shards/{f}") for f in record.files):
         return None

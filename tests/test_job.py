@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from job_helpers import DURATIONS, energy_factory, make_corpus
 
 from diar.config import load_config
@@ -104,6 +105,27 @@ def test_rerun_after_a_finished_run_does_no_work_and_changes_nothing(scp: Path, 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failure_budget"]["allowed"] == 2
     assert summary["wall_seconds"] == json.loads(before["summary.json"])["wall_seconds"]
+
+
+def test_a_replaced_audio_file_makes_only_its_shard_run_again(tmp_path: Path) -> None:
+    scp = make_corpus(tmp_path / "corpus", DURATIONS)
+    out = tmp_path / "out"
+    cfg = config("job.num_shards=3")
+    assert run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory()).exit_code == 0
+    before = read_rttm(out / "corpus.rttm")
+    reco_id, path = scp.read_text(encoding="utf-8").splitlines()[0].split()
+    sf.write(path, np.zeros(16000 * 4, dtype=np.float32), 16000, subtype="PCM_16")  # now silent
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    report = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory(pid_dir=str(pids)))
+    assert report.exit_code == 0
+    assert report.summary["shards"] == {"total": 3, "run": 1, "reused": 2, "lost": 0}
+    plan = json.loads((out / "job.json").read_text())
+    (shard,) = [s for s in plan["shards"] if reco_id in {rid for rid, _ in s["items"]}]
+    assert {p.read_text() for p in pids.iterdir()} == {rid for rid, _ in shard["items"]}
+    after = read_rttm(out / "corpus.rttm")
+    assert reco_id not in after  # silence has no turns
+    assert {k: v.turns for k, v in after.items()} == {k: v.turns for k, v in before.items() if k != reco_id}
 
 
 def test_resume_redoes_only_unfinished_shards(scp: Path, reference: Path, tmp_path: Path) -> None:
@@ -384,7 +406,23 @@ def test_durations_for_balancing(tmp_path: Path, http_root: tuple[str, Path]) ->
     assert source_seconds(str(tmp_path / "missing.wav"), "m", False) is None
 
 
-def test_retry_failed_redoes_shards_with_failures_once_the_file_is_fixed(tmp_path: Path) -> None:
+def test_retry_failed_redoes_shards_with_failures(tmp_path: Path) -> None:
+    scp = make_corpus(tmp_path / "c", {"a": 3.0, "b": 3.0, "c": 3.0})
+    out = tmp_path / "out"
+    cfg = config("job.num_shards=3", "job.max_failures=1")
+    first = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory(fail_ids=("b",)))
+    assert first.summary["recordings"]["failed"] == 1
+    plain = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=never_built)
+    assert plain.summary["recordings"]["failed"] == 1  # done shards are kept as they are
+    retried = run_job(
+        cfg, str(scp), str(out), local=True, retry_failed=True, diarizer_factory=energy_factory()
+    )
+    assert retried.summary["shards"]["run"] == 1
+    assert retried.summary["recordings"] == {"total": 3, "done": 3, "failed": 0}
+    assert (out / "failures.tsv").read_text().count("\n") == 1
+
+
+def test_a_fixed_file_is_diarized_on_the_next_run(tmp_path: Path) -> None:
     import shutil
 
     scp = make_corpus(tmp_path / "c", {"a": 3.0, "b": 3.0, "c": 3.0})
@@ -394,21 +432,12 @@ def test_retry_failed_redoes_shards_with_failures_once_the_file_is_fixed(tmp_pat
     broken.write_text("not audio")
     out = tmp_path / "out"
     cfg = config("job.num_shards=3", "job.max_failures=1")
-    assert (
-        run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory()).summary["recordings"][
-            "failed"
-        ]
-        == 1
-    )
-    shutil.copy(good_copy, broken)
-    plain = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=never_built)
-    assert plain.summary["recordings"]["failed"] == 1  # done shards are kept as they are
-    retried = run_job(
-        cfg, str(scp), str(out), local=True, retry_failed=True, diarizer_factory=energy_factory()
-    )
-    assert retried.summary["shards"]["run"] == 1
-    assert retried.summary["recordings"] == {"total": 3, "done": 3, "failed": 0}
-    assert (out / "failures.tsv").read_text().count("\n") == 1
+    first = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory())
+    assert first.summary["recordings"]["failed"] == 1
+    shutil.copy(good_copy, broken)  # a new size and modification time: its shard is stale
+    fixed = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory())
+    assert fixed.summary["shards"] == {"total": 3, "run": 1, "reused": 2, "lost": 0}
+    assert fixed.summary["recordings"] == {"total": 3, "done": 3, "failed": 0}
 
 
 @pytest.mark.parametrize(
