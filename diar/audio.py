@@ -184,13 +184,20 @@ def _run_pipe(command: str, reco_id: str | None, allow_pipes: bool, out: IO[byte
             reco_id, command, "pipe commands ('cmd |') are disabled; enable them explicitly (allow_pipes)"
         )
     cmd = command.rstrip()[:-1].strip()
-    proc = subprocess.run(cmd, shell=True, capture_output=True, check=False)
-    if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise AudioDecodeError(
-            reco_id, command, f"pipe command exited with {proc.returncode}: {err[-1] if err else ''}"
-        )
-    out.write(proc.stdout)
+    # stdout is copied as it comes (never whole in memory); stderr goes to a file, so a
+    # chatty command cannot block on a full pipe while we read its stdout
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=stderr)
+        assert proc.stdout is not None
+        with proc.stdout:
+            shutil.copyfileobj(proc.stdout, out, 1 << 20)
+        returncode = proc.wait()
+        if returncode != 0:
+            stderr.seek(0)
+            err = stderr.read().decode("utf-8", "replace").strip().splitlines()
+            raise AudioDecodeError(
+                reco_id, command, f"pipe command exited with {returncode}: {err[-1] if err else ''}"
+            )
 
 
 def _check_wav_complete(f: IO[bytes] | str, reco_id: str | None, source: str) -> None:

@@ -208,6 +208,17 @@ def test_pipes_are_refused_unless_enabled(write_wav: WavWriter) -> None:
         load_audio("false |", 16000, "p", allow_pipes=True)
 
 
+def test_a_pipe_command_that_writes_much_to_stderr(write_wav: WavWriter) -> None:
+    path = write_wav("p.wav", kind="noise")
+    # 1 MB of stderr before any audio: more than a pipe holds, so reading only stdout would hang
+    chatty = f"head -c 1000000 /dev/zero >&2; cat '{path}' |"
+    np.testing.assert_array_equal(
+        load_audio(chatty, 16000, "p", allow_pipes=True), load_audio(str(path), 16000)
+    )
+    with pytest.raises(AudioDecodeError, match="exited with 3: last words"):
+        load_audio("echo first >&2; echo last words >&2; exit 3 |", 16000, "p", allow_pipes=True)
+
+
 def test_http_url(http_root: tuple[str, Path]) -> None:
     base, root = http_root
     sf.write(root / "r.flac", synth(2.0, sample_rate=8000, channels=2, kind="noise"), 8000)
