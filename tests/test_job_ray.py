@@ -20,6 +20,7 @@ from job_helpers import DURATIONS, energy_factory, make_corpus
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 
 from diar.config import load_config
+from diar.formats.rttm import read_rttm
 from jobs.diarize import run_job
 
 pytestmark = pytest.mark.slow
@@ -228,3 +229,36 @@ def test_a_recording_that_kills_its_actor_fails_alone(
     ]
     assert (out / "corpus.rttm").read_text().splitlines() == expected
     assert not list((out / "shards").glob("*.inflight.json"))
+
+
+def test_wavlm_sd_config_runs_as_the_ray_job(
+    ray_address: str,  # noqa: F811
+    scp: Path,
+    tmp_path: Path,
+) -> None:
+    """configs/wavlm-sd.yaml on Ray actors, with a tiny random checkpoint in place of the hub id:
+    the actors spool each recording to disk and give what one local process gives."""
+    pytest.importorskip("transformers")
+    from test_wavlm_sd import save_tiny
+
+    model = save_tiny(tmp_path / "wavlm", do_normalize=False, seed=3)
+    sets = [
+        f"frame_model.model={model}",
+        "frame_model.device=cpu",
+        "embedding.device=cpu",
+        "job.num_shards=2",
+    ]
+    cfg = load_config(TESTS.parent / "configs" / "wavlm-sd.yaml", sets)
+    local = run_job(cfg, str(scp), str(tmp_path / "local"), local=True)
+    assert local.exit_code == 0
+    report = run_job(
+        load_config(TESTS.parent / "configs" / "wavlm-sd.yaml", [*sets, "job.num_actors=1"]),
+        str(scp),
+        str(tmp_path / "ray"),
+    )
+    assert report.exit_code == 0 and report.summary["recordings"]["failed"] == 0
+    turns = read_rttm(tmp_path / "ray" / "corpus.rttm")
+    assert sorted(turns) == sorted(DURATIONS)  # every recording has speech from the model
+    assert (tmp_path / "ray" / "corpus.rttm").read_bytes() == (
+        tmp_path / "local" / "corpus.rttm"
+    ).read_bytes()
