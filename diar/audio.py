@@ -310,19 +310,16 @@ def load_audio(
     Raises:
         AudioNotFoundError, AudioDecodeError, EmptyAudioError, InvalidSamplesError.
     """
-    _check_args(sample_rate, quality)
-    with _open_source(source, reco_id, allow_pipes) as handle:
-        _check_wav_complete(handle, reco_id, source)
-        with _open_soundfile(handle, reco_id, source) as f:
-            # Preallocate the output (plus slack for resampler rounding) instead of concatenating chunks.
-            expected = int(np.ceil(f.frames * sample_rate / max(f.samplerate, 1))) + 16
-            out = np.empty(max(expected, 0), dtype=np.float32)  # shape: (num_samples + slack,)
-            n = 0
-            for chunk in _decode(f, sample_rate, reco_id, source, block_frames, quality):
-                if n + len(chunk) > len(out):
-                    out = np.resize(out, max(2 * len(out), n + len(chunk)))
-                out[n : n + len(chunk)] = chunk
-                n += len(chunk)
+    with _decoding(source, sample_rate, reco_id, allow_pipes, block_frames, quality) as (f, chunks):
+        # Preallocate the output (plus slack for resampler rounding) instead of concatenating chunks.
+        expected = int(np.ceil(f.frames * sample_rate / max(f.samplerate, 1))) + 16
+        out = np.empty(max(expected, 0), dtype=np.float32)  # shape: (num_samples + slack,)
+        n = 0
+        for chunk in chunks:
+            if n + len(chunk) > len(out):
+                out = np.resize(out, max(2 * len(out), n + len(chunk)))
+            out[n : n + len(chunk)] = chunk
+            n += len(chunk)
     # Drop the slack only when it is large (np.resize may have doubled the buffer).
     return out[:n].copy() if len(out) - n > (1 << 18) else out[:n]
 
@@ -349,16 +346,13 @@ def spool_audio(
     Returns:
         the samples, float32 mono at ``sample_rate``, in an already unlinked file.
     """
-    _check_args(sample_rate, quality)
     spool = tempfile.TemporaryFile(dir=directory)  # closed by the SpooledAudio, or below on failure
     try:
-        with _open_source(source, reco_id, allow_pipes) as handle:
-            _check_wav_complete(handle, reco_id, source)
-            with _open_soundfile(handle, reco_id, source) as f:
-                n = 0
-                for chunk in _decode(f, sample_rate, reco_id, source, block_frames, quality):
-                    spool.write(chunk.tobytes())
-                    n += len(chunk)
+        n = 0
+        with _decoding(source, sample_rate, reco_id, allow_pipes, block_frames, quality) as (_, chunks):
+            for chunk in chunks:
+                spool.write(chunk.tobytes())
+                n += len(chunk)
         spool.flush()
     except BaseException:
         spool.close()
@@ -441,11 +435,19 @@ class SpooledAudio:
 Waveform = np.ndarray | SpooledAudio
 
 
-def _check_args(sample_rate: int, quality: str) -> None:
+@contextlib.contextmanager
+def _decoding(
+    source: str, sample_rate: int, reco_id: str | None, allow_pipes: bool, block: int, quality: str
+) -> Iterator[tuple[sf.SoundFile, Iterator[np.ndarray]]]:
+    """The open, checked sound file of ``source`` and the blocks :func:`_decode` makes of it."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     if quality not in ("HQ", "VHQ"):
         raise ValueError(f"quality must be 'HQ' or 'VHQ', got {quality!r}")
+    with _open_source(source, reco_id, allow_pipes) as handle:
+        _check_wav_complete(handle, reco_id, source)
+        with _open_soundfile(handle, reco_id, source) as f:
+            yield f, _decode(f, sample_rate, reco_id, source, block, quality)
 
 
 def _decode(

@@ -26,6 +26,14 @@ def never_built(config):  # type: ignore[no-untyped-def]
     raise AssertionError("a rerun of a finished job must not build a model")
 
 
+def rerun(cfg, scp: Path, out: Path, pids: Path):  # type: ignore[no-untyped-def]
+    """Run the job into ``out`` again: its report, the recordings it diarized, and its plan."""
+    pids.mkdir()
+    report = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory(pid_dir=str(pids)))
+    assert report.exit_code == 0
+    return report, {p.read_text() for p in pids.iterdir()}, json.loads((out / "job.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def scp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus"), DURATIONS)
@@ -115,14 +123,10 @@ def test_a_replaced_audio_file_makes_only_its_shard_run_again(tmp_path: Path) ->
     before = read_rttm(out / "corpus.rttm")
     reco_id, path = scp.read_text(encoding="utf-8").splitlines()[0].split()
     sf.write(path, np.zeros(16000 * 4, dtype=np.float32), 16000, subtype="PCM_16")  # now silent
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    report = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory(pid_dir=str(pids)))
-    assert report.exit_code == 0
+    report, diarized, plan = rerun(cfg, scp, out, tmp_path / "pids")
     assert report.summary["shards"] == {"total": 3, "run": 1, "reused": 2, "lost": 0}
-    plan = json.loads((out / "job.json").read_text())
     (shard,) = [s for s in plan["shards"] if reco_id in {rid for rid, _ in s["items"]}]
-    assert {p.read_text() for p in pids.iterdir()} == {rid for rid, _ in shard["items"]}
+    assert diarized == {rid for rid, _ in shard["items"]}
     after = read_rttm(out / "corpus.rttm")
     assert reco_id not in after  # silence has no turns
     assert {k: v.turns for k, v in after.items()} == {k: v.turns for k, v in before.items() if k != reco_id}
@@ -141,14 +145,9 @@ def test_resume_redoes_only_unfinished_shards(scp: Path, reference: Path, tmp_pa
     (shards / "shard-00002.parquet").unlink()
     for name in ("corpus.rttm", "summary.json"):
         (out / name).unlink()
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    report = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory(pid_dir=str(pids)))
-    assert report.exit_code == 0
+    report, diarized, plan = rerun(cfg, scp, out, tmp_path / "pids")
     assert report.summary["shards"] == {"total": 3, "run": 2, "reused": 1, "lost": 0}
-    plan = json.loads((out / "job.json").read_text())
-    redone = {rid for s in plan["shards"][1:] for rid, _ in s["items"]}
-    assert {p.read_text() for p in pids.iterdir()} == redone
+    assert diarized == {rid for s in plan["shards"][1:] for rid, _ in s["items"]}
     assert not [p for p in shards.iterdir() if ".tmp-" in p.name]
     for name in ("corpus.rttm", "corpus.parquet", "corpus.vad"):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
