@@ -162,6 +162,9 @@ class JobConfig:
         max_failures: failure budget: a count if >= 1, a fraction of the recordings if < 1.
         max_restarts: times Ray restarts an actor whose process died.
         max_task_retries: times a shard interrupted by an actor death is retried.
+        recording_timeout: seconds one recording may take (reading and diarizing) on a Ray
+            actor; past it the actor ends itself and the recording becomes a failure row
+            (None: no limit). Not enforced with ``--local``.
         out_formats: corpus formats besides RTTM: parquet, vad.
         allow_pipes: accept ``cmd |`` lines in wav.scp (they run a shell).
     """
@@ -174,6 +177,7 @@ class JobConfig:
     max_failures: float = 0.0
     max_restarts: int = 3
     max_task_retries: int = 3
+    recording_timeout: float | None = None
     out_formats: list[str] = field(default_factory=lambda: ["rttm", "parquet"])
     allow_pipes: bool = False
 

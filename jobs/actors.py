@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -131,6 +132,44 @@ def run_local(
             on_outcome(Outcome(shard, error=e, stage="shard"))
         else:
             on_outcome(Outcome(shard, result=result))
+
+
+#: Exit status of an actor that ended itself because an item ran past its time limit.
+TIMEOUT_EXIT_CODE = 124
+
+
+@contextmanager
+def time_limit(seconds: float | None, on_expire: Callable[[float], None]) -> Iterator[None]:
+    """End this process if the block runs longer than ``seconds`` (None: no limit).
+
+    For Ray actors: a recording stuck in native code cannot be interrupted from
+    Python, but a process can end, and Ray restarts the actor and retries its
+    shard. ``on_expire(seconds)`` runs first (it records which item was stuck, so the
+    retry skips it); a block that finishes in time and an expiring limit exclude each other.
+    """
+    if seconds is None:
+        yield
+        return
+    lock = threading.Lock()
+    finished = False
+
+    def expire() -> None:
+        with lock:
+            if finished:
+                return
+            logger.error("an item ran past its %g s time limit; ending this actor process", seconds)
+            on_expire(seconds)
+            os._exit(TIMEOUT_EXIT_CODE)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            finished = True
+        timer.cancel()
 
 
 def worker_progress(worker: object) -> tuple[int, float]:

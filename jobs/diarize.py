@@ -42,7 +42,7 @@ import numpy as np
 from diar.config import Config, ConfigError, JobConfig, load_config, to_dict
 from diar.errors import DiarError
 from diar.types import Annotation
-from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray
+from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray, time_limit
 from jobs.progress import Progress
 from jobs.records import CrashJournal, Failure, ShardRecord, done_name
 from jobs.reduce import (
@@ -68,7 +68,8 @@ LAYOUT_VERSION = 1
 EXIT_OVER_BUDGET = 1
 
 if TYPE_CHECKING:  # the pipelines import torch: only the workers need them
-    from diar.pipelines.base import Diarizer
+    from diar.audio import Waveform
+    from diar.pipelines.base import Diarizer, StepHook
 
 DiarizerFactory = Callable[[Config], "Diarizer"]
 
@@ -127,6 +128,8 @@ def check_job_config(job: JobConfig) -> None:
         problems.append(f"job.num_gpus must be >= 0 or null, got {job.num_gpus}")
     if not job.max_failures >= 0:
         problems.append(f"job.max_failures must be >= 0 (a count, or a fraction < 1), got {job.max_failures}")
+    if job.recording_timeout is not None and not job.recording_timeout > 0:
+        problems.append(f"job.recording_timeout must be > 0 seconds or null, got {job.recording_timeout}")
     for key in ("max_restarts", "max_task_retries"):
         if getattr(job, key) < -1:
             problems.append(f"job.{key} must be >= -1 (-1: without limit), got {getattr(job, key)}")
@@ -181,7 +184,9 @@ class DiarizeWorker:
     of a shard's recordings itself, diarizes them, and writes the shard's files, the done
     record last. A recording that fails (unreadable audio, model error) becomes a
     failure row and the others go on; so does one during which the actor process died
-    twice (see :class:`~jobs.records.CrashJournal`).
+    twice (see :class:`~jobs.records.CrashJournal`), and, in an actor (``in_actor``),
+    one that runs past ``job.recording_timeout``: the actor ends itself, and Ray's
+    restart skips it.
     """
 
     def __init__(
@@ -190,6 +195,7 @@ class DiarizeWorker:
         out_url: str,
         diarizer_factory: DiarizerFactory | None = None,
         num_threads: int | None = None,
+        in_actor: bool = False,
     ) -> None:
         from diar.pipelines import build_diarizer
 
@@ -202,10 +208,10 @@ class DiarizeWorker:
         self.progress: tuple[int, float] = (0, 0.0)
         #: crashes of the actor during one recording after which it is skipped as the cause
         self.crash_limit = 2
+        #: seconds per recording before the process ends itself (only a restartable actor may)
+        self.time_limit = config.job.recording_timeout if in_actor else None
 
     def __call__(self, shard: Shard[Recording]) -> ShardRecord:
-        from diar.pipelines.base import RecordingInput
-
         t0 = time.perf_counter()
         record = ShardRecord(shard.shard_id, shard.fingerprint)
         steps = record.step_seconds
@@ -226,23 +232,12 @@ class DiarizeWorker:
                 record.failures.append(journal.failure(rec.reco_id))
                 continue
             journal.start(rec.reco_id)
-            try:
-                allow_pipes = self.config.job.allow_pipes
-                waveform = self.diarizer.load(rec.source, rec.reco_id, allow_pipes=allow_pipes)
-            except Exception as e:
-                record.failures.append(Failure.from_exception(rec.reco_id, "read", e, rec.source))
+            with time_limit(self.time_limit, journal.time_out):
+                outcome = self._diarize(rec, hook)
+            if isinstance(outcome, Failure):
+                record.failures.append(outcome)
                 continue
-            try:
-                # shape: (num_samples,) float32 at the diarizer's rate
-                recording = RecordingInput(
-                    rec.reco_id, waveform, rec.num_speakers, rec.profiles, rec.profile_names
-                )
-                annotation = self.diarizer.apply(recording, hook)
-                if annotation.reco_id != rec.reco_id:
-                    raise ValueError(f"diarizer returned turns of {annotation.reco_id!r} for {rec.reco_id!r}")
-            except Exception as e:
-                record.failures.append(Failure.from_exception(rec.reco_id, "diarize", e, rec.source))
-                continue
+            waveform, annotation = outcome
             try:  # a label a format cannot hold fails this recording, not the shard
                 rttm = rttm_bytes([annotation])
                 if "vad" in self.config.job.out_formats:
@@ -260,6 +255,27 @@ class DiarizeWorker:
         self.out.write_text(done_name(shard.shard_id), record.to_json())
         journal.close()
         return record
+
+    def _diarize(self, rec: Recording, hook: StepHook) -> tuple[Waveform, Annotation] | Failure:
+        """Read and diarize one recording: its audio and turns, or the failure row."""
+        from diar.pipelines.base import RecordingInput
+
+        try:
+            allow_pipes = self.config.job.allow_pipes
+            waveform = self.diarizer.load(rec.source, rec.reco_id, allow_pipes=allow_pipes)
+        except Exception as e:
+            return Failure.from_exception(rec.reco_id, "read", e, rec.source)
+        try:
+            # shape: (num_samples,) float32 at the diarizer's rate
+            recording = RecordingInput(
+                rec.reco_id, waveform, rec.num_speakers, rec.profiles, rec.profile_names
+            )
+            annotation = self.diarizer.apply(recording, hook)
+            if annotation.reco_id != rec.reco_id:
+                raise ValueError(f"diarizer returned turns of {annotation.reco_id!r} for {rec.reco_id!r}")
+        except Exception as e:
+            return Failure.from_exception(rec.reco_id, "diarize", e, rec.source)
+        return waveform, annotation
 
     def _write(
         self, shard: Shard[Recording], record: ShardRecord, rttm: bytes, annotations: list[Annotation]
@@ -667,6 +683,8 @@ def _run_job(
         with bar:
             if local:
                 num_actors = 1
+                if config.job.recording_timeout is not None:
+                    logger.warning("job.recording_timeout is enforced on Ray actors only, not with --local")
                 run_local(factory, todo, on_outcome)
                 work_seconds = time.perf_counter() - t_work
             else:
@@ -678,7 +696,7 @@ def _run_job(
                     spec = actor_spec(config.job, cluster)
                     num_actors = num_actors_for(config.job, spec, cluster, len(todo))
                     factory = functools.partial(
-                        DiarizeWorker, config, out.url, diarizer_factory, spec.num_threads
+                        DiarizeWorker, config, out.url, diarizer_factory, spec.num_threads, in_actor=True
                     )
                     run_ray(factory, todo, spec, num_actors, on_outcome, bar.partial)
                     work_seconds = time.perf_counter() - t_work

@@ -104,6 +104,9 @@ class CrashJournal:
     other recordings of its shard down with it. A single crash (a node lost, a process
     killed from outside) only costs a retry.
 
+    An item that ran past ``job.recording_timeout`` is written down as timed out
+    before its actor ends itself (:meth:`time_out`); the retry skips it at once.
+
     File: ``OUT/shards/<shard-id>.inflight.json``, removed when the shard is done; the
     driver removes leftovers of earlier runs, so crashes are counted within one run.
     """
@@ -115,22 +118,34 @@ class CrashJournal:
         self.name = f"shards/{shard_id}{self.SUFFIX}"
         self.limit = limit
         self.crashes: dict[str, int] = {}
+        #: item id -> the time limit (s) it ran past
+        self.timed_out: dict[str, float] = {}
+        self._current: str | None = None
         if out.exists(self.name):
             try:
                 data = json.loads(out.read_text(self.name))
                 self.crashes = {str(k): int(v) for k, v in data.get("crashes", {}).items()}
+                self.timed_out = {str(k): float(v) for k, v in data.get("timed_out", {}).items()}
                 current = data.get("current")
             except (ValueError, TypeError, AttributeError):
                 current = None
-            if current is not None:
+            if current is not None and str(current) not in self.timed_out:
                 self.crashes[str(current)] = self.crashes.get(str(current), 0) + 1
 
     def is_poison(self, item_id: str) -> bool:
-        """Whether ``item_id`` was in flight during ``limit`` crashes."""
-        return self.crashes.get(item_id, 0) >= self.limit
+        """Whether ``item_id`` timed out, or was in flight during ``limit`` crashes."""
+        return item_id in self.timed_out or self.crashes.get(item_id, 0) >= self.limit
 
     def failure(self, item_id: str) -> Failure:
         """The failure row of a poisonous item."""
+        if item_id in self.timed_out:
+            return Failure(
+                item_id,
+                "actor",
+                "RecordingTimeout",
+                f"still running after job.recording_timeout ({self.timed_out[item_id]:g} s); the actor "
+                "was restarted and the recording skipped",
+            )
         return Failure(
             item_id,
             "actor",
@@ -141,7 +156,18 @@ class CrashJournal:
 
     def start(self, item_id: str | None) -> None:
         """Record that ``item_id`` (None: no item) is now in flight."""
-        self.out.write_text(self.name, json.dumps({"current": item_id, "crashes": self.crashes}) + "\n")
+        self._current = item_id
+        self._write()
+
+    def time_out(self, seconds: float) -> None:
+        """Record that the item in flight ran past ``seconds`` (its actor is about to end itself)."""
+        if self._current is not None:
+            self.timed_out[self._current] = seconds
+            self._write()
+
+    def _write(self) -> None:
+        data = {"current": self._current, "crashes": self.crashes, "timed_out": self.timed_out}
+        self.out.write_text(self.name, json.dumps(data) + "\n")
 
     def close(self) -> None:
         """The shard is done: forget the journal."""

@@ -35,8 +35,10 @@ class EnergyDiarizer(Diarizer):
         pid_dir: str | None = None,
         fail_ids: tuple[str, ...] = (),
         crash_ids: tuple[str, ...] = (),
+        hang_ids: tuple[str, ...] = (),
     ) -> None:
         super().__init__(config)
+        self.hang_ids = hang_ids
         self.delay = delay
         self.pid_dir = pid_dir
         self.fail_ids = fail_ids
@@ -53,6 +55,8 @@ class EnergyDiarizer(Diarizer):
             raise ValueError(f"model cannot handle recording {recording.reco_id!r}")
         if recording.reco_id in self.crash_ids:  # like an out-of-memory kill or a segfault
             os.kill(os.getpid(), signal.SIGKILL)
+        if recording.reco_id in self.hang_ids:  # like a decoder stuck in native code
+            time.sleep(3600)
         with timed(hook, "vad"):
             hop = self.sample_rate // 100
             n = len(recording.waveform) // hop
@@ -77,10 +81,16 @@ def energy_factory(  # type: ignore[no-untyped-def]
     pid_dir: str | None = None,
     fail_ids: tuple[str, ...] = (),
     crash_ids: tuple[str, ...] = (),
+    hang_ids: tuple[str, ...] = (),
 ):
     """A ``diarizer_factory`` for the job: ``factory(config) -> EnergyDiarizer``."""
     return functools.partial(
-        EnergyDiarizer, delay=delay, pid_dir=pid_dir, fail_ids=fail_ids, crash_ids=crash_ids
+        EnergyDiarizer,
+        delay=delay,
+        pid_dir=pid_dir,
+        fail_ids=fail_ids,
+        crash_ids=crash_ids,
+        hang_ids=hang_ids,
     )
 
 

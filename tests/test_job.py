@@ -445,6 +445,7 @@ def test_a_fixed_file_is_diarized_on_the_next_run(tmp_path: Path) -> None:
         ("job.num_shards=0", "job.num_shards"),
         ("job.max_failures=-1", "job.max_failures"),
         ("job.num_cpus=0", "job.num_cpus"),
+        ("job.recording_timeout=0", "job.recording_timeout"),
         ("job.out_formats=[rttm,csv]", "'csv'"),
     ],
 )
@@ -499,3 +500,41 @@ def test_crash_journal_blames_a_recording_after_two_crashes(tmp_path: Path) -> N
     assert CrashJournal(out, "shard-00000").crashes == {"b": 2}
     third.close()
     assert not out.exists("shards/shard-00000.inflight.json")
+
+
+def test_crash_journal_skips_a_timed_out_recording_at_once(tmp_path: Path) -> None:
+    from jobs.records import CrashJournal
+    from jobs.storage import OutDir
+
+    out = OutDir(str(tmp_path))
+    first = CrashJournal(out, "shard-00000")
+    first.start("a")
+    first.time_out(30.0)  # the actor ends itself here
+    retry = CrashJournal(out, "shard-00000")
+    assert retry.is_poison("a") and retry.crashes == {}
+    row = retry.failure("a")
+    assert (row.stage, row.error_type) == ("actor", "RecordingTimeout")
+    assert "job.recording_timeout (30 s)" in row.message
+
+
+def test_time_limit_ends_the_process_once_it_has_said_why(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    said = tmp_path / "said"
+    code = textwrap.dedent(
+        f"""
+        import time
+        from jobs.actors import time_limit
+        with time_limit(5.0, lambda seconds: None):
+            pass  # in time: nothing happens, after the block either
+        time.sleep(0.2)
+        with time_limit(0.3, lambda seconds: open({str(said)!r}, "w").write(str(seconds))):
+            time.sleep(30)
+        """
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, timeout=25, check=False)
+    assert proc.returncode == 124
+    assert said.read_text() == "0.3"

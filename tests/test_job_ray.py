@@ -212,18 +212,24 @@ def test_progress_inside_a_running_shard_reaches_the_driver(ray_address: str) ->
     assert any(0 < n < 5 for n, _ in partials), partials
 
 
-def test_a_recording_that_kills_its_actor_fails_alone(
+@pytest.mark.parametrize(
+    ("problem", "error"), [("crash_ids", "WorkerCrash"), ("hang_ids", "RecordingTimeout")]
+)
+def test_a_recording_that_kills_or_hangs_its_actor_fails_alone(
     ray_address: str,  # noqa: F811
     scp: Path,
     reference: Path,
     tmp_path: Path,
+    problem: str,
+    error: str,
 ) -> None:
     out = tmp_path / "out"
-    cfg = load_config(None, ["job.num_shards=1", "job.num_actors=1", "job.max_failures=1"])
-    report = run_job(cfg, str(scp), str(out), diarizer_factory=energy_factory(crash_ids=("rec-c",)))
+    sets = ["job.num_shards=1", "job.num_actors=1", "job.max_failures=1", "job.recording_timeout=3"]
+    factory = energy_factory(**{problem: ("rec-c",)})
+    report = run_job(load_config(None, sets), str(scp), str(out), diarizer_factory=factory)
     assert report.exit_code == 0
     rows = (out / "failures.tsv").read_text().splitlines()[1:]
-    assert len(rows) == 1 and rows[0].startswith("rec-c\tactor\tWorkerCrash\t")
+    assert len(rows) == 1 and rows[0].startswith(f"rec-c\tactor\t{error}\t")
     expected = [
         line for line in (reference / "corpus.rttm").read_text().splitlines() if " rec-c " not in line
     ]
