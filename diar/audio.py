@@ -33,6 +33,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -364,7 +365,7 @@ class SpooledAudio:
     """Float32 mono samples in a temporary file, read back by range (see :func:`spool_audio`).
 
     Indexing with a slice reads those samples from the file (``audio[a:b]`` is
-    a new writable array); ``len(audio)`` is the number of samples and
+    a new writable array; reads from several threads are safe); ``len(audio)`` is the number of samples and
     ``np.asarray(audio)`` reads them all. The file is unlinked when created and
     goes away with :meth:`close` or when the object is garbage collected.
 
@@ -376,6 +377,7 @@ class SpooledAudio:
 
     def __init__(self, file: IO[bytes], num_samples: int, sample_rate: int) -> None:
         self._file = file
+        self._lock = threading.Lock()  # seek + read is one step for each reader thread
         self._num_samples = num_samples
         self.sample_rate = sample_rate
 
@@ -405,11 +407,13 @@ class SpooledAudio:
         out = np.empty(max(0, stop - start), dtype=self.dtype)
         view = out.data.cast("B")
         offset, done = start * self.dtype.itemsize, 0
-        while done < len(view):
-            got = os.preadv(self._file.fileno(), [view[done:]], offset + done)
-            if got <= 0:
-                raise OSError(f"spooled audio file ended at byte {offset + done} of {self.nbytes}")
-            done += got
+        with self._lock:
+            self._file.seek(offset)
+            while done < len(view):
+                got = self._file.readinto(view[done:])  # type: ignore[attr-defined]
+                if not got:
+                    raise OSError(f"spooled audio file ended at byte {offset + done} of {self.nbytes}")
+                done += got
         return out
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:

@@ -361,3 +361,15 @@ def test_spooled_audio_raises_the_errors_of_load_audio(write_wav: WavWriter, tmp
     with pytest.raises(AudioNotFoundError):
         spool_audio(str(tmp_path / "missing.wav"), 16000, "missing", directory=str(spool_dir))
     assert list(spool_dir.iterdir()) == []
+
+
+def test_spooled_audio_reads_from_many_threads(write_wav: WavWriter) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = write_wav("t.wav", seconds=5.0, kind="noise")
+    whole = load_audio(str(path), 16000)
+    spans = [(s, s + n) for s, n in np.random.default_rng(0).integers(0, 70000, size=(400, 2))]
+    with spool_audio(str(path), 16000) as spooled, ThreadPoolExecutor(4) as pool:
+        parts = list(pool.map(lambda span: spooled[span[0] : span[1]], spans))
+    for (a, b), part in zip(spans, parts, strict=True):
+        np.testing.assert_array_equal(part, whole[a:b])
