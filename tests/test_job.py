@@ -26,10 +26,15 @@ def never_built(config):  # type: ignore[no-untyped-def]
     raise AssertionError("a rerun of a finished job must not build a model")
 
 
+def run_local(cfg, scp: Path | str, out: Path | str, factory, **options):  # type: ignore[no-untyped-def]
+    """The job on ``scp`` into ``out``, in this process, with ``factory``'s diarizer."""
+    return run_job(cfg, str(scp), str(out), local=True, diarizer_factory=factory, **options)
+
+
 def rerun(cfg, scp: Path, out: Path, pids: Path):  # type: ignore[no-untyped-def]
     """Run the job into ``out`` again: its report, the recordings it diarized, and its plan."""
     pids.mkdir()
-    report = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory(pid_dir=str(pids)))
+    report = run_local(cfg, scp, out, energy_factory(pid_dir=str(pids)))
     assert report.exit_code == 0
     return report, {p.read_text() for p in pids.iterdir()}, json.loads((out / "job.json").read_text())
 
@@ -43,9 +48,7 @@ def scp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(scp: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clean one-shard run: the output every other run must reproduce byte for byte."""
     out = tmp_path_factory.mktemp("ref") / "out"
-    report = run_job(
-        config("job.num_shards=1"), str(scp), str(out), local=True, diarizer_factory=energy_factory()
-    )
+    report = run_local(config("job.num_shards=1"), scp, out, energy_factory())
     assert report.exit_code == 0
     return out
 
@@ -77,9 +80,7 @@ def test_outputs_of_a_clean_run(reference: Path) -> None:
 
 def test_many_shards_give_byte_identical_corpus_files(scp: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    report = run_job(
-        config("job.num_shards=4"), str(scp), str(out), local=True, diarizer_factory=energy_factory()
-    )
+    report = run_local(config("job.num_shards=4"), scp, out, energy_factory())
     assert report.exit_code == 0 and report.summary["shards"]["total"] == 4
     for name in ("corpus.rttm", "corpus.parquet", "corpus.vad", "failures.tsv"):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
@@ -90,26 +91,15 @@ def test_many_shards_give_byte_identical_corpus_files(scp: Path, reference: Path
 
 def test_rerun_after_a_finished_run_does_no_work_and_changes_nothing(scp: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert (
-        run_job(
-            config("job.num_shards=3"), str(scp), str(out), local=True, diarizer_factory=energy_factory()
-        ).exit_code
-        == 0
-    )
+    assert run_local(config("job.num_shards=3"), scp, out, energy_factory()).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    report = run_job(config("job.num_shards=3"), str(scp), str(out), local=True, diarizer_factory=never_built)
+    report = run_local(config("job.num_shards=3"), scp, out, never_built)
     assert report.exit_code == 0
     assert (report.shards_run, report.num_actors) == (0, 0)
     after = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before  # summary.json included: it keeps the figures of the run that did the work
     # a rerun that changes the budget updates the summary's budget, not its timing figures
-    report = run_job(
-        config("job.num_shards=3", "job.max_failures=2"),
-        str(scp),
-        str(out),
-        local=True,
-        diarizer_factory=never_built,
-    )
+    report = run_local(config("job.num_shards=3", "job.max_failures=2"), scp, out, never_built)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failure_budget"]["allowed"] == 2
     assert summary["wall_seconds"] == json.loads(before["summary.json"])["wall_seconds"]
@@ -119,7 +109,7 @@ def test_a_replaced_audio_file_makes_only_its_shard_run_again(tmp_path: Path) ->
     scp = make_corpus(tmp_path / "corpus", DURATIONS)
     out = tmp_path / "out"
     cfg = config("job.num_shards=3")
-    assert run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory()).exit_code == 0
+    assert run_local(cfg, scp, out, energy_factory()).exit_code == 0
     before = read_rttm(out / "corpus.rttm")
     reco_id, path = scp.read_text(encoding="utf-8").splitlines()[0].split()
     sf.write(path, np.zeros(16000 * 4, dtype=np.float32), 16000, subtype="PCM_16")  # now silent
@@ -135,7 +125,7 @@ def test_a_replaced_audio_file_makes_only_its_shard_run_again(tmp_path: Path) ->
 def test_resume_redoes_only_unfinished_shards(scp: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     cfg = config("job.num_shards=3")
-    run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory())
+    run_local(cfg, scp, out, energy_factory())
     shards = out / "shards"
     # shard 1: killed before its done record (data file there, record missing)
     (shards / "shard-00001.done.json").unlink()
@@ -164,13 +154,7 @@ def test_bad_recordings_become_failure_rows_and_the_others_are_diarized(tmp_path
         )
     out = tmp_path / "out"
     factory = energy_factory(fail_ids=("model-fails",))
-    report = run_job(
-        config("job.num_shards=2", "job.max_failures=4"),
-        str(scp),
-        str(out),
-        local=True,
-        diarizer_factory=factory,
-    )
+    report = run_local(config("job.num_shards=2", "job.max_failures=4"), scp, out, factory)
     assert report.exit_code == 0  # 4 failures, budget 4
     rows = {f.reco_id: f for f in read_failures_tsv((out / "failures.tsv").read_text())}
     assert sorted(rows) == ["missing", "model-fails", "text", "zero-bytes"]
@@ -225,7 +209,7 @@ def test_manifest_problems_stop_the_job_before_any_work(tmp_path: Path) -> None:
     scp.write_text(scp.read_text() + scp.read_text().splitlines()[0] + "\n")
     out = tmp_path / "out"
     with pytest.raises(ManifestError, match=r"wav.scp:3"):
-        run_job(config(), str(scp), str(out), local=True, diarizer_factory=never_built)
+        run_local(config(), scp, out, never_built)
     assert not out.exists()  # nothing written
     # reco2num_spk naming a recording not in wav.scp
     scp2 = make_corpus(tmp_path / "c2", {"a": 2.0})
@@ -244,7 +228,7 @@ def test_manifest_problems_stop_the_job_before_any_work(tmp_path: Path) -> None:
 
 def test_output_of_another_config_is_refused_unless_overwritten(scp: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run_job(config("job.num_shards=2"), str(scp), str(out), local=True, diarizer_factory=energy_factory())
+    run_local(config("job.num_shards=2"), scp, out, energy_factory())
     with pytest.raises(JobError, match=r"different config: clustering\.threshold\b"):
         run_job(config("job.num_shards=2", "clustering.threshold=0.7"), str(scp), str(out), local=True)
     with pytest.raises(JobError, match="different sharding"):
@@ -266,7 +250,7 @@ def test_output_of_another_config_is_refused_unless_overwritten(scp: Path, tmp_p
 def test_recording_ids_never_become_paths(tmp_path: Path) -> None:
     scp = make_corpus(tmp_path / "c", {"../../escape": 2.0, "ok": 2.0})
     out = tmp_path / "deep" / "out"
-    assert run_job(config(), str(scp), str(out), local=True, diarizer_factory=energy_factory()).exit_code == 0
+    assert run_local(config(), scp, out, energy_factory()).exit_code == 0
     assert sorted(read_rttm(out / "corpus.rttm")) == ["../../escape", "ok"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "deep"]
 
@@ -275,7 +259,7 @@ def test_fsspec_output_folder(scp: Path, reference: Path) -> None:
     import fsspec
 
     url = "memory://diar-job-test/out"
-    report = run_job(config("job.num_shards=2"), str(scp), url, local=True, diarizer_factory=energy_factory())
+    report = run_local(config("job.num_shards=2"), scp, url, energy_factory())
     assert report.exit_code == 0
     with fsspec.open(f"{url}/corpus.rttm", "rb") as f:
         assert f.read() == (reference / "corpus.rttm").read_bytes()
@@ -409,13 +393,11 @@ def test_retry_failed_redoes_shards_with_failures(tmp_path: Path) -> None:
     scp = make_corpus(tmp_path / "c", {"a": 3.0, "b": 3.0, "c": 3.0})
     out = tmp_path / "out"
     cfg = config("job.num_shards=3", "job.max_failures=1")
-    first = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory(fail_ids=("b",)))
+    first = run_local(cfg, scp, out, energy_factory(fail_ids=("b",)))
     assert first.summary["recordings"]["failed"] == 1
-    plain = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=never_built)
+    plain = run_local(cfg, scp, out, never_built)
     assert plain.summary["recordings"]["failed"] == 1  # done shards are kept as they are
-    retried = run_job(
-        cfg, str(scp), str(out), local=True, retry_failed=True, diarizer_factory=energy_factory()
-    )
+    retried = run_local(cfg, scp, out, energy_factory(), retry_failed=True)
     assert retried.summary["shards"]["run"] == 1
     assert retried.summary["recordings"] == {"total": 3, "done": 3, "failed": 0}
     assert (out / "failures.tsv").read_text().count("\n") == 1
@@ -431,10 +413,10 @@ def test_a_fixed_file_is_diarized_on_the_next_run(tmp_path: Path) -> None:
     broken.write_text("not audio")
     out = tmp_path / "out"
     cfg = config("job.num_shards=3", "job.max_failures=1")
-    first = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory())
+    first = run_local(cfg, scp, out, energy_factory())
     assert first.summary["recordings"]["failed"] == 1
     shutil.copy(good_copy, broken)  # a new size and modification time: its shard is stale
-    fixed = run_job(cfg, str(scp), str(out), local=True, diarizer_factory=energy_factory())
+    fixed = run_local(cfg, scp, out, energy_factory())
     assert fixed.summary["shards"] == {"total": 3, "run": 1, "reused": 2, "lost": 0}
     assert fixed.summary["recordings"] == {"total": 3, "done": 3, "failed": 0}
 
@@ -453,7 +435,7 @@ def test_bad_job_values_stop_before_any_work(override: str, key: str, scp: Path,
     from diar.config import ConfigError
 
     with pytest.raises(ConfigError, match=key):
-        run_job(config(override), str(scp), str(tmp_path / "out"), local=True, diarizer_factory=never_built)
+        run_local(config(override), scp, tmp_path / "out", never_built)
     assert not (tmp_path / "out").exists()
 
 
@@ -475,9 +457,9 @@ def test_two_drivers_never_write_one_output_folder(scp: Path, tmp_path: Path) ->
     with open(out / ".lock", "a") as held:  # another driver holds OUT
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(JobError, match="another run"):
-            run_job(config(), str(scp), str(out), local=True, diarizer_factory=never_built)
+            run_local(config(), scp, out, never_built)
     # released (as the kernel does when a driver dies): the job runs
-    assert run_job(config(), str(scp), str(out), local=True, diarizer_factory=energy_factory()).exit_code == 0
+    assert run_local(config(), scp, out, energy_factory()).exit_code == 0
 
 
 def test_crash_journal_blames_a_recording_after_two_crashes(tmp_path: Path) -> None:
