@@ -56,7 +56,7 @@ from jobs.reduce import (
     write_corpus,
     write_json,
 )
-from jobs.shards import Shard, digest, plan_shards
+from jobs.shards import Shard, digest, plan_recordings
 from jobs.storage import OutDir
 
 logger = logging.getLogger(__name__)
@@ -415,13 +415,7 @@ def shard_fingerprint(cfg_digest: str, items: Sequence[Recording]) -> str:
 
 def make_plan(config: Config, recordings: Sequence[Recording]) -> list[Shard[Recording]]:
     """Balanced shards, each with its fingerprint (:func:`shard_fingerprint`)."""
-    shards = plan_shards(
-        recordings,
-        key=lambda r: r.reco_id,
-        seconds=lambda r: r.seconds,
-        num_shards=config.job.num_shards,
-        shard_seconds=config.job.shard_seconds,
-    )
+    shards = plan_recordings(recordings, config.job.num_shards, config.job.shard_seconds)
     cfg = config_digest(config)
     return [replace(s, fingerprint=shard_fingerprint(cfg, s.items)) for s in shards]
 

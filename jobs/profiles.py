@@ -41,7 +41,7 @@ from jobs.diarize import EXIT_OVER_BUDGET, JobError, ray_session
 from jobs.progress import Progress
 from jobs.records import Failure
 from jobs.reduce import allowed_failures, failures_tsv
-from jobs.shards import Shard, plan_shards
+from jobs.shards import Shard, plan_recordings
 
 logger = logging.getLogger(__name__)
 
@@ -152,13 +152,7 @@ def run_profiles_job(
     if is_url(out_dir):
         raise JobError(f"--out {out_dir}: profiles are written to a local folder (profile.scp names the ark)")
     items = read_enrollments(enroll)
-    shards = plan_shards(
-        items,
-        key=lambda it: it.reco_id,
-        seconds=lambda it: it.seconds,
-        num_shards=config.job.num_shards,
-        shard_seconds=config.job.shard_seconds,
-    )
+    shards = plan_recordings(items, config.job.num_shards, config.job.shard_seconds)
     profiles: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
     failures: list[Failure] = []
     total_seconds = sum(it.seconds or 0.0 for it in items)

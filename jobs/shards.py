@@ -21,7 +21,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -109,6 +109,32 @@ def plan_shards(
         Shard(SHARD_ID_FORMAT.format(i), tuple(sorted(group, key=key)), round(loads[i], 6))
         for i, group in enumerate(members)
     ]
+
+
+class Timed(Protocol):
+    """A work item with a recording id and a duration (None: unknown)."""
+
+    @property
+    def reco_id(self) -> str: ...
+
+    @property
+    def seconds(self) -> float | None: ...
+
+
+TimedT = TypeVar("TimedT", bound=Timed)
+
+
+def plan_recordings(
+    items: Sequence[TimedT], num_shards: int | None, shard_seconds: float
+) -> list[Shard[TimedT]]:
+    """:func:`plan_shards` of items keyed by ``reco_id`` and weighted by ``seconds``."""
+    return plan_shards(
+        items,
+        key=lambda it: it.reco_id,
+        seconds=lambda it: it.seconds,
+        num_shards=num_shards,
+        shard_seconds=shard_seconds,
+    )
 
 
 def digest(data: Any) -> str:
