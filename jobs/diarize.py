@@ -420,12 +420,19 @@ def make_plan(config: Config, recordings: Sequence[Recording]) -> list[Shard[Rec
     return [replace(s, fingerprint=shard_fingerprint(cfg, s.items)) for s in shards]
 
 
-def plan_json(config: Config, inputs_digest: str, shards: Sequence[Shard[Recording]]) -> dict[str, Any]:
+def plan_identity(config: Config, inputs_digest: str) -> dict[str, Any]:
+    """What a stored plan must match to be resumed: layout, config, inputs and sharding."""
     return {
         "layout": LAYOUT_VERSION,
         "config_digest": config_digest(config),
         "inputs_digest": inputs_digest,
         "sharding": {"num_shards": config.job.num_shards, "shard_seconds": config.job.shard_seconds},
+    }
+
+
+def plan_json(config: Config, inputs_digest: str, shards: Sequence[Shard[Recording]]) -> dict[str, Any]:
+    return {
+        **plan_identity(config, inputs_digest),
         "config": result_config(config),
         "shards": [
             {
@@ -453,18 +460,13 @@ def load_or_make_plan(
     """
     import json
 
-    expected = {
-        "layout": LAYOUT_VERSION,
-        "config_digest": config_digest(config),
-        "inputs_digest": inputs.digest,
-        "sharding": {"num_shards": config.job.num_shards, "shard_seconds": config.job.shard_seconds},
-    }
+    expected = plan_identity(config, inputs.digest)
     if out.exists("job.json"):
         stored = json.loads(out.read_text("job.json"))
         differs = [k for k, v in expected.items() if stored.get(k) != v]
         if not differs:
             by_id = {r.reco_id: r for r in inputs.recordings}
-            cfg = config_digest(config)
+            cfg = expected["config_digest"]
             shards = []
             for s in stored["shards"]:
                 items = tuple(replace(by_id[rid], seconds=sec) for rid, sec in s["items"])
