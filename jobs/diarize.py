@@ -47,7 +47,7 @@ from jobs.progress import Progress
 from jobs.records import CrashJournal, Failure, ShardRecord, done_name
 from jobs.reduce import (
     Totals,
-    allowed_failures,
+    failure_budget,
     failures_tsv,
     merge_annotations,
     parquet_bytes,
@@ -660,8 +660,7 @@ def _run_job(
     t_work = time.perf_counter()  # reset once Ray is up: work = actors starting + shards
     work_seconds = 0.0
     if todo:
-        disable = None if progress is None else not progress  # None: tqdm shows it on a terminal only
-        bar = Progress(len(recordings), total_seconds, done_count, done_seconds, disable=disable)
+        bar = Progress(len(recordings), total_seconds, done_count, done_seconds, show=progress)
 
         def on_outcome(outcome: Outcome[ShardRecord]) -> None:
             shard = outcome.shard
@@ -713,16 +712,12 @@ def _run_job(
     out.write_text("failures.tsv", failures_tsv(totals.failures))
     outputs.append("failures.tsv")
 
-    allowed = allowed_failures(config.job.max_failures, len(recordings))
-    over = totals.failed > allowed
+    allowed, reason = failure_budget(
+        totals.failed, len(recordings), config.job.max_failures, out.display("failures.tsv")
+    )
+    over = bool(reason)
     processed_seconds = sum(sum(records[s.shard_id].done.values()) for s in todo if s.shard_id in records)
     wall = time.perf_counter() - t0
-    reason = ""
-    if over:
-        reason = (
-            f"{totals.failed} of {len(recordings)} recordings failed, more than job.max_failures="
-            f"{config.job.max_failures:g} allows ({allowed}); see {out.display('failures.tsv')}"
-        )
     summary: dict[str, Any] = {
         "status": "over_budget" if over else "ok",
         "recordings": {"total": len(recordings), "done": totals.done, "failed": totals.failed},

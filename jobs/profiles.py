@@ -36,11 +36,11 @@ import numpy as np
 from diar.audio import audio_duration, is_url
 from diar.config import Config
 from diar.errors import AudioError
-from jobs.actors import Outcome, actor_spec, num_actors_for, run_local, run_ray
-from jobs.diarize import EXIT_OVER_BUDGET, JobError, ray_session
+from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray
+from jobs.diarize import EXIT_OVER_BUDGET, JobError, check_job_config
 from jobs.progress import Progress
 from jobs.records import Failure
-from jobs.reduce import allowed_failures, failures_tsv
+from jobs.reduce import failure_budget, failures_tsv
 from jobs.shards import Shard, plan_recordings
 
 logger = logging.getLogger(__name__)
@@ -149,6 +149,7 @@ def run_profiles_job(
     """
     from diar.manifests import write_profiles, write_text_atomic
 
+    check_job_config(config.job)
     if is_url(out_dir):
         raise JobError(f"--out {out_dir}: profiles are written to a local folder (profile.scp names the ark)")
     items = read_enrollments(enroll)
@@ -156,7 +157,7 @@ def run_profiles_job(
     profiles: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
     failures: list[Failure] = []
     total_seconds = sum(it.seconds or 0.0 for it in items)
-    bar = Progress(len(items), total_seconds, disable=None if progress else True, desc="profiles")
+    bar = Progress(len(items), total_seconds, show=progress, desc="profiles")
 
     def on_outcome(outcome: Outcome[ShardProfiles]) -> None:
         shard = outcome.shard
@@ -188,13 +189,9 @@ def run_profiles_job(
     ordered = {it.reco_id: profiles[it.reco_id] for it in items if it.reco_id in profiles}
     scp = write_profiles(os.path.join(out_dir, ""), ordered)
     write_text_atomic(os.path.join(out_dir, "failures.tsv"), failures_tsv(failures))
-    allowed = allowed_failures(config.job.max_failures, len(items))
-    reason = ""
-    if len(failures) > allowed:
-        reason = (
-            f"{len(failures)} of {len(items)} recordings failed, more than job.max_failures="
-            f"{config.job.max_failures:g} allows ({allowed}); see {os.path.join(out_dir, 'failures.tsv')}"
-        )
+    _, reason = failure_budget(
+        len(failures), len(items), config.job.max_failures, os.path.join(out_dir, "failures.tsv")
+    )
     return ProfilesReport(len(ordered), failures, EXIT_OVER_BUDGET if reason else 0, reason, str(scp))
 
 

@@ -14,7 +14,10 @@ from tqdm import tqdm
 
 
 class Progress:
-    """Progress over ``total_recordings`` recordings holding ``total_seconds`` of audio."""
+    """Progress over ``total_recordings`` recordings holding ``total_seconds`` of audio.
+
+    ``show``: True or False forces the bar on or off; None shows it on a terminal only.
+    """
 
     def __init__(
         self,
@@ -22,7 +25,7 @@ class Progress:
         total_seconds: float,
         done_recordings: int = 0,
         done_seconds: float = 0.0,
-        disable: bool | None = None,
+        show: bool | None = None,
         desc: str = "diarize",
     ) -> None:
         self.total_recordings = total_recordings
@@ -37,7 +40,7 @@ class Progress:
             unit_scale=False,
             desc=desc,
             file=sys.stderr,
-            disable=disable,
+            disable=None if show is None else not show,  # None: only when stderr is a terminal
             dynamic_ncols=True,
             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3f}/{total:.3f} h audio "
             "[{elapsed}<{remaining}]{postfix}",

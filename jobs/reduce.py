@@ -31,6 +31,18 @@ def allowed_failures(max_failures: float, num_recordings: int) -> int:
     return math.floor(max_failures * num_recordings + 1e-9)
 
 
+def failure_budget(failed: int, total: int, max_failures: float, failures_file: str) -> tuple[int, str]:
+    """The failures ``max_failures`` allows among ``total`` recordings, and why ``failed`` is over
+    it ("" when within budget; the reason names ``failures_file``)."""
+    allowed = allowed_failures(max_failures, total)
+    if failed <= allowed:
+        return allowed, ""
+    return allowed, (
+        f"{failed} of {total} recordings failed, more than job.max_failures={max_failures:g} "
+        f"allows ({allowed}); see {failures_file}"
+    )
+
+
 def failures_tsv(failures: Iterable[Failure]) -> str:
     """``failures.tsv`` text: a header, then one row per failure sorted by recording id."""
     lines = ["\t".join(FAILURES_HEADER)]

@@ -148,6 +148,16 @@ def test_job_local_failures_and_budget(tmp_path: Path, enrollment: Path) -> None
     assert report.exit_code == 0 and report.reason == ""
 
 
+def test_job_refuses_bad_job_values_before_any_work(tmp_path: Path, enrollment: Path) -> None:
+    from diar.config import ConfigError
+    from jobs.profiles import run_profiles_job
+
+    config = job_config(tmp_path / "no-model", "job.num_shards=0")
+    with pytest.raises(ConfigError, match=r"job\.num_shards"):
+        run_profiles_job(config, str(enrollment), str(tmp_path / "out"), local=True)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_job_on_ray_equals_diar_profiles(
     tmp_path: Path,

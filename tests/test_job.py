@@ -442,7 +442,7 @@ def test_bad_job_values_stop_before_any_work(override: str, key: str, scp: Path,
 def test_progress_bar_counts_recordings_and_hours(capsys: pytest.CaptureFixture[str]) -> None:
     from jobs.progress import Progress
 
-    with Progress(10, 7200.0, done_recordings=2, done_seconds=720.0, disable=False) as bar:
+    with Progress(10, 7200.0, done_recordings=2, done_seconds=720.0, show=True) as bar:
         bar.partial(1, 360.0)  # inside a running shard
         bar.advance(3, 1080.0, failed=1)  # that shard finished: replaces the partial count
     err = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
