@@ -206,8 +206,6 @@ class DiarizeWorker:
         self.diarizer = (diarizer_factory or build_diarizer)(config)
         #: (recordings, audio seconds) done in the current shard, read by the progress bar
         self.progress: tuple[int, float] = (0, 0.0)
-        #: crashes of the actor during one recording after which it is skipped as the cause
-        self.crash_limit = 2
         #: seconds per recording before the process ends itself (only a restartable actor may)
         self.time_limit = config.job.recording_timeout if in_actor else None
 
@@ -224,7 +222,7 @@ class DiarizeWorker:
         rttm_parts: list[bytes] = []
         annotations: list[Annotation] = []
         seconds_done = 0.0  # header durations, as the progress bar counts them
-        journal = CrashJournal(self.out, shard.shard_id, self.crash_limit)
+        journal = CrashJournal(self.out, shard.shard_id)
         for count, rec in enumerate(shard.items):
             self.progress = (count, seconds_done)
             seconds_done += rec.seconds or 0.0

@@ -26,7 +26,6 @@ import functools
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -67,7 +66,6 @@ class ShardProfiles:
 
     profiles: dict[str, tuple[np.ndarray, tuple[str, ...]]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 class ProfileWorker:
@@ -82,7 +80,6 @@ class ProfileWorker:
 
     def __call__(self, shard: Shard[Enrollment]) -> ShardProfiles:
         out = ShardProfiles()
-        t0 = time.perf_counter()
         for item in shard.items:
             try:
                 # shape: (num_speakers, dim)
@@ -93,7 +90,6 @@ class ProfileWorker:
                 out.failures.append(Failure.from_exception(item.reco_id, "embed", e))
             else:
                 out.profiles[item.reco_id] = (matrix, names)
-        out.seconds = time.perf_counter() - t0
         return out
 
 

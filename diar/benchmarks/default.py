@@ -37,7 +37,7 @@ class DataSet:
     times: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
-def say(line: str) -> None:
+def say(line: str = "") -> None:
     """Benchmarks print their figures (library code logs instead)."""
     sys.stdout.write(line + "\n")
 

@@ -25,25 +25,26 @@ import tempfile
 import time
 from pathlib import Path
 
+from diar.benchmarks.default import say
+
 DEFAULT_SCP = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "sim" / "wav.scp"
 
 BASELINE = """
 import json, sys, time
 t0 = time.perf_counter()
-from diar.audio import load_audio
 from diar.config import load_config
 from diar.formats.rttm import write_rttm
 from diar.manifests import read_wav_scp
-from diar.pipelines import build_diarizer
+from diar.pipelines import RecordingInput, build_diarizer
 config = load_config(sys.argv[1] or None, [a for a in sys.argv[3:]])
 diarizer = build_diarizer(config)
 t1 = time.perf_counter()
 annotations = []
 audio = 0.0
 for reco_id, source in sorted(read_wav_scp(sys.argv[2]).items()):
-    waveform = load_audio(source, diarizer.sample_rate, reco_id=reco_id)
+    waveform = diarizer.load(source, reco_id)
     audio += len(waveform) / diarizer.sample_rate
-    annotations.append(diarizer(waveform, reco_id=reco_id))
+    annotations.append(diarizer.apply(RecordingInput(reco_id, waveform)))
 t2 = time.perf_counter()
 write_rttm(annotations, sys.stdout)
 timing = {"load_seconds": t1 - t0, "work_seconds": t2 - t1, "audio_seconds": audio}
@@ -96,11 +97,6 @@ def run_baseline(wav_scp: str, config: str | None, sets: list[str]) -> tuple[str
     return done.stdout, json.loads(done.stderr.strip().splitlines()[-1]), wall
 
 
-def say(text: str = "") -> None:
-    """Benchmarks print their figures (to stdout)."""
-    sys.stdout.write(text + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="diar bench job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--wav-scp", default=str(DEFAULT_SCP), help="corpus to diarize")
@@ -118,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     from diar.formats.rttm import read_rttm
 
     rows = []
-    rttms: dict[int, bytes] = {}
+    rttms: list[bytes] = []
     with tempfile.TemporaryDirectory() as tmp:
         for actors in args.actors:
             best: dict | None = None
             for attempt in range(args.repeat):
                 out = Path(tmp) / f"actors{actors}-{attempt}"
                 s = run_job(args.wav_scp, out, args.config, actors, args.num_shards, args.sets)
-                rttms[actors * 1000 + attempt] = (out / "corpus.rttm").read_bytes()
+                rttms.append((out / "corpus.rttm").read_bytes())
                 if best is None or s["work_seconds"] < best["work_seconds"]:
                     best = s
             assert best is not None
@@ -146,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         base = rows[0][1]["work_seconds"]
         for actors, s in rows[1:]:
             say(f"speed-up of {actors} actors over {rows[0][0]} (work time): {base / s['work_seconds']:.2f}x")
-    identical = len(set(rttms.values())) == 1
+    identical = len(set(rttms)) == 1
     say(f"corpus RTTM byte-identical across actor counts and runs: {'yes' if identical else 'NO'}")
     if not args.no_baseline:
         import io
