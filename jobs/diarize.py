@@ -796,7 +796,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reco2num-spk", default=None, help="manifest '<reco-id> <num-speakers>' (optional)")
     parser.add_argument(
-        "--profile-scp", default=None, help="speaker profiles '<reco-id> <ark>:<offset>' (profile mode)"
+        "--profile-scp", default=None, help="speaker profiles '<reco-id> <ark>:<offset>' (sets mode=profile)"
     )
     parser.add_argument("--local", action="store_true", help="run in this process without Ray (debugging)")
     parser.add_argument("--overwrite", action="store_true", help="discard OUT if another job made it")
@@ -815,6 +815,8 @@ def run(args: argparse.Namespace, diarizer_factory: DiarizerFactory | None = Non
         overrides.append(f"job.num_shards={args.num_shards}")
     if args.num_actors is not None:
         overrides.append(f"job.num_actors={args.num_actors}")
+    if args.profile_scp:  # as `diar diarize --profile-scp`: the profiles select profile mode
+        overrides.append("mode=profile")
     config = load_config(args.config, overrides)
     report = run_job(
         config,

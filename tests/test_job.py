@@ -315,6 +315,25 @@ def test_diar_run_command_is_the_job(scp: Path, reference: Path, tmp_path: Path)
     assert (out / "corpus.rttm").read_bytes() == (reference / "corpus.rttm").read_bytes()
 
 
+def test_profile_scp_option_selects_profile_mode(tmp_path: Path) -> None:
+    import numpy as np
+
+    from diar.manifests import write_profiles
+
+    scp = make_corpus(tmp_path / "c", {"r1": 5.0})
+    profile_scp = write_profiles(tmp_path / "prof" / "", {"r1": (np.ones((2, 4), np.float32), ["ann", "bo"])})
+    modes: list[str] = []
+
+    def factory(cfg):  # type: ignore[no-untyped-def]
+        modes.append(cfg.mode)
+        return energy_factory()(cfg)
+
+    argv = ["--wav-scp", str(scp), "--out", str(tmp_path / "out"), "--local", "--no-progress"]
+    assert main([*argv, "--profile-scp", str(profile_scp)], factory) == 0
+    assert modes == ["profile"]
+    assert set(read_rttm(tmp_path / "out" / "corpus.rttm")["r1"].speakers) <= {"ann", "bo"}
+
+
 def test_speaker_counts_and_profiles_reach_the_diarizer(tmp_path: Path) -> None:
     import numpy as np
 
