@@ -590,13 +590,8 @@ def render(result: StitchResult, speaker_of_chain: np.ndarray) -> np.ndarray:
         shape (num_frames, K) float32; frames no piece of a speaker covers are 0.
     """
     k = int(speaker_of_chain.max()) + 1 if len(speaker_of_chain) else 0
-    total = np.zeros((result.num_frames, k), dtype=np.float32)
-    count = np.zeros((result.num_frames, k), dtype=np.float32)
-    for piece in result.pieces:
-        s = int(speaker_of_chain[piece.chain])
-        total[piece.start : piece.end, s] += piece.probs
-        count[piece.start : piece.end, s] += 1
-    return total / np.maximum(count, 1)
+    columns = [render_speaker(result, speaker_of_chain, s) for s in range(k)]
+    return np.stack(columns, axis=1) if columns else np.zeros((result.num_frames, 0), dtype=np.float32)
 
 
 def render_speaker(result: StitchResult, speaker_of_chain: np.ndarray, speaker: int) -> np.ndarray:

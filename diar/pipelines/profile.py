@@ -24,6 +24,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from diar.audio import load_audio
+from diar.cluster import l2_normalize
 from diar.config import Config, ProfileConfig
 from diar.models.base import Embedder, VoiceActivityDetector
 from diar.pipelines import steps
@@ -111,19 +112,13 @@ class ProfileMaker:
         )
 
 
-def l2_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (all-zero rows stay zero). (N, D) -> (N, D) float64."""
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def cosine_scores(embeddings: np.ndarray, profiles: np.ndarray) -> np.ndarray:
     """Cosine similarity of every window to every profile. (W, D), (S, D) -> (W, S) float32."""
     e = np.asarray(embeddings)
     p = np.asarray(profiles)
     if e.ndim != 2 or p.ndim != 2 or e.shape[1] != p.shape[1]:
         raise ValueError(f"embeddings of shape {e.shape} do not fit profiles of shape {p.shape}")
-    return (l2_rows(e) @ l2_rows(p).T).astype(np.float32)
+    return (l2_normalize(e) @ l2_normalize(p).T).astype(np.float32)
 
 
 def adapt_profiles(embeddings: np.ndarray, profiles: np.ndarray, weight: float) -> np.ndarray:
@@ -141,10 +136,10 @@ def adapt_profiles(embeddings: np.ndarray, profiles: np.ndarray, weight: float) 
     Returns:
         shape (S, D) float32, unit rows.
     """
-    p = l2_rows(profiles)
+    p = l2_normalize(profiles)
     if weight >= 1.0 or len(embeddings) == 0:
         return p.astype(np.float32)
-    e = l2_rows(embeddings)
+    e = l2_normalize(embeddings)
     owner = np.argmax(e @ p.T, axis=1)  # shape: (W,)
     adapted = p.copy()
     for k in range(len(p)):
@@ -153,7 +148,7 @@ def adapt_profiles(embeddings: np.ndarray, profiles: np.ndarray, weight: float) 
             centroid = mine.mean(axis=0)
             centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
             adapted[k] = weight * p[k] + (1.0 - weight) * centroid
-    return l2_rows(adapted).astype(np.float32)
+    return l2_normalize(adapted).astype(np.float32)
 
 
 def active_profiles(scores: np.ndarray, profiles: np.ndarray, config: ProfileConfig) -> np.ndarray:
@@ -176,7 +171,7 @@ def active_profiles(scores: np.ndarray, profiles: np.ndarray, config: ProfileCon
     scores = np.asarray(scores, dtype=np.float64)
     if scores.size == 0:
         return np.zeros(scores.shape, dtype=np.float32)
-    p = l2_rows(profiles)
+    p = l2_normalize(profiles)
     best_k = np.argmax(scores, axis=1)  # shape: (W,)
     best = scores[np.arange(len(scores)), best_k][:, None]  # shape: (W, 1)
     distance = np.maximum(1.0 - (p @ p.T)[best_k], 1e-3)  # shape: (W, S)
