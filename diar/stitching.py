@@ -29,7 +29,7 @@ Frame indices are global (frame 0 at sample 0) on the model's grid.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -222,15 +222,39 @@ class WindowStitcher:
 
     def finish(self) -> StitchResult:
         """The pieces, their chains and the chains' cannot-link constraints."""
-        n = len(self._chains)
-        cannot = np.zeros((n, n), dtype=bool)
-        for members in self._window_pieces:
-            chains = [self.pieces[i].chain for i in members]
-            for x in chains:
-                for y in chains:
-                    if x != y:
-                        cannot[x, y] = True
+        by_window = [[self.pieces[i].chain for i in members] for members in self._window_pieces]
+        cannot = chain_cannot_links(by_window, len(self._chains))
         return StitchResult(self.pieces, [list(c) for c in self._chains], cannot, self.num_frames)
+
+
+def chain_cannot_links(window_chains: Iterable[list[int]], num_chains: int) -> np.ndarray:
+    """Chains that talk in one window are different speakers.
+
+    Args:
+        window_chains: per window, the chains of its pieces.
+
+    Returns:
+        shape (num_chains, num_chains) bool, symmetric, False on the diagonal.
+    """
+    cannot = np.zeros((num_chains, num_chains), dtype=bool)
+    for chains in window_chains:
+        for x in chains:
+            for y in chains:
+                if x != y:
+                    cannot[x, y] = True
+    return cannot
+
+
+def adapted_threshold(known: np.ndarray, threshold: float, adapt: float | None) -> float:
+    """``threshold``, lowered to ``adapt`` x the median of ``known`` distances between different
+    speakers when that is lower (with at least two of them; ``adapt`` None: unchanged)."""
+    if adapt is None or len(known) < 2:
+        return threshold
+    median = float(np.median(known))
+    if adapt * median < threshold:
+        logger.debug("threshold %.3f lowered to %.3f (%.3f x %.3f)", threshold, adapt * median, adapt, median)
+        return adapt * median
+    return threshold
 
 
 def chain_frame_mean(result: StitchResult, chain: int, values: str = "probs") -> tuple[int, np.ndarray]:
@@ -350,15 +374,10 @@ def with_chains(result: StitchResult, chains: list[list[int]]) -> StitchResult:
     for c, members in enumerate(chains):
         for i in members:
             pieces[i].chain = c
-    cannot = np.zeros((len(chains), len(chains)), dtype=bool)
     by_window: dict[int, list[int]] = {}
     for p in pieces:
         by_window.setdefault(p.window, []).append(p.chain)
-    for members in by_window.values():
-        for x in members:
-            for y in members:
-                if x != y:
-                    cannot[x, y] = True
+    cannot = chain_cannot_links(by_window.values(), len(chains))
     return StitchResult(pieces, [list(m) for m in chains], cannot, result.num_frames)
 
 
@@ -424,8 +443,7 @@ def split_chains(
             for k, a in enumerate(members)
             for b in members[k + 1 :]
         ]
-        if len(known) >= 2:
-            threshold = min(threshold, adapt * float(np.median(known)))
+        threshold = adapted_threshold(np.asarray(known), threshold, adapt)
     chains: list[list[int]] = []
     for members in result.chains:
         segment: list[int] = []
@@ -504,24 +522,13 @@ def link_chains(
     cannot = np.asarray(cannot_link, dtype=bool)
     attach = threshold  # for unreliable chains, whose noisy embeddings lie farther from their speaker
     all_core = len(core) == n
-    if adapt is not None:
-        pairs = np.triu(cannot if all_core else cannot[np.ix_(core, core)], k=1)
-        if pairs.sum() >= 2:
-            known = float(np.median((dist if all_core else dist[np.ix_(core, core)])[pairs]))
-            if adapt * known < threshold:
-                logger.debug(
-                    "link threshold %.3f lowered to %.3f (%.3f x %.3f)",
-                    threshold,
-                    adapt * known,
-                    adapt,
-                    known,
-                )
-                threshold = adapt * known
-
     # Agglomerative clustering of the reliable chains; D holds cluster distances, inf = forbidden.
     # With every chain reliable, ``dist`` is not read again and becomes D itself (no second (n, n)).
     d = dist if all_core else dist[np.ix_(core, core)]  # fancy indexing copies
-    d[cannot if all_core else cannot[np.ix_(core, core)]] = np.inf
+    forbidden = cannot if all_core else cannot[np.ix_(core, core)]
+    if adapt is not None:
+        threshold = adapted_threshold(d[np.triu(forbidden, k=1)], threshold, adapt)
+    d[forbidden] = np.inf
     np.fill_diagonal(d, np.inf)
     sizes = np.ones(len(core))
     alive = np.ones(len(core), dtype=bool)
