@@ -100,6 +100,7 @@ def test_rerun_after_a_finished_run_does_no_work_and_changes_nothing(scp: Path, 
     assert after == before  # summary.json included: it keeps the figures of the run that did the work
     # a rerun that changes the budget updates the summary's budget, not its timing figures
     report = run_local(config("job.num_shards=3", "job.max_failures=2"), scp, out, never_built)
+    assert report.exit_code == 0 and report.shards_run == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failure_budget"]["allowed"] == 2
     assert summary["wall_seconds"] == json.loads(before["summary.json"])["wall_seconds"]

@@ -29,4 +29,4 @@ def test_pages_between_live_blocks_are_released() -> None:
     assert release_free_memory()
     trimmed = resident_bytes()
     assert freed - trimmed > 64 << 20  # of the 125 MiB freed
-    assert len(pins) == 2000
+    del pins  # alive until here: they pin the freed pages the trim releases
