@@ -309,12 +309,11 @@ def read_inputs(
     wav_scp: str,
     reco2num_spk: str | None = None,
     profile_scp: str | None = None,
-    read_durations: bool = True,
 ) -> Inputs:
     """Read and cross-check the manifests; any problem stops the job (ManifestError with file and line).
 
-    Durations are read from the audio headers (in parallel threads) when ``read_durations``;
-    a header that cannot be read gives ``seconds=None`` (the actor will report the problem).
+    Durations are left unknown (``seconds=None``): a stored plan has them, and a new
+    plan reads them (:func:`with_durations`).
     """
     from diar.manifests import read_profiles, read_reco2num_spk, read_wav_scp, validate_ids
 
@@ -339,8 +338,6 @@ def read_inputs(
         for reco_id, source in sources.items()
     ]
     inputs_digest = digest(sorted((r.fingerprint_data() for r in recordings), key=lambda d: d["reco_id"]))
-    if read_durations:
-        recordings = with_durations(recordings, config.job.allow_pipes)
     return Inputs(recordings, inputs_digest)
 
 
@@ -572,7 +569,7 @@ def run_job(
     t0 = time.perf_counter()
     check_job_config(config.job)
     # manifest problems stop the job here, before OUT is touched
-    inputs = read_inputs(config, wav_scp, reco2num_spk, profile_scp, read_durations=False)
+    inputs = read_inputs(config, wav_scp, reco2num_spk, profile_scp)
     out = OutDir(out_url)
     try:
         out.makedirs()

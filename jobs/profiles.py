@@ -93,13 +93,11 @@ class ProfileWorker:
         return out
 
 
-def read_enrollments(path: str, read_durations: bool = True) -> list[Enrollment]:
+def read_enrollments(path: str) -> list[Enrollment]:
     """The enrollment list as :class:`Enrollment` items (durations from the headers, in threads)."""
     from diar.manifests import read_enrollment
 
     items = [Enrollment(reco, tuple(files)) for reco, files in read_enrollment(path).items()]
-    if not read_durations:
-        return items
 
     def total(item: Enrollment) -> float | None:
         try:
