@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ from torch import nn
 
 from diar.errors import ModelLoadError
 from diar.models.base import EMBEDDERS
+from diar.models.weights import looks_like_hub_id, modelscope_cache_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -383,17 +382,6 @@ class XVectorNetwork(nn.Module):
 # --------------------------------------------------------------------------- files
 
 
-def modelscope_cache_dirs(model_id: str) -> list[Path]:
-    """Where a ModelScope download of ``model_id`` lands (old and new cache layouts)."""
-    root = Path(os.environ.get("MODELSCOPE_CACHE", Path.home() / ".cache" / "modelscope"))
-    hub = root if root.name == "hub" else root / "hub"
-    return [hub / model_id, hub / "models" / model_id, root / "models" / model_id]
-
-
-def _looks_like_model_id(text: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text))
-
-
 def resolve_model_dir(model_dir: str | None) -> Path:
     """A local directory holding the model, from a path or a ModelScope model id.
 
@@ -410,7 +398,7 @@ def resolve_model_dir(model_dir: str | None) -> Path:
         return path
     if path.exists():
         raise ModelLoadError(f"x-vector model_dir {target} is a file; give the directory holding it")
-    if not _looks_like_model_id(target):
+    if not looks_like_hub_id(target):
         raise ModelLoadError(f"x-vector model directory {target} does not exist")
     for cached in modelscope_cache_dirs(target):
         if (cached / CONFIG_JSON).is_file() or (cached / DEFAULT_CONFIG_NAME).is_file():
