@@ -1,6 +1,7 @@
 """Models by kind; importing this package registers every model."""
 
-from diar.models import (  # noqa: F401  (register "ge2e", "silero", "wavlm-sd", "xvector")
+from diar.models import (  # noqa: F401  (register "campplus", "ge2e", "silero", "wavlm-sd", "xvector")
+    campplus,
     ge2e,
     silero,
     wavlm_sd,

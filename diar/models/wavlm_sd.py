@@ -45,16 +45,17 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 16}
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA is an error."""
+def resolve_device(device: str, setting: str = "frame_model.device") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA is an error.
+
+    ``setting`` names the config key in error messages.
+    """
     if device not in DEVICES and not device.startswith("cuda:"):
-        raise ModelLoadError(f"frame_model.device {device!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
+        raise ModelLoadError(f"{setting} {device!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(
-            f"frame_model.device is {device!r} but torch sees no CUDA device; use device=auto or cpu"
-        )
+        raise ModelLoadError(f"{setting} is {device!r} but torch sees no CUDA device; use device=auto or cpu")
     return torch.device(device)
 
 
