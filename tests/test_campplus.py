@@ -273,6 +273,15 @@ def test_diar_embed_with_model_dir(
     np.testing.assert_allclose(vector, tiny3d.embed_utterance(pcm(golden, "w2")), atol=1e-6)
 
 
+def test_cli_help_names_every_registered_embedder(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["embed", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "campplus" in EMBEDDERS.names()
+    for name in EMBEDDERS.names():
+        assert name in text
+
+
 # --------------------------------------------------------------------------- published weights
 
 

@@ -34,12 +34,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="embedder name (ge2e, xvector); shortcut for --set embedding.name=NAME (unset: the config's)",
+        help="embedder name (campplus, ge2e, xvector: the embedder registry, checked when the command runs); "
+        "shortcut for --set embedding.name=NAME (unset: the config's)",
     )
     parser.add_argument(
         "--model-dir",
         default=None,
-        help="model directory or ModelScope id; shortcut for --set embedding.model_dir=DIR",
+        help="weights: a model directory or file, or a hub id in the local cache (campplus, xvector); "
+        "shortcut for --set embedding.model_dir=DIR",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda or auto; shortcut for embedding.device")
 

