@@ -528,11 +528,6 @@ class Fbank:
         self.opts = opts
         self.num_bins = num_bins
 
-    @staticmethod
-    def num_frames(num_samples: int) -> int:
-        """Frames of ``num_samples`` samples (snip_edges: only whole 25 ms frames)."""
-        return 0 if num_samples < FRAME_LENGTH else 1 + (num_samples - FRAME_LENGTH) // FRAME_SHIFT
-
     def __call__(self, waveform: np.ndarray) -> np.ndarray:
         """waveform: shape (N,) float in [-1, 1] at 16 kHz -> shape (T, num_bins) float32."""
         fbank = self._knf.OnlineFbank(self.opts)
