@@ -1,7 +1,8 @@
 """Models by kind; importing this package registers every model."""
 
-from diar.models import (  # noqa: F401  (register "ge2e", "silero", "wavlm-sd", "xvector")
+from diar.models import (  # noqa: F401  (register "ge2e", "segmentation-3.0", "silero", "wavlm-sd", "xvector")
     ge2e,
+    segmentation,
     silero,
     wavlm_sd,
     xvector,
