@@ -118,6 +118,8 @@ def test_geometry_matches_model_output(tiny_dir: Path) -> None:
     assert isinstance(model, FrameModel)
     assert model.frame_stride == 320 and model.frame_shift == pytest.approx(0.02)
     assert model.sample_rate == 16000 and model.num_speakers == 2
+    # kernels 10, 4, 4 and strides 5, 8, 8: 10 + 5 * (4 + 8 * 3 - 1) samples
+    assert (model.receptive_field, model.frame_center_offset) == (145, 72)
     for n in (model.receptive_field, model.receptive_field + 319, 16000, 16321):
         assert model(np.zeros((1, n), np.float32) + 0.01).shape == (1, model.num_frames(n), 2)
     assert model.num_frames(model.receptive_field - 1) == 0

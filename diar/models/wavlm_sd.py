@@ -140,6 +140,8 @@ class WavLMSpeakerActivity:
         frame_shift: seconds between output frames (0.02).
         frame_stride: samples between output frames (320).
         receptive_field: samples seen by one output frame of the conv encoder (400).
+        frame_center_offset: sample of frame 0's receptive-field centre (199); frame ``i`` of a
+            window starting at sample ``s`` is centred on ``s + i * frame_stride + 199``.
         num_speakers: local speakers per window (``num_labels``).
         batch_size: windows per forward pass.
     """
@@ -182,6 +184,7 @@ class WavLMSpeakerActivity:
         for k, s in zip(reversed(self._kernels), reversed(self._strides), strict=True):
             field = k + s * (field - 1)
         self.receptive_field = field
+        self.frame_center_offset = (field - 1) // 2
         self.num_speakers = int(cfg.num_labels)
         self.normalizes = bool(getattr(self.extractor, "do_normalize", False))
         logger.info(

@@ -131,10 +131,15 @@ def hf_cached_file(repo_id: str, filename: str, revision: str = "main") -> Path 
 
 
 def modelscope_cache_dirs(model_id: str) -> list[Path]:
-    """Where a ModelScope download of ``model_id`` lands (old and new cache layouts)."""
+    """Where a ModelScope download of ``model_id`` lands (old and new cache layouts).
+
+    ``$MODELSCOPE_CACHE`` is the cache root for current ModelScope (models under its ``hub/``)
+    and was the hub folder itself for older releases (models right under it).
+    """
     root = Path(os.environ.get("MODELSCOPE_CACHE", Path.home() / ".cache" / "modelscope")).expanduser()
     hub = root if root.name == "hub" else root / "hub"
-    return [hub / model_id, hub / "models" / model_id, root / "models" / model_id]
+    candidates = [hub / model_id, hub / "models" / model_id, root / "models" / model_id, root / model_id]
+    return list(dict.fromkeys(candidates))
 
 
 def modelscope_cached_file(model_id: str, filenames: Sequence[str]) -> Path | None:
@@ -207,12 +212,12 @@ class WeightSource:
     setting: str = ""
 
     def resolve(self, source: str | None) -> Path:
-        """The local weight file for ``source`` (None / ``"bundled"``, a path, or a hub id).
+        """The local weight file for ``source`` (None / ``""`` / ``"bundled"``, a path, or a hub id).
 
         Raises:
             ModelLoadError: saying where it looked and how to provide the file.
         """
-        if source is None or source == "bundled":
+        if not source or source == "bundled":  # "" too: not the current directory
             return self._default(explicit=source == "bundled")
         path = Path(source).expanduser()
         if path.is_file():
