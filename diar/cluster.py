@@ -30,7 +30,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.linalg import eigh
 from scipy.sparse.linalg import eigsh
 
-from diar.config import ClusteringConfig, ConfigError
+from diar.config import LINKAGES, ClusteringConfig, ConfigError
 from diar.registry import Registry, UnknownNameError
 
 logger = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class AgglomerativeClustering:
             (:func:`reassign_to_centroids`); 0 disables.
     """
 
-    LINKAGES = ("average", "complete", "single", "weighted")
+    LINKAGES = LINKAGES
 
     def __init__(
         self,

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from diar.config import Config, ConfigError, JobConfig, load_config, to_dict
+from diar.config import Config, JobConfig, load_config, to_dict
 from diar.errors import DiarError
 from diar.types import Annotation
 from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray, time_limit
@@ -109,35 +109,9 @@ class Recording:
         }
 
 
-#: Corpus formats ``job.out_formats`` may name.
-OUT_FORMATS = ("rttm", "parquet", "vad")
-
-
 def check_job_config(job: JobConfig) -> None:
     """Reject impossible ``job`` values before any work, naming the key (ConfigError)."""
-    problems = []
-    if job.num_shards is not None and job.num_shards < 1:
-        problems.append(f"job.num_shards must be >= 1 or null, got {job.num_shards}")
-    if not job.shard_seconds > 0:
-        problems.append(f"job.shard_seconds must be > 0, got {job.shard_seconds}")
-    if job.num_actors is not None and job.num_actors < 1:
-        problems.append(f"job.num_actors must be >= 1 or null, got {job.num_actors}")
-    if not job.num_cpus > 0:
-        problems.append(f"job.num_cpus must be > 0, got {job.num_cpus}")
-    if job.num_gpus is not None and not job.num_gpus >= 0:
-        problems.append(f"job.num_gpus must be >= 0 or null, got {job.num_gpus}")
-    if not job.max_failures >= 0:
-        problems.append(f"job.max_failures must be >= 0 (a count, or a fraction < 1), got {job.max_failures}")
-    if job.recording_timeout is not None and not job.recording_timeout > 0:
-        problems.append(f"job.recording_timeout must be > 0 seconds or null, got {job.recording_timeout}")
-    for key in ("max_restarts", "max_task_retries"):
-        if getattr(job, key) < -1:
-            problems.append(f"job.{key} must be >= -1 (-1: without limit), got {getattr(job, key)}")
-    unknown = [f for f in job.out_formats if f not in OUT_FORMATS]
-    if unknown:
-        problems.append(f"job.out_formats: unknown format {unknown[0]!r}; valid: {', '.join(OUT_FORMATS)}")
-    if problems:
-        raise ConfigError("; ".join(problems))
+    job.validate()
 
 
 def model_name(config: Config) -> str:
@@ -567,7 +541,7 @@ def run_job(
         The summary and exit code: 0, or :data:`EXIT_OVER_BUDGET` with a one-line reason.
     """
     t0 = time.perf_counter()
-    check_job_config(config.job)
+    config.validate()  # also when called from Python with a Config built by hand
     # manifest problems stop the job here, before OUT is touched
     inputs = read_inputs(config, wav_scp, reco2num_spk, profile_scp)
     out = OutDir(out_url)

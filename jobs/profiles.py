@@ -36,7 +36,7 @@ from diar.audio import audio_duration, is_url
 from diar.config import Config
 from diar.errors import AudioError
 from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray
-from jobs.diarize import EXIT_OVER_BUDGET, JobError, check_job_config
+from jobs.diarize import EXIT_OVER_BUDGET, JobError
 from jobs.progress import Progress
 from jobs.records import Failure
 from jobs.reduce import failure_budget, failures_tsv
@@ -143,7 +143,7 @@ def run_profiles_job(
     """
     from diar.manifests import write_profiles, write_text_atomic
 
-    check_job_config(config.job)
+    config.validate()
     if is_url(out_dir):
         raise JobError(f"--out {out_dir}: profiles are written to a local folder (profile.scp names the ark)")
     items = read_enrollments(enroll)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from diar.errors import DiarError
+from diar.errors import DiarError, one_line
 
 if TYPE_CHECKING:
     from diar.config import Config
@@ -57,6 +57,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if value is not None:
             field = "name" if flag == "model" else flag
             config.embedding = dataclasses.replace(config.embedding, **{field: value})
+    config.validate()  # the shortcuts' values too
     import diar.models  # noqa: F401  (registers the embedders)
 
     try:
@@ -91,5 +92,5 @@ def entry_point(
     except KeyboardInterrupt:
         return 130
     except DiarError as e:
-        sys.stderr.write(f"{prog}: error: {e}\n")
+        sys.stderr.write(one_line(f"{prog}: error: {e}") + "\n")
         return 2

@@ -108,6 +108,7 @@ def build_config(args: argparse.Namespace) -> Config:
             enroll=args.enroll if args.enroll is not None else config.profile.enroll,
             profile_scp=args.profile_scp if args.profile_scp is not None else config.profile.profile_scp,
         )
+    config.validate()  # the shortcuts' values too (e.g. --min-speakers above max_speakers)
     return config
 
 
