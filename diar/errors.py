@@ -62,13 +62,26 @@ class DiarError(Exception):
 class ManifestError(DiarError):
     """A malformed, duplicate or dangling line in a manifest (wav.scp, profile.scp, ...)."""
 
-    def __init__(self, path: str, line: int | None, message: str, text: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        line: int | None,
+        message: str,
+        text: str | bytes | None = None,
+        note: str = "",
+    ) -> None:
         where = f"{shorten(path)}:{line}" if line is not None else shorten(path)
         detail = f": {quote(text)}" if text is not None else ""
-        super().__init__(f"{where}: {message}{detail}")
+        super().__init__(f"{where}: {message}{detail}" + (f" ({note})" if note else ""))
         self.path = path
         self.line = line
+        self.message = message
         self.text = text
+
+
+class InputError(DiarError, ValueError):
+    """A command-line input or output path that cannot be used: no recording id can be made of
+    a file name, an output would overwrite an input, an output folder is not writable, ..."""
 
 
 class AudioError(DiarError):
