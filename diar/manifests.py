@@ -23,7 +23,6 @@ import hashlib
 import math
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -435,6 +434,12 @@ def read_profile_scp(path: PathLike) -> dict[str, str]:
     return out
 
 
+def ark_path(rxfilename: str) -> str:
+    """The ark file of a ``<ark-path>:<offset>`` value of :func:`read_profile_scp`."""
+    match = _ARK_VALUE.match(rxfilename)
+    return match["path"] if match is not None else rxfilename
+
+
 def names_path_for(profile_scp: PathLike) -> Path:
     """The speaker-names file beside a profile scp: ``profile.scp`` -> ``profile.names``."""
     return Path(profile_scp).with_suffix(NAMES_SUFFIX)
@@ -530,7 +535,7 @@ def read_profiles(
     return out
 
 
-def _profile_paths(out_dir_or_prefix: PathLike) -> tuple[Path, Path, Path]:
+def profile_paths(out_dir_or_prefix: PathLike) -> tuple[Path, Path, Path]:
     target = os.fspath(out_dir_or_prefix)
     if target.endswith(("/", os.sep)) or os.path.isdir(target):
         prefix = Path(target) / "profile"
@@ -571,7 +576,7 @@ def write_profiles(
     """
     import kaldiio
 
-    ark_path, scp_path, names_path = _profile_paths(out_dir_or_prefix)
+    ark_path, scp_path, names_path = profile_paths(out_dir_or_prefix)
     ark_path.parent.mkdir(parents=True, exist_ok=True)
     scp_lines: list[str] = []
     names_lines: list[str] = []
@@ -615,7 +620,9 @@ def _check_id(value: str, what: str = "recording id") -> None:
 
 
 def _temp_beside(path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    from diar.outputs import create_temp
+
+    fd, tmp = create_temp(str(path.parent), path.name)  # permissions from the umask, not 0600
     os.close(fd)
     return tmp
 

@@ -147,7 +147,9 @@ def model_name(config: Config) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diar.commands.common import input_files
     from diar.manifests import read_reco2num_spk
+    from diar.outputs import check_outputs
     from diar.pipelines import RecordingInput, build_diarizer
     from diar.types import Annotation
 
@@ -159,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
         logger.warning(
             "%s lists recordings that are not among the inputs: %s", args.reco2num_spk, unknown[:5]
         )
+    # before the model loads: never write over an input, and fail now if -o cannot be written
+    inputs = input_files([*args.inputs, *sources.values(), args.reco2num_spk, args.config], config)
+    check_outputs([("-o", args.output)], inputs)
     diarizer = build_diarizer(config)
     results: list[Annotation] = []
     failures: list[tuple[str, str, str]] = []

@@ -89,15 +89,20 @@ def write_vectors(ark: str | os.PathLike[str], vectors: dict[str, np.ndarray]) -
 
 def run(args: argparse.Namespace) -> int:
     from diar.audio import load_audio
-    from diar.commands.common import config_from_args
+    from diar.commands.common import config_from_args, input_files
     from diar.commands.diarize import collect_inputs
     from diar.errors import DiarError
     from diar.models.ge2e import preprocess_wav
+    from diar.outputs import check_outputs
     from diar.pipelines import steps
     from diar.pipelines.clustering import build_embedder, build_vad, set_torch_threads
 
     config = config_from_args(args)
     sources = collect_inputs(args.inputs, allow_pipes=config.job.allow_pipes)
+    # before the model loads: neither the ark nor the scp beside it may be an input
+    inputs = input_files([*args.inputs, *sources.values(), args.config])
+    ark = str(Path(args.output).absolute())
+    check_outputs([("-o", ark), ("the index written beside -o:", str(scp_path_for(ark)))], inputs)
     embedder = build_embedder(config)
     vad = build_vad(config) if args.vad else None
     set_torch_threads(config.num_threads)
