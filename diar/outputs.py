@@ -156,10 +156,10 @@ class FileSet:
             return self._paths.get(os.path.realpath(path))
         return self._inodes.get((st.st_dev, st.st_ino)) or self._paths.get(os.path.realpath(path))
 
-    def within(self, folder: str) -> list[str]:
-        """Inputs inside ``folder`` (resolved), as given."""
-        root = os.path.realpath(folder) + os.sep
-        return [given for real, given in self._paths.items() if real.startswith(root)]
+    def within(self, folder: str) -> list[tuple[str, str]]:
+        """Inputs inside ``folder``: (resolved path, path as given)."""
+        root = os.path.realpath(folder).rstrip(os.sep) + os.sep
+        return [(real, given) for real, given in self._paths.items() if real.startswith(root)]
 
 
 def check_outputs(outputs: Iterable[tuple[str, str]], inputs: FileSet) -> None:

@@ -143,10 +143,16 @@ def run_profiles_job(
     """
     from diar.manifests import write_profiles, write_text_atomic
 
+    from diar.commands.common import input_files
+    from diar.commands.profiles import check_profile_outputs
+
     config.validate()
     if is_url(out_dir):
         raise JobError(f"--out {out_dir}: profiles are written to a local folder (profile.scp names the ark)")
     items = read_enrollments(enroll)
+    # before any work: the outputs are no input and can be written
+    sources = [source for item in items for _, source in item.files]
+    check_profile_outputs(out_dir, input_files([enroll, *sources]), extra=("failures.tsv",))
     shards = plan_recordings(items, config.job.num_shards, config.job.shard_seconds)
     profiles: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
     failures: list[Failure] = []
