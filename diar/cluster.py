@@ -406,6 +406,30 @@ def reassign_to_centroids(x: np.ndarray, labels: np.ndarray, iterations: int) ->
     return labels
 
 
+def speaker_shortfall(requested: int | None, found: int, num_windows: int, num_clusters: int) -> str | None:
+    """Why a recording has fewer speakers than were asked for (None when it has enough).
+
+    Args:
+        requested: the known count (``num_speakers``, reco2num_spk) or ``min_speakers``; None:
+            nothing was asked.
+        found: speakers with turns in the result.
+        num_windows: embedding windows over the recording's speech.
+        num_clusters: clusters the clustering returned.
+    """
+    if requested is None or found >= requested:
+        return None
+    if num_windows < requested:
+        why = f"the recording has only {num_windows} embedding windows of speech, one speaker each at most"
+    elif num_clusters < requested:
+        why = f"the clustering kept only {num_clusters} distinct voices"
+    else:
+        why = (
+            f"{num_clusters - found} of the {num_clusters} clusters kept no turn after post-processing "
+            "(median smoothing, short turns dropped)"
+        )
+    return f"{requested} speakers requested but {found} found: {why}"
+
+
 def build_clusterer(config: ClusteringConfig) -> Clusterer:
     """The clustering method ``config.method`` names, with its parameters from ``config``.
 

@@ -110,6 +110,11 @@ class InvalidSamplesError(AudioError):
     """The audio holds NaN or infinite samples."""
 
 
+class NoSpeechError(AudioError):
+    """Audio that must hold speech holds none: a silent enrollment file, or one whose speaker
+    embedding is all zeros (its profile would match nobody, or everybody)."""
+
+
 class ModelLoadError(DiarError):
     """A model directory or id cannot be loaded; the message says which files to put where."""
 

@@ -531,6 +531,14 @@ def read_profiles(
                 f"{len(speaker_names)} names for recording {quote(reco_id)} but its profile has "
                 f"{matrix.shape[0]} rows",
             )
+        zero = np.flatnonzero(np.linalg.norm(matrix.astype(np.float64), axis=1) < 1e-6)
+        if len(zero):
+            who = f"speaker {quote(speaker_names[zero[0]])}" if speaker_names else f"row {zero[0] + 1}"
+            raise line.error(
+                f"the profile of {who} is all zeros (made from silent enrollment?); make it again "
+                "from speech",
+                line.fields[1],
+            )
         out[reco_id] = (matrix.astype(np.float32, copy=False), speaker_names)
     return out
 

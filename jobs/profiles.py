@@ -34,7 +34,7 @@ import numpy as np
 
 from diar.audio import audio_duration, is_url
 from diar.config import Config
-from diar.errors import AudioError
+from diar.errors import AudioError, NoSpeechError
 from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray
 from jobs.diarize import EXIT_OVER_BUDGET, JobError
 from jobs.progress import Progress
@@ -84,6 +84,8 @@ class ProfileWorker:
             try:
                 # shape: (num_speakers, dim)
                 matrix, names = self.maker(item.reco_id, item.files)
+            except NoSpeechError as e:  # read, but not usable
+                out.failures.append(Failure.from_exception(item.reco_id, "embed", e, e.source))
             except AudioError as e:
                 out.failures.append(Failure.from_exception(item.reco_id, "read", e, e.source))
             except Exception as e:
@@ -141,10 +143,9 @@ def run_profiles_job(
         local: run in this process without Ray.
         progress: show the progress bar (None: only on a terminal).
     """
-    from diar.manifests import write_profiles, write_text_atomic
-
     from diar.commands.common import input_files
     from diar.commands.profiles import check_profile_outputs
+    from diar.manifests import write_profiles, write_text_atomic
 
     config.validate()
     if is_url(out_dir):
