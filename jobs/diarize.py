@@ -43,7 +43,16 @@ import numpy as np
 from diar.config import Config, JobConfig, load_config, to_dict
 from diar.errors import DiarError, shorten
 from diar.types import Annotation
-from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray, time_limit
+from jobs.actors import (
+    Outcome,
+    actor_spec,
+    num_actors_for,
+    ray_session,
+    run_local,
+    run_ray,
+    time_limit,
+    wait_until_placeable,
+)
 from jobs.progress import Progress
 from jobs.records import CrashJournal, Failure, ShardRecord, done_name, file_digest
 from jobs.reduce import (
@@ -827,6 +836,7 @@ def _run_job(
                     t_work = time.perf_counter()
                     cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
                     spec = actor_spec(config.job, cluster)
+                    wait_until_placeable(spec, config.job.placement_timeout)
                     num_actors = num_actors_for(config.job, spec, cluster, len(todo))
                     factory = functools.partial(
                         DiarizeWorker, config, out.url, diarizer_factory, spec.num_threads, in_actor=True

@@ -35,7 +35,15 @@ import numpy as np
 from diar.audio import audio_duration, is_url
 from diar.config import Config
 from diar.errors import AudioError, NoSpeechError
-from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray
+from jobs.actors import (
+    Outcome,
+    actor_spec,
+    num_actors_for,
+    ray_session,
+    run_local,
+    run_ray,
+    wait_until_placeable,
+)
 from jobs.diarize import EXIT_OVER_BUDGET, JobError
 from jobs.progress import Progress
 from jobs.records import Failure
@@ -181,6 +189,7 @@ def run_profiles_job(
             with ray_session(address):
                 cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
                 spec = actor_spec(config.job, cluster)
+                wait_until_placeable(spec, config.job.placement_timeout)
                 num_actors = num_actors_for(config.job, spec, cluster, len(shards))
                 factory = functools.partial(ProfileWorker, config, spec.num_threads)
                 run_ray(factory, shards, spec, num_actors, on_outcome, bar.partial)
