@@ -15,11 +15,12 @@ the umask gives any new file (``tempfile.mkstemp`` would make it 0600).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from diar.errors import InputError, quote, shorten
 
@@ -181,3 +182,16 @@ def check_outputs(outputs: Iterable[tuple[str, str]], inputs: FileSet) -> None:
                 "choose another output path"
             )
         check_output_file(path, what)
+
+
+@contextlib.contextmanager
+def writing(what: str, path: str) -> Iterator[None]:
+    """Turn an OSError of the block (a full disk, a folder made read-only meanwhile) into one
+    InputError line naming the output; outputs are written atomically, so the previous
+    file at ``path`` is then left as it was."""
+    try:
+        yield
+    except OSError as e:
+        raise InputError(
+            f"cannot write {what} {shorten(path)}: {e.strerror or e}; any previous file there is unchanged"
+        ) from e

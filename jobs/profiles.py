@@ -154,6 +154,7 @@ def run_profiles_job(
     from diar.commands.common import input_files
     from diar.commands.profiles import check_profile_outputs
     from diar.manifests import write_profiles, write_text_atomic
+    from diar.outputs import writing
 
     config.validate()
     if is_url(out_dir):
@@ -197,8 +198,9 @@ def run_profiles_job(
     os.makedirs(out_dir, exist_ok=True)
     # profiles in enrollment-list order; arrays from Ray's object store are read-only, which is fine here
     ordered = {it.reco_id: profiles[it.reco_id] for it in items if it.reco_id in profiles}
-    scp = write_profiles(os.path.join(out_dir, ""), ordered)
-    write_text_atomic(os.path.join(out_dir, "failures.tsv"), failures_tsv(failures))
+    with writing("--out", out_dir):
+        scp = write_profiles(os.path.join(out_dir, ""), ordered)
+        write_text_atomic(os.path.join(out_dir, "failures.tsv"), failures_tsv(failures))
     _, reason = failure_budget(
         len(failures), len(items), config.job.max_failures, os.path.join(out_dir, "failures.tsv")
     )

@@ -149,7 +149,7 @@ def model_name(config: Config) -> str:
 def run(args: argparse.Namespace) -> int:
     from diar.commands.common import input_files
     from diar.manifests import read_reco2num_spk
-    from diar.outputs import check_outputs
+    from diar.outputs import check_outputs, writing
     from diar.pipelines import RecordingInput, build_diarizer
     from diar.types import Annotation
 
@@ -191,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
             len(annotation),
             time.perf_counter() - t0,
         )
-    write_output(results, args.output, args.format, model_name(config))
+    with writing("-o", args.output):
+        write_output(results, args.output, args.format, model_name(config))
     if failures:
         sys.stderr.write(f"diar diarize: {len(failures)} of {len(sources)} recordings failed:\n")
         for reco_id, stage, reason in failures:

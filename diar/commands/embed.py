@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from diar.commands.diarize import collect_inputs
     from diar.errors import DiarError
     from diar.models.ge2e import preprocess_wav
-    from diar.outputs import check_outputs
+    from diar.outputs import check_outputs, writing
     from diar.pipelines import steps
     from diar.pipelines.clustering import build_embedder, build_vad, set_torch_threads
 
@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
             failures.append((reco_id, str(e)))
             continue
         logger.info("%d/%d %s: %.1f s embedded", i, len(sources), reco_id, len(wav) / embedder.sample_rate)
-    scp = write_vectors(args.output, vectors)
+    with writing("-o", args.output):
+        scp = write_vectors(args.output, vectors)
     sys.stdout.write(f"{scp}\n")
     if failures:
         sys.stderr.write(f"diar embed: {len(failures)} of {len(sources)} files failed:\n")

@@ -56,6 +56,7 @@ def check_profile_outputs(out: str, inputs: FileSet, extra: tuple[str, ...] = ()
 def run(args: argparse.Namespace) -> int:
     from diar.commands.common import config_from_args, input_files
     from diar.manifests import read_enrollment, write_profiles
+    from diar.outputs import writing
     from diar.pipelines.profile import ProfileMaker
 
     config = config_from_args(args)
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         logger.info(
             "%d/%d %s: %d speakers from %d files", i, len(enrollment), reco_id, len(names), len(files)
         )
-    scp = write_profiles(os.path.join(args.out, ""), profiles)
+    with writing("--out", args.out):
+        scp = write_profiles(os.path.join(args.out, ""), profiles)
     sys.stdout.write(f"{scp}\n")
     return 0
