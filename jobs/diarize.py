@@ -490,6 +490,25 @@ def read_plan(out: OutDir) -> dict[str, Any] | None:
     return stored
 
 
+def check_out_folder(out: OutDir) -> tuple[dict[str, Any] | None, list[str]]:
+    """OUT's stored plan (None if it has none) and its files, if the job may use it.
+
+    Raises:
+        JobError: job.json is unreadable, or there is no plan and OUT holds files the job did
+            not write (the user's own: a new job needs an empty or new folder).
+    """
+    stored = read_plan(out)
+    files = out.find()
+    if stored is None:
+        foreign = [f for f in files if not owned_by_job(f, None)]
+        if foreign:
+            raise JobError(
+                f"--out {out.display('')} already holds files this job did not write "
+                f"({_some(foreign)}) and no job.json; give an empty or new folder"
+            )
+    return stored, files
+
+
 def load_or_make_plan(
     out: OutDir, config: Config, inputs: Inputs, overwrite: bool
 ) -> tuple[list[Shard[Recording]], list[Recording]]:
@@ -506,15 +525,8 @@ def load_or_make_plan(
         JobError: OUT holds the plan of a different job that finished shards (and not
             ``overwrite``), files the job did not write, or an unreadable job.json.
     """
-    stored = read_plan(out)
-    files = out.find()
+    stored, files = check_out_folder(out)
     if stored is None:
-        foreign = [f for f in files if not owned_by_job(f, None)]
-        if foreign:
-            raise JobError(
-                f"--out {out.display('')} already holds files this job did not write "
-                f"({_some(foreign)}) and no job.json; give an empty or new folder"
-            )
         return _new_plan(out, config, inputs)
     expected = plan_identity(config, inputs.digest)
     differs = [k for k, v in expected.items() if stored.get(k) != v]
@@ -677,9 +689,9 @@ def run_job(
     inputs = read_inputs(config, wav_scp, reco2num_spk, profile_scp)
     out = OutDir(out_url)
     if out.is_local:
-        check_inputs_outside(
-            out, job_input_files(config, inputs, wav_scp, reco2num_spk, profile_scp, config_file)
-        )
+        files = job_input_files(config, inputs, wav_scp, reco2num_spk, profile_scp, config_file)
+        check_inputs_outside(out, files)
+    check_out_folder(out)  # before the lock file is made in it (checked again under the lock)
     try:
         out.makedirs()
     except OSError as e:
