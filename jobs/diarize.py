@@ -497,6 +497,8 @@ def check_out_folder(out: OutDir) -> tuple[dict[str, Any] | None, list[str]]:
         JobError: job.json is unreadable, or there is no plan and OUT holds files the job did
             not write (the user's own: a new job needs an empty or new folder).
     """
+    if out.exists("") and not out.fs.isdir(out.root):
+        raise JobError(f"--out {out.url}: is a file, not a folder")
     stored = read_plan(out)
     files = out.find()
     if stored is None:
