@@ -31,6 +31,7 @@ from scipy.linalg import eigh
 from scipy.sparse.linalg import eigsh
 
 from diar.config import LINKAGES, ClusteringConfig, ConfigError
+from diar.errors import quote
 from diar.registry import Registry, UnknownNameError
 
 logger = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ class AgglomerativeClustering:
     ) -> None:
         if linkage not in self.LINKAGES:
             raise ConfigError(
-                f"clustering.linkage {linkage!r} is not supported; valid: {', '.join(self.LINKAGES)}"
+                f"clustering.linkage {quote(linkage)} is not supported; valid: {', '.join(self.LINKAGES)}"
             )
         self.threshold = threshold
         self.linkage = linkage

@@ -595,14 +595,18 @@ def write_profiles(
                 _check_id(reco_id)
                 mat = np.asarray(matrix)
                 if mat.ndim != 2 or mat.shape[0] == 0:
-                    raise ValueError(f"profile of {reco_id!r} must be (speakers, dim), got shape {mat.shape}")
+                    raise ValueError(
+                        f"profile of {quote(reco_id)} must be (speakers, dim), got shape {mat.shape}"
+                    )
                 ark.write(reco_id.encode("utf-8") + b" ")
                 scp_lines.append(f"{reco_id} {ark_path}:{ark.tell()}\n")
                 kaldiio.save_mat(ark, np.ascontiguousarray(mat, dtype=np.float32))
                 if names is not None:
                     names = [str(n) for n in names]
                     if len(names) != mat.shape[0]:
-                        raise ValueError(f"{len(names)} names for {mat.shape[0]} profiles of {reco_id!r}")
+                        raise ValueError(
+                            f"{len(names)} names for {mat.shape[0]} profiles of {quote(reco_id)}"
+                        )
                     for name in names:
                         _check_id(name, "speaker name")
                     names_lines.append(" ".join([reco_id, *names]) + "\n")

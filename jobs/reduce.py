@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from diar.errors import DiarError
+from diar.errors import DiarError, quote
 from diar.types import Annotation
 from jobs.records import Failure, ShardRecord
 from jobs.storage import OutDir, OutError
@@ -110,7 +110,7 @@ def merge_annotations(out: OutDir, records: Sequence[ShardRecord]) -> list[Annot
         unexpected = sorted(set(found) - set(record.done))
         if unexpected:
             raise OutError(
-                f"{out.display(rttm_name)} holds recording {unexpected[0]!r} not in its done record"
+                f"{out.display(rttm_name)} holds recording {quote(unexpected[0])} not in its done record"
             )
         for reco_id in record.done:
             by_id[reco_id] = found.get(reco_id, Annotation(reco_id, ()))

@@ -25,6 +25,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from diar.errors import quote
+
 if TYPE_CHECKING:
     from diar.config import Config
 
@@ -131,7 +133,7 @@ def collect_inputs(inputs: list[str], allow_pipes: bool = False) -> dict[str, st
         for reco_id, source in entries.items():
             if reco_id in sources:
                 raise DiarError(
-                    f"recording id {reco_id!r} comes from both {origin[reco_id]} and {item}; "
+                    f"recording id {quote(reco_id)} comes from both {origin[reco_id]} and {item}; "
                     "give the files distinct names or list them in one wav.scp with distinct ids"
                 )
             sources[reco_id] = source
@@ -215,6 +217,6 @@ def write_output(annotations: list, path: str, fmt: str, model: str) -> None:
     elif fmt == "vad":
         from diar.formats.vad import write_vad as writer
     else:
-        raise ValueError(f"unknown output format {fmt!r}; valid: {', '.join(FORMATS)}")
+        raise ValueError(f"unknown output format {quote(fmt)}; valid: {', '.join(FORMATS)}")
     with atomic_open(path) as f:
         writer(annotations, f)

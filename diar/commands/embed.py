@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diar.errors import quote
+
 HELP = "whole-utterance speaker embeddings of audio files (Kaldi ark/scp)"
 
 logger = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ def write_vectors(ark: str | os.PathLike[str], vectors: dict[str, np.ndarray]) -
             for reco_id, vec in vectors.items():
                 if not reco_id or any(c.isspace() for c in reco_id):
                     raise ValueError(
-                        f"recording id {reco_id!r} cannot be a Kaldi key (empty or has whitespace)"
+                        f"recording id {quote(reco_id)} cannot be a Kaldi key (empty or has whitespace)"
                     )
                 f.write(reco_id.encode("utf-8") + b" ")
                 lines.append(f"{reco_id} {ark_path}:{f.tell()}\n")
