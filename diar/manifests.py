@@ -23,6 +23,7 @@ import hashlib
 import math
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -147,6 +148,12 @@ def iter_lines(path: PathLike, problems: LineProblems | None = None) -> Iterator
         f = open(name, "rb")
     except OSError as exc:
         raise ManifestError(name, None, describe_path_error(exc, "manifest file")) from exc
+    mode = os.fstat(f.fileno()).st_mode
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):  # a FIFO is fine: <(cmd)
+        from diar.outputs import kind_of
+
+        f.close()
+        raise ManifestError(name, None, f"is {kind_of(mode)}, not a manifest file")
     number = 0
     with f:
         while True:

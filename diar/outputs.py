@@ -89,6 +89,8 @@ def check_output_file(path: str, what: str) -> None:
     from diar.audio import is_url
 
     where = f"{what} {shorten(path)}"
+    if not path.strip() or path.endswith(("/", os.sep)):
+        raise InputError(f"{what} {quote(path)}: give the path of a file to write")
     if is_url(path):
         raise InputError(f"{where}: must be a local file path, not a URL")
     if os.path.lexists(path) or os.path.exists(path):

@@ -689,6 +689,8 @@ def run_job(
     config.validate()  # also when called from Python with a Config built by hand
     # manifest problems stop the job here, before OUT is touched
     inputs = read_inputs(config, wav_scp, reco2num_spk, profile_scp)
+    if not out_url.strip():
+        raise JobError("--out is empty; give the output folder")
     out = OutDir(out_url)
     if out.is_local:
         files = job_input_files(config, inputs, wav_scp, reco2num_spk, profile_scp, config_file)

@@ -239,7 +239,7 @@ def test_an_input_where_the_job_writes_is_refused(tmp_path: Path, capsys: pytest
 
 
 @pytest.mark.parametrize(
-    "case", ["a directory", "read-only", "a device", "under a file", "folder not writable"]
+    "case", ["a directory", "read-only", "a device", "under a file", "folder not writable", "empty", "a/"]
 )
 def test_an_output_that_cannot_be_written_fails_before_the_work(
     case: str,
@@ -255,8 +255,11 @@ def test_an_output_that_cannot_be_written_fails_before_the_work(
         "a device": Path(os.devnull),
         "under a file": data / "s1.wav" / "out.rttm",
         "folder not writable": tmp_path / "locked" / "out.rttm",
+        "empty": "",
+        "a/": f"{tmp_path}/new/",
     }[case]
     if case == "read-only":
+        assert isinstance(target, Path)
         target.write_text("previous result\n", encoding="utf-8")
         target.chmod(0o444)
     if case == "folder not writable":  # as root a chmod cannot make it so: the kernel's answer
@@ -274,11 +277,13 @@ def test_an_output_that_cannot_be_written_fails_before_the_work(
         "a device": "is a character device",
         "under a file": "not a folder",
         "folder not writable": "Permission denied",
+        "empty": "give the path of a file",
+        "a/": "give the path of a file",
     }[case]
     one_error_line(capsys, "-o", expected)
     assert snapshot(data) == before
     if case == "read-only":
-        assert target.read_text(encoding="utf-8") == "previous result\n"
+        assert isinstance(target, Path) and target.read_text(encoding="utf-8") == "previous result\n"
 
 
 def test_an_output_in_a_missing_folder_is_written(data: Path, tmp_path: Path, energy_model: None) -> None:
@@ -417,6 +422,23 @@ def test_an_out_url_that_cannot_be_opened_is_one_line(
     assert job_main(job_argv(job_corpus, url), never_built) == 2
     one_error_line(capsys, url, needle)
     assert snapshot(job_corpus.parent) == before
+
+
+@pytest.mark.parametrize(
+    ("wav_scp", "out", "needle"),
+    [
+        (os.devnull, "out", "is a character device"),
+        ("wav.scp", "", "--out is empty"),
+        ("folder", "out", "is a directory"),
+    ],
+)
+def test_a_manifest_or_out_that_is_no_such_thing_is_one_line(
+    wav_scp: str, out: str, needle: str, job_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scp = {"wav.scp": str(job_corpus), "folder": str(tmp_path)}.get(wav_scp, wav_scp)
+    target = str(tmp_path / out) if out else ""
+    assert job_main(job_argv(Path(scp), target), never_built) == 2
+    one_error_line(capsys, needle)
 
 
 def test_a_config_that_is_not_utf8_is_one_line(
