@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-from diar.errors import DiarError
+from diar.errors import DiarError, one_line
 
 #: Subcommands in the order ``diar --help`` lists them.
 COMMANDS = ("diarize", "embed", "profiles", "run", "score", "bench")
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except DiarError as e:
-        sys.stderr.write(f"diar {args.command}: error: {e}\n")
+        sys.stderr.write(one_line(f"diar {args.command}: error: {e}") + "\n")
         return 2
 
 

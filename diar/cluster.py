@@ -30,7 +30,8 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.linalg import eigh
 from scipy.sparse.linalg import eigsh
 
-from diar.config import ClusteringConfig, ConfigError
+from diar.config import LINKAGES, ClusteringConfig, ConfigError
+from diar.errors import quote
 from diar.registry import Registry, UnknownNameError
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class AgglomerativeClustering:
             (:func:`reassign_to_centroids`); 0 disables.
     """
 
-    LINKAGES = ("average", "complete", "single", "weighted")
+    LINKAGES = LINKAGES
 
     def __init__(
         self,
@@ -189,7 +190,7 @@ class AgglomerativeClustering:
     ) -> None:
         if linkage not in self.LINKAGES:
             raise ConfigError(
-                f"clustering.linkage {linkage!r} is not supported; valid: {', '.join(self.LINKAGES)}"
+                f"clustering.linkage {quote(linkage)} is not supported; valid: {', '.join(self.LINKAGES)}"
             )
         self.threshold = threshold
         self.linkage = linkage
@@ -404,6 +405,30 @@ def reassign_to_centroids(x: np.ndarray, labels: np.ndarray, iterations: int) ->
             break
         labels = relabel(new)
     return labels
+
+
+def speaker_shortfall(requested: int | None, found: int, num_windows: int, num_clusters: int) -> str | None:
+    """Why a recording has fewer speakers than were asked for (None when it has enough).
+
+    Args:
+        requested: the known count (``num_speakers``, reco2num_spk) or ``min_speakers``; None:
+            nothing was asked.
+        found: speakers with turns in the result.
+        num_windows: embedding windows over the recording's speech.
+        num_clusters: clusters the clustering returned.
+    """
+    if requested is None or found >= requested:
+        return None
+    if num_windows < requested:
+        why = f"the recording has only {num_windows} embedding windows of speech, one speaker each at most"
+    elif num_clusters < requested:
+        why = f"the clustering kept only {num_clusters} distinct voices"
+    else:
+        why = (
+            f"{num_clusters - found} of the {num_clusters} clusters kept no turn after post-processing "
+            "(median smoothing, short turns dropped)"
+        )
+    return f"{requested} speakers requested but {found} found: {why}"
 
 
 def build_clusterer(config: ClusteringConfig) -> Clusterer:

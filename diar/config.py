@@ -9,6 +9,8 @@ visible here and in ``configs/``.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,11 +19,88 @@ from typing import Any, TypeVar
 
 import yaml
 
-from diar.errors import DiarError
+from diar.errors import DiarError, quote, shorten
 
 
 class ConfigError(DiarError, ValueError):
-    """A config file or override names an unknown key or gives a value of the wrong type."""
+    """A config file or override names an unknown key, gives a value of the wrong type, or one
+    outside what the key allows (the message names the dotted key, the value and what is allowed)."""
+
+
+#: ``*.device`` values: auto (CUDA when there is one), cpu, cuda or cuda:N.
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+#: Names of modes, models and methods (looked up in their registries when built).
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+#: Corpus formats ``job.out_formats`` may name.
+OUT_FORMATS = ("rttm", "parquet", "vad")
+#: ``clustering.linkage`` values (scipy linkage methods that work on cosine distances).
+LINKAGES = ("average", "complete", "single", "weighted")
+#: ``embedding.frame_method`` values.
+FRAME_METHODS = ("center", "mean")
+#: ``frame_model.autocast`` values.
+AUTOCAST = ("none", "bf16", "fp16")
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+class _Checks:
+    """The problems of one config section: each names the dotted key, the value and what is allowed."""
+
+    def __init__(self, section: str) -> None:
+        self.section = section
+        self.problems: list[str] = []
+
+    def require(self, key: str, value: Any, ok: bool, allowed: str) -> None:
+        if not ok:
+            self.problems.append(f"{self.section}.{key}: {quote(value)} is not allowed; expected {allowed}")
+
+    def number(
+        self,
+        key: str,
+        value: Any,
+        low: float | None = None,
+        high: float | None = None,
+        *,
+        low_open: bool = False,
+        null: str = "",
+    ) -> None:
+        """A finite number in [low, high] (``low_open``: above low); ``null``: what null means."""
+        if value is None and null:
+            return
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value <= high
+        kind = "an integer" if isinstance(value, int) and not isinstance(value, bool) else "a number"
+        if low is not None and high is not None:
+            allowed = f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}]"
+        elif low is not None:
+            allowed = f"{kind} {'>' if low_open else '>='} {low:g}"
+        else:
+            allowed = "a finite number"
+        self.require(key, value, ok, allowed + (f", or null ({null})" if null else ""))
+
+    def choice(self, key: str, value: Any, choices: tuple[str, ...]) -> None:
+        self.require(key, value, value in choices, f"one of {', '.join(choices)}")
+
+    def device(self, key: str, value: Any) -> None:
+        self.require(
+            key,
+            value,
+            isinstance(value, str) and DEVICE_PATTERN.match(value) is not None,
+            "auto, cpu, cuda or cuda:N",
+        )
+
+    def name(self, key: str, value: Any) -> None:
+        ok = isinstance(value, str) and NAME_PATTERN.match(value) is not None
+        self.require(key, value, ok, "a registered name (letters, digits, '.', '_', '+', '-')")
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise ConfigError("; ".join(self.problems))
 
 
 @dataclass
@@ -33,6 +112,15 @@ class VadConfig:
     min_speech_duration: float = 0.25
     min_silence_duration: float = 0.1
     speech_pad: float = 0.03
+
+    def validate(self) -> None:
+        """Raise ConfigError naming each ``vad.*`` key whose value is out of range."""
+        c = _Checks("vad")
+        c.name("name", self.name)
+        c.number("threshold", self.threshold, 0.0, 1.0)
+        for key in ("min_speech_duration", "min_silence_duration", "speech_pad"):
+            c.number(key, getattr(self, key), 0.0)
+        c.raise_if_any()
 
 
 @dataclass
@@ -49,6 +137,20 @@ class EmbeddingConfig:
     frame_method: str = "center"
     # each window is scaled to this RMS level (dBFS) before embedding; null: unchanged
     normalize_db: float | None = -30.0
+
+    def validate(self) -> None:
+        """Raise ConfigError naming each ``embedding.*`` key whose value is out of range."""
+        c = _Checks("embedding")
+        c.name("name", self.name)
+        c.device("device", self.device)
+        c.number("batch_size", self.batch_size, 1)
+        c.number("window", self.window, 0.0, low_open=True)
+        c.number("hop", self.hop, 0.0, low_open=True)
+        if _positive(self.window) and _positive(self.hop) and self.hop > self.window:
+            c.require("hop", self.hop, False, f"at most embedding.window ({self.window:g} s)")
+        c.choice("frame_method", self.frame_method, FRAME_METHODS)
+        c.number("normalize_db", self.normalize_db, -200.0, 0.0, null="unchanged level")
+        c.raise_if_any()
 
 
 @dataclass
@@ -77,6 +179,32 @@ class ClusteringConfig:
     # two centroids' distance, is below this (overlapped speech); 0: one speaker per window
     overlap_margin: float = 0.25
 
+    def validate(self) -> None:
+        """Raise ConfigError naming each ``clustering.*`` key whose value is out of range."""
+        c = _Checks("clustering")
+        c.name("method", self.method)
+        c.number("num_speakers", self.num_speakers, 1, null="estimated per recording")
+        c.number("min_speakers", self.min_speakers, 1)
+        c.number("max_speakers", self.max_speakers, 1, null="no upper bound")
+        low, high = self.min_speakers, self.max_speakers
+        if isinstance(low, int) and isinstance(high, int) and 1 <= high < low:
+            c.require(
+                "min_speakers",
+                self.min_speakers,
+                False,
+                f"at most clustering.max_speakers ({self.max_speakers})",
+            )
+        c.number("threshold", self.threshold, 0.0, 2.0)
+        c.choice("linkage", self.linkage, LINKAGES)
+        c.number("pval", self.pval, 0.0, 1.0, low_open=True)
+        c.number("min_pnum", self.min_pnum, 1)
+        c.number("max_auto_speakers", self.max_auto_speakers, 1)
+        c.number("min_cluster_size", self.min_cluster_size, 1)
+        c.number("merge_separation", self.merge_separation, 0.0, 2.0)
+        c.number("refine_iterations", self.refine_iterations, 0)
+        c.number("overlap_margin", self.overlap_margin, 0.0)
+        c.raise_if_any()
+
 
 @dataclass
 class ProfileConfig:
@@ -104,6 +232,20 @@ class ProfileConfig:
     # enrollment list (`<reco-id> <speaker> <path>`) embedded by the diarizer itself
     profile_scp: str | None = None
     enroll: str | None = None
+
+    def validate(self) -> None:
+        """Raise ConfigError naming each ``profile.*`` key whose value is out of range."""
+        c = _Checks("profile")
+        c.number("hop", self.hop, 0.0, low_open=True, null="embedding.hop")
+        c.number("adapt", self.adapt, 0.0, 1.0)
+        c.number("threshold", self.threshold, -1.0, 1.0)
+        c.number("overlap_margin", self.overlap_margin, 0.0)
+        c.number("min_score", self.min_score, -1.0, 1.0)
+        c.number("spread", self.spread, 0.0)
+        for key in ("profile_scp", "enroll"):
+            value = getattr(self, key)
+            c.require(key, value, value is None or value.strip() != "", "a file path, or null")
+        c.raise_if_any()
 
 
 @dataclass
@@ -140,6 +282,29 @@ class FrameModelConfig:
     embed_min_seconds: float = 1.0
     embed_max_seconds: float = 30.0
 
+    def validate(self) -> None:
+        """Raise ConfigError naming each ``frame_model.*`` key whose value is out of range."""
+        c = _Checks("frame_model")
+        c.name("name", self.name)
+        c.device("device", self.device)
+        c.number("batch_size", self.batch_size, 1, null="the model's default for its device")
+        c.choice("autocast", self.autocast, AUTOCAST)
+        c.number("window", self.window, 0.0, low_open=True)
+        c.number("hop", self.hop, 0.0, low_open=True)
+        if _positive(self.window) and _positive(self.hop) and self.hop > self.window:
+            c.require("hop", self.hop, False, f"at most frame_model.window ({self.window:g} s)")
+        c.number("threshold", self.threshold, 0.0, 1.0)
+        c.number("link_frames", self.link_frames, 0)
+        c.number("link_iou", self.link_iou, 0.0, 1.0)
+        c.number("link_threshold", self.link_threshold, 0.0, 2.0)
+        c.number("link_adapt", self.link_adapt, 0.0, 1.0, low_open=True, null="fixed link_threshold")
+        c.number("embed_min_seconds", self.embed_min_seconds, 0.0)
+        c.number("embed_max_seconds", self.embed_max_seconds, 0.0, low_open=True)
+        seconds = (self.embed_min_seconds, self.embed_max_seconds)
+        if all(_positive(x) for x in seconds) and self.embed_max_seconds < self.embed_min_seconds:
+            c.require("embed_max_seconds", self.embed_max_seconds, False, "at least embed_min_seconds")
+        c.raise_if_any()
+
 
 @dataclass
 class PostprocessConfig:
@@ -147,6 +312,13 @@ class PostprocessConfig:
 
     smooth_size: int = 83
     dur_threshold: int = 10
+
+    def validate(self) -> None:
+        """Raise ConfigError naming each ``postprocess.*`` key whose value is out of range."""
+        c = _Checks("postprocess")
+        c.number("smooth_size", self.smooth_size, 1)
+        c.number("dur_threshold", self.dur_threshold, 0)
+        c.raise_if_any()
 
 
 @dataclass
@@ -167,6 +339,9 @@ class JobConfig:
             (None: no limit). Not enforced with ``--local``.
         out_formats: corpus formats besides RTTM: parquet, vad.
         allow_pipes: accept ``cmd |`` lines in wav.scp (they run a shell).
+        placement_timeout: seconds to wait for a node that can hold one actor on a cluster
+            that cannot grow (no autoscaler); past it the job stops (None: wait forever).
+            On an autoscaling cluster such an actor is demand and the job waits.
     """
 
     num_shards: int | None = None
@@ -180,6 +355,24 @@ class JobConfig:
     recording_timeout: float | None = None
     out_formats: list[str] = field(default_factory=lambda: ["rttm", "parquet"])
     allow_pipes: bool = False
+    placement_timeout: float | None = 60.0
+
+    def validate(self) -> None:
+        """Raise ConfigError naming each ``job.*`` key whose value is impossible."""
+        c = _Checks("job")
+        c.number("num_shards", self.num_shards, 1, null="one per job.shard_seconds of audio")
+        c.number("shard_seconds", self.shard_seconds, 0.0, low_open=True)
+        c.number("num_actors", self.num_actors, 1, null="as many as the cluster holds")
+        c.number("num_cpus", self.num_cpus, 0.0, low_open=True)
+        c.number("num_gpus", self.num_gpus, 0.0, null="1 on a GPU cluster, else 0")
+        c.number("max_failures", self.max_failures, 0.0)
+        c.number("max_restarts", self.max_restarts, -1)
+        c.number("max_task_retries", self.max_task_retries, -1)
+        c.number("recording_timeout", self.recording_timeout, 0.0, low_open=True, null="no limit")
+        c.number("placement_timeout", self.placement_timeout, 0.0, null="wait forever")
+        unknown = [f for f in self.out_formats if f not in OUT_FORMATS]
+        c.require("out_formats", self.out_formats, not unknown, f"formats among {', '.join(OUT_FORMATS)}")
+        c.raise_if_any()
 
 
 @dataclass
@@ -197,6 +390,32 @@ class Config:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     job: JobConfig = field(default_factory=JobConfig)
 
+    def validate(self) -> None:
+        """Check every value against what its key allows, before any model loads or file is written.
+
+        Raises:
+            ConfigError: one line naming each offending dotted key, its value and what is allowed.
+        """
+        c = _Checks("config")
+        c.name("mode", self.mode)
+        c.number("num_threads", self.num_threads, 1)
+        c.number("sample_rate", self.sample_rate, 1000)
+        problems = [p.replace("config.", "", 1) for p in c.problems]
+        sections = (self.vad, self.embedding, self.clustering, self.profile, self.frame_model)
+        for section in (*sections, self.postprocess, self.job):
+            try:
+                section.validate()
+            except ConfigError as e:
+                problems.append(str(e))
+        hops = (self.profile.hop, self.embedding.window)
+        if all(_positive(x) for x in hops) and self.profile.hop > self.embedding.window:  # type: ignore[operator]
+            problems.append(
+                f"profile.hop: {quote(self.profile.hop)} is not allowed; expected at most "
+                f"embedding.window ({self.embedding.window:g} s)"
+            )
+        if problems:
+            raise ConfigError("; ".join(problems))
+
 
 C = TypeVar("C")
 
@@ -205,14 +424,16 @@ def from_dict(cls: type[C], data: dict[str, Any] | None, where: str = "") -> C:
     """Build dataclass ``cls`` from a nested dict, rejecting unknown keys by dotted name."""
     data = data or {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {quote(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{where}.{key}" if where else str(key)
         if key not in fields:
-            raise ConfigError(f"unknown config key {dotted!r}; valid keys here: {', '.join(sorted(fields))}")
+            raise ConfigError(
+                f"unknown config key {quote(dotted)}; valid keys here: {', '.join(sorted(fields))}"
+            )
         kwargs[key] = _coerce(hints[key], value, dotted)
     return cls(**kwargs)
 
@@ -220,6 +441,11 @@ def from_dict(cls: type[C], data: dict[str, Any] | None, where: str = "") -> C:
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
+        if value is None:  # `vad: null` would silently mean "the defaults"
+            raise ConfigError(
+                f"{where}: null is not allowed; expected a mapping of {where}.* keys "
+                "(leave the section out for its defaults)"
+            )
         return from_dict(tp, value, where)  # type: ignore[arg-type]
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -233,30 +459,30 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
                 return _coerce(arg, value, where)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {quote(value)}")
     if origin is list:
         (item,) = typing.get_args(tp)
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {quote(value)}")
         return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise ConfigError(f"{where}: expected true or false, got {quote(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        raise ConfigError(f"{where}: expected an integer, got {quote(value)}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        raise ConfigError(f"{where}: expected a number, got {quote(value)}")
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: expected a string, got {quote(value)}")
     return value
 
 
@@ -265,20 +491,89 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+#: Most YAML nodes a config may expand to once its aliases (``*name``) are followed: a real
+#: config has a few hundred; nested aliases ("billion laughs") could reach billions.
+MAX_YAML_NODES = 10_000
+#: Largest config file read (bytes); ``--config /dev/zero`` must not fill the memory.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes of the YAML graph under ``root`` counted as the data it constructs (aliases
+    expanded), stopping once above ``limit``; -1 for a recursive alias."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            return -1
+        active.add(key)
+        total = 1
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        for child in children:
+            n = size(child)
+            if n < 0:
+                return -1
+            total += n
+            if total > limit:
+                break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def safe_load(text: str, what: str) -> Any:
+    """``yaml.safe_load(text)``, refusing aliases that expand beyond :data:`MAX_YAML_NODES`.
+
+    Raises:
+        ConfigError naming ``what`` for invalid YAML, a recursive alias or an alias bomb.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{what}: invalid YAML: {shorten(' '.join(str(e).split()))}") from None
+        if node is None:
+            return None
+        size = _expanded_size(node, MAX_YAML_NODES)
+        if size < 0:
+            raise ConfigError(f"{what}: a YAML alias refers to itself; refused")
+        if size > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{what}: its YAML aliases (*name) expand to more than {MAX_YAML_NODES} values; refused"
+            )
+        try:
+            return loader.construct_document(node)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{what}: invalid YAML: {shorten(' '.join(str(e).split()))}") from None
+    finally:
+        loader.dispose()
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``; values are parsed as YAML scalars."""
     nested: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not of the form KEY=VALUE")
-        value = yaml.safe_load(raw) if raw.strip() else None
+            raise ConfigError(f"override {quote(item)} is not of the form KEY=VALUE")
+        value = safe_load(raw, f"--set {shorten(key.strip())}") if raw.strip() else None
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override")
+                raise ConfigError(f"override {quote(item)} conflicts with another override")
         node[parts[-1]] = value
     return nested
 
@@ -293,26 +588,45 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_config_text(path: str | Path) -> str:
+    """The text of a config file (UTF-8, at most :data:`MAX_CONFIG_BYTES`), or a ConfigError naming it."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {shorten(str(path))}: {e.strerror or e}") from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{shorten(str(path))}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{shorten(str(path))}:{line}: not valid UTF-8 (byte {raw[e.start]:#04x} at offset {e.start}); "
+            "save the config as UTF-8"
+        ) from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file at ``path`` (if any), then ``KEY=VALUE`` overrides."""
+    """Defaults, then the YAML file at ``path`` (if any), then ``KEY=VALUE`` overrides, validated.
+
+    Raises:
+        ConfigError: an unreadable or non-UTF-8 file, invalid YAML, an alias bomb, an unknown
+            key, a value of the wrong type, or one its key does not allow (:meth:`Config.validate`).
+    """
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from e
+        loaded = safe_load(read_config_text(path), shorten(str(path)))
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
+            raise ConfigError(f"{shorten(str(path))}: the top level must be a mapping")
         data = loaded or {}
     if overrides:
         data = _deep_merge(data, parse_overrides(overrides))
     try:
-        return from_dict(Config, data)
+        config = from_dict(Config, data)
     except ConfigError as e:
         if path is not None:
-            raise ConfigError(f"{path}: {e}") from None
+            raise ConfigError(f"{shorten(str(path))}: {e}") from None
         raise
+    config.validate()
+    return config

@@ -17,11 +17,14 @@ All readers return insertion-ordered dicts (file order).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import math
 import os
 import re
-import tempfile
+import stat
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,7 @@ from typing import IO
 import numpy as np
 
 from diar.audio import is_pipe, is_url
-from diar.errors import ManifestError
+from diar.errors import InputError, ManifestError, quote, shorten
 
 PathLike = str | os.PathLike[str]
 
@@ -64,36 +67,155 @@ class Segment:
     end: float
 
 
-def iter_lines(path: PathLike) -> Iterator[Line]:
-    """Yield the non-blank lines of a UTF-8 manifest, split on whitespace."""
+#: Longest manifest line read, in bytes: a longer one is not a manifest (audio, a binary file).
+MAX_LINE_BYTES = 1 << 16
+#: Malformed lines a reader reports before it stops reading the file.
+MAX_BAD_LINES = 5
+
+
+class LineProblems:
+    """The malformed lines of one manifest: a reader goes past each one, to report several
+    at once, and stops after :data:`MAX_BAD_LINES` (a binary file given as a manifest has
+    malformed lines without end).
+
+    Use ``with problems.catch():`` around the handling of one line, then :meth:`check`.
+    """
+
+    def __init__(self, path: str, limit: int = MAX_BAD_LINES) -> None:
+        self.path = path
+        self.limit = limit
+        self.errors: list[ManifestError] = []
+
+    @contextlib.contextmanager
+    def catch(self) -> Iterator[None]:
+        """Record a ManifestError raised in the block instead of raising it (up to the limit)."""
+        try:
+            yield
+        except ManifestError as error:
+            self.add(error)
+
+    def add(self, error: ManifestError) -> None:
+        self.errors.append(error)
+        if len(self.errors) >= self.limit:
+            raise self._summary(stopped=True)
+
+    def check(self) -> None:
+        """Raise the first problem, with the count and lines of the others, if there was any."""
+        if self.errors:
+            raise self._summary(stopped=False)
+
+    def _summary(self, stopped: bool) -> ManifestError:
+        first = self.errors[0]
+        if len(self.errors) == 1:
+            return first
+        numbers = ", ".join(str(e.line) for e in self.errors)
+        note = f"{len(self.errors)} malformed lines ({numbers})"
+        if stopped:
+            note += "; stopped reading: is it a manifest?"
+        error = ManifestError(first.path, first.line, first.message, first.text, note=note)
+        error.__cause__ = first.__cause__
+        return error
+
+
+def _control_character(text: str) -> str | None:
+    """The first control character of ``text`` (NUL, ESC, DEL, ...), or None."""
+    for char in text:
+        if unicodedata.category(char) == "Cc":
+            return char
+    return None
+
+
+def describe_path_error(exc: OSError, what: str) -> str:
+    """Why ``what`` cannot be opened, saying what the path is (missing, a folder, a symlink loop)."""
+    if isinstance(exc, FileNotFoundError):
+        return f"{what} does not exist"
+    if isinstance(exc, IsADirectoryError):
+        return f"is a directory, not a {what}"
+    if exc.errno == errno.ELOOP:
+        return "is a symbolic link loop (too many levels of symbolic links)"
+    return f"cannot read {what}: {exc.strerror or exc}"
+
+
+def iter_lines(path: PathLike, problems: LineProblems | None = None) -> Iterator[Line]:
+    """Yield the non-blank lines of a UTF-8 manifest, split on whitespace.
+
+    A line that is not UTF-8 or holds a control character (NUL, ESC, ...) is malformed:
+    given ``problems`` it is recorded there and skipped, else raised. A line longer than
+    :data:`MAX_LINE_BYTES` stops the reading at once (the file is not a manifest).
+    """
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
-            raw_lines = f.read().splitlines()
-    except FileNotFoundError as exc:
-        raise ManifestError(name, None, "manifest file does not exist") from exc
+        f = open(name, "rb")
     except OSError as exc:
-        raise ManifestError(name, None, f"cannot read manifest: {exc.strerror}") from exc
-    for number, raw in enumerate(raw_lines, start=1):
-        try:
-            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise ManifestError(name, number, "line is not valid UTF-8", repr(raw)) from exc
-        fields = tuple(text.split())
-        if fields:
-            yield Line(name, number, text, fields)
+        raise ManifestError(name, None, describe_path_error(exc, "manifest file")) from exc
+    mode = os.fstat(f.fileno()).st_mode
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):  # a FIFO is fine: <(cmd)
+        from diar.outputs import kind_of
+
+        f.close()
+        raise ManifestError(name, None, f"is {kind_of(mode)}, not a manifest file")
+    number = 0
+    with f:
+        while True:
+            try:
+                chunk = f.readline(MAX_LINE_BYTES + 1)
+            except OSError as exc:
+                raise ManifestError(name, None, describe_path_error(exc, "manifest file")) from exc
+            if not chunk:
+                return
+            if len(chunk) > MAX_LINE_BYTES:
+                raise ManifestError(
+                    name,
+                    number + 1,
+                    f"line longer than {MAX_LINE_BYTES} bytes: not a text manifest "
+                    "(audio or other binary data?)",
+                    chunk[:64],
+                )
+            for raw in chunk.splitlines():  # as bytes.splitlines: \n, \r\n and \r end a line
+                number += 1
+                try:
+                    line = _decode_line(name, number, raw)
+                except ManifestError as error:
+                    if problems is None:
+                        raise
+                    problems.add(error)
+                    continue
+                if line is not None:
+                    yield line
 
 
-def _table(path: PathLike, num_fields: int, form: str) -> Iterator[Line]:
-    for line in iter_lines(path):
+def _decode_line(name: str, number: int, raw: bytes) -> Line | None:
+    try:
+        text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(name, number, "line is not valid UTF-8", raw) from exc
+    fields = tuple(text.split())
+    if not fields:
+        return None
+    for i, value in enumerate(fields, start=1):
+        char = _control_character(value)
+        if char is not None:
+            what = "the id" if i == 1 else f"field {i}"
+            raise ManifestError(
+                name,
+                number,
+                f"control character U+{ord(char):04X} in {what}; ids and paths must be text",
+                text,
+            )
+    return Line(name, number, text, fields)
+
+
+def _table(path: PathLike, num_fields: int, form: str, problems: LineProblems) -> Iterator[Line]:
+    for line in iter_lines(path, problems):
         if len(line.fields) != num_fields:
-            raise line.error(f"expected {num_fields} fields '{form}', found {len(line.fields)}")
+            problems.add(line.error(f"expected {num_fields} fields '{form}', found {len(line.fields)}"))
+            continue
         yield line
 
 
 def _unique(line: Line, key: str, seen: dict[str, int]) -> None:
     if key in seen:
-        raise line.error(f"duplicate id {key!r} (first on line {seen[key]})")
+        raise line.error(f"duplicate id {quote(key)} (first on line {seen[key]})")
     seen[key] = line.number
 
 
@@ -109,15 +231,15 @@ def _parse_float(line: Line, value: str, what: str) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise line.error(f"{what} {value!r} is not a number") from None
+        raise line.error(f"{what} {quote(value)} is not a number") from None
     if not math.isfinite(number):
-        raise line.error(f"{what} {value!r} is not finite")
+        raise line.error(f"{what} {quote(value)} is not finite")
     return number
 
 
 def _check_exists(line: Line, source: str) -> None:
     if not is_url(source) and not is_pipe(source) and not os.path.isfile(source):
-        raise line.error(f"file {source!r} does not exist")
+        raise line.error(f"file {quote(source)} does not exist")
 
 
 def read_wav_scp(path: PathLike, allow_pipes: bool = False, check_exists: bool = False) -> dict[str, str]:
@@ -138,26 +260,29 @@ def read_wav_scp(path: PathLike, allow_pipes: bool = False, check_exists: bool =
     base = os.path.dirname(os.path.abspath(os.fspath(path)))
     out: dict[str, str] = {}
     seen: dict[str, int] = {}
-    for line in iter_lines(path):
-        reco_id = line.fields[0]
-        if line.fields[-1].endswith("|") and len(line.fields) >= 2:
-            if not allow_pipes:
+    problems = LineProblems(os.fspath(path))
+    for line in iter_lines(path, problems):
+        with problems.catch():
+            reco_id = line.fields[0]
+            if line.fields[-1].endswith("|") and len(line.fields) >= 2:
+                if not allow_pipes:
+                    raise line.error(
+                        "pipe command ('cmd |') refused: it would run a shell command; "
+                        "enable pipes explicitly (allow_pipes / job.allow_pipes) if you trust this manifest"
+                    )
+                value = line.text.strip()[len(reco_id) :].strip()
+            elif len(line.fields) != 2:
                 raise line.error(
-                    "pipe command ('cmd |') refused: it would run a shell command; "
-                    "enable pipes explicitly (allow_pipes / job.allow_pipes) if you trust this manifest"
+                    f"expected 2 fields '<reco-id> <path-or-URL>', found {len(line.fields)} "
+                    "(paths containing whitespace are not supported)"
                 )
-            value = line.text.strip()[len(reco_id) :].strip()
-        elif len(line.fields) != 2:
-            raise line.error(
-                f"expected 2 fields '<reco-id> <path-or-URL>', found {len(line.fields)} "
-                "(paths containing whitespace are not supported)"
-            )
-        else:
-            value = resolve_source(line.fields[1], base)
-            if check_exists:
-                _check_exists(line, value)
-        _unique(line, reco_id, seen)
-        out[reco_id] = value
+            else:
+                value = resolve_source(line.fields[1], base)
+                if check_exists:
+                    _check_exists(line, value)
+            _unique(line, reco_id, seen)
+            out[reco_id] = value
+    problems.check()
     if not out:
         # an empty list is almost always a wrong path or a glob that matched nothing
         raise ManifestError(os.fspath(path), None, "no recordings: the manifest is empty")
@@ -175,15 +300,18 @@ def read_enrollment(path: PathLike, check_exists: bool = False) -> dict[str, lis
     base = os.path.dirname(os.path.abspath(os.fspath(path)))
     out: dict[str, list[tuple[str, str]]] = {}
     seen: dict[str, int] = {}
-    for line in _table(path, 3, "<reco-id> <speaker> <path-or-URL>"):
-        reco_id, speaker, value = line.fields
-        if is_pipe(value):
-            raise line.error("pipe commands are not supported in enrollment lists")
-        source = resolve_source(value, base)
-        if check_exists:
-            _check_exists(line, source)
-        _unique(line, f"{reco_id} {speaker} {source}", seen)
-        out.setdefault(reco_id, []).append((speaker, source))
+    problems = LineProblems(os.fspath(path))
+    for line in _table(path, 3, "<reco-id> <speaker> <path-or-URL>", problems):
+        with problems.catch():
+            reco_id, speaker, value = line.fields
+            if is_pipe(value):
+                raise line.error("pipe commands are not supported in enrollment lists")
+            source = resolve_source(value, base)
+            if check_exists:
+                _check_exists(line, source)
+            _unique(line, f"{reco_id} {speaker} {source}", seen)
+            out.setdefault(reco_id, []).append((speaker, source))
+    problems.check()
     return out
 
 
@@ -195,7 +323,8 @@ def enrollment_from_list(items: Sequence[str]) -> tuple[str, list[tuple[str, str
     """
     if isinstance(items, str) or len(items) < 2:
         raise ValueError(
-            f"expected a list [recording, enroll1, enroll2, ...] with at least one enrollment, got {items!r}"
+            "expected a list [recording, enroll1, enroll2, ...] with at least one enrollment, "
+            f"got {quote(items)}"
         )
     recording, *enrollments = (str(x) for x in items)
     return recording, [(f"spk{i}", source) for i, source in enumerate(enrollments, start=1)]
@@ -205,12 +334,15 @@ def read_reco2num_spk(path: PathLike) -> dict[str, int]:
     """Read ``<reco-id> <number-of-speakers>`` lines (a positive integer)."""
     out: dict[str, int] = {}
     seen: dict[str, int] = {}
-    for line in _table(path, 2, "<reco-id> <num-speakers>"):
-        reco_id, value = line.fields
-        if not value.isdigit() or int(value) < 1:
-            raise line.error(f"speaker count {value!r} is not a positive integer")
-        _unique(line, reco_id, seen)
-        out[reco_id] = int(value)
+    problems = LineProblems(os.fspath(path))
+    for line in _table(path, 2, "<reco-id> <num-speakers>", problems):
+        with problems.catch():
+            reco_id, value = line.fields
+            if not value.isdigit() or int(value) < 1:
+                raise line.error(f"speaker count {quote(value)} is not a positive integer")
+            _unique(line, reco_id, seen)
+            out[reco_id] = int(value)
+    problems.check()
     return out
 
 
@@ -224,13 +356,16 @@ def read_uem(path: PathLike) -> dict[str, list[tuple[float, float]]]:
         reco_id -> [(start, end), ...].
     """
     regions: dict[str, list[tuple[float, float]]] = {}
-    for line in _table(path, 4, "<reco-id> <channel> <start> <end>"):
-        reco_id, _channel, start_s, end_s = line.fields
-        start = _parse_float(line, start_s, "start")
-        end = _parse_float(line, end_s, "end")
-        if start < 0 or end <= start:
-            raise line.error(f"invalid region start={start_s} end={end_s} (need 0 <= start < end)")
-        regions.setdefault(reco_id, []).append((start, end))
+    problems = LineProblems(os.fspath(path))
+    for line in _table(path, 4, "<reco-id> <channel> <start> <end>", problems):
+        with problems.catch():
+            reco_id, _channel, start_s, end_s = line.fields
+            start = _parse_float(line, start_s, "start")
+            end = _parse_float(line, end_s, "end")
+            if start < 0 or end <= start:
+                raise line.error(f"invalid region start={start_s} end={end_s} (need 0 <= start < end)")
+            regions.setdefault(reco_id, []).append((start, end))
+    problems.check()
     out: dict[str, list[tuple[float, float]]] = {}
     for reco_id, spans in regions.items():
         merged: list[tuple[float, float]] = []
@@ -247,14 +382,17 @@ def read_segments(path: PathLike) -> dict[str, Segment]:
     """Read Kaldi ``segments``: ``<seg-id> <reco-id> <start> <end>`` (``end`` -1: to the end)."""
     out: dict[str, Segment] = {}
     seen: dict[str, int] = {}
-    for line in _table(path, 4, "<seg-id> <reco-id> <start> <end>"):
-        seg_id, reco_id, start_s, end_s = line.fields
-        start = _parse_float(line, start_s, "start")
-        end = math.inf if end_s.strip() in ("-1", "-1.0", "-1.00") else _parse_float(line, end_s, "end")
-        if start < 0 or end <= start:
-            raise line.error(f"invalid segment start={start_s} end={end_s} (need 0 <= start < end)")
-        _unique(line, seg_id, seen)
-        out[seg_id] = Segment(seg_id, reco_id, start, end)
+    problems = LineProblems(os.fspath(path))
+    for line in _table(path, 4, "<seg-id> <reco-id> <start> <end>", problems):
+        with problems.catch():
+            seg_id, reco_id, start_s, end_s = line.fields
+            start = _parse_float(line, start_s, "start")
+            end = math.inf if end_s.strip() in ("-1", "-1.0", "-1.00") else _parse_float(line, end_s, "end")
+            if start < 0 or end <= start:
+                raise line.error(f"invalid segment start={start_s} end={end_s} (need 0 <= start < end)")
+            _unique(line, seg_id, seen)
+            out[seg_id] = Segment(seg_id, reco_id, start, end)
+    problems.check()
     return out
 
 
@@ -266,9 +404,11 @@ def validate_ids(path: PathLike, known_ids: Iterable[str], known_name: str = "wa
         profile.scp id that is not in wav.scp.
     """
     known = set(known_ids)
-    for line in iter_lines(path):
+    problems = LineProblems(os.fspath(path))
+    for line in iter_lines(path, problems):
         if line.fields[0] not in known:
-            raise line.error(f"recording id {line.fields[0]!r} is not in {known_name}")
+            problems.add(line.error(f"recording id {quote(line.fields[0])} is not in {shorten(known_name)}"))
+    problems.check()
 
 
 # --------------------------------------------------------------------------- profiles
@@ -287,15 +427,24 @@ def read_profile_scp(path: PathLike) -> dict[str, str]:
     base = os.path.dirname(os.path.abspath(os.fspath(path)))
     out: dict[str, str] = {}
     seen: dict[str, int] = {}
-    for line in _table(path, 2, "<reco-id> <ark-path>:<offset>"):
-        reco_id, value = line.fields
-        match = _ARK_VALUE.match(value)
-        if match is None:
-            raise line.error(f"expected '<ark-path>:<byte-offset>', got {value!r}")
-        ark = resolve_source(match["path"], base)
-        _unique(line, reco_id, seen)
-        out[reco_id] = f"{ark}:{match['offset']}{match['slice'] or ''}"
+    problems = LineProblems(os.fspath(path))
+    for line in _table(path, 2, "<reco-id> <ark-path>:<offset>", problems):
+        with problems.catch():
+            reco_id, value = line.fields
+            match = _ARK_VALUE.match(value)
+            if match is None:
+                raise line.error(f"expected '<ark-path>:<byte-offset>', got {quote(value)}")
+            ark = resolve_source(match["path"], base)
+            _unique(line, reco_id, seen)
+            out[reco_id] = f"{ark}:{match['offset']}{match['slice'] or ''}"
+    problems.check()
     return out
+
+
+def ark_path(rxfilename: str) -> str:
+    """The ark file of a ``<ark-path>:<offset>`` value of :func:`read_profile_scp`."""
+    match = _ARK_VALUE.match(rxfilename)
+    return match["path"] if match is not None else rxfilename
 
 
 def names_path_for(profile_scp: PathLike) -> Path:
@@ -307,14 +456,17 @@ def read_profile_names(path: PathLike) -> dict[str, tuple[str, ...]]:
     """Read a speaker-names file: ``<reco-id> <name1> <name2> ...``, one name per profile row."""
     out: dict[str, tuple[str, ...]] = {}
     seen: dict[str, int] = {}
-    for line in iter_lines(path):
-        reco_id, names = line.fields[0], line.fields[1:]
-        if not names:
-            raise line.error("expected '<reco-id> <name1> <name2> ...', found no names")
-        if len(set(names)) != len(names):
-            raise line.error("duplicate speaker name")
-        _unique(line, reco_id, seen)
-        out[reco_id] = tuple(names)
+    problems = LineProblems(os.fspath(path))
+    for line in iter_lines(path, problems):
+        with problems.catch():
+            reco_id, names = line.fields[0], line.fields[1:]
+            if not names:
+                raise line.error("expected '<reco-id> <name1> <name2> ...', found no names")
+            if len(set(names)) != len(names):
+                raise line.error("duplicate speaker name")
+            _unique(line, reco_id, seen)
+            out[reco_id] = tuple(names)
+    problems.check()
     return out
 
 
@@ -346,7 +498,7 @@ def read_profiles(
         unknown = [r for r in all_names if r not in entries]
         if unknown:
             line = next(li for li in iter_lines(names_file) if li.fields[0] == unknown[0])
-            raise line.error(f"recording id {unknown[0]!r} is not in {scp_name}")
+            raise line.error(f"recording id {quote(unknown[0])} is not in {scp_name}")
     out: dict[str, tuple[np.ndarray, tuple[str, ...] | None]] = {}
     for reco_id, value in entries.items():
         line = numbers[reco_id]
@@ -355,10 +507,10 @@ def read_profiles(
             raise line.error("expected '<ark-path>:<byte-offset>'", line.fields[1])
         ark, offset = match["path"], int(match["offset"])
         if not os.path.isfile(ark):
-            raise line.error(f"cannot read ark entry: ark file {ark!r} does not exist", line.fields[1])
+            raise line.error(f"cannot read ark entry: ark file {quote(ark)} does not exist", line.fields[1])
         if offset >= os.path.getsize(ark):
             raise line.error(
-                f"cannot read ark entry: offset {offset} is beyond the end of {ark!r} "
+                f"cannot read ark entry: offset {offset} is beyond the end of {quote(ark)} "
                 f"({os.path.getsize(ark)} bytes)",
                 line.fields[1],
             )
@@ -383,14 +535,22 @@ def read_profiles(
             raise ManifestError(
                 os.fspath(names_file),
                 None,
-                f"{len(speaker_names)} names for recording {reco_id!r} but its profile has "
+                f"{len(speaker_names)} names for recording {quote(reco_id)} but its profile has "
                 f"{matrix.shape[0]} rows",
+            )
+        zero = np.flatnonzero(np.linalg.norm(matrix.astype(np.float64), axis=1) < 1e-6)
+        if len(zero):
+            who = f"speaker {quote(speaker_names[zero[0]])}" if speaker_names else f"row {zero[0] + 1}"
+            raise line.error(
+                f"the profile of {who} is all zeros (made from silent enrollment?); make it again "
+                "from speech",
+                line.fields[1],
             )
         out[reco_id] = (matrix.astype(np.float32, copy=False), speaker_names)
     return out
 
 
-def _profile_paths(out_dir_or_prefix: PathLike) -> tuple[Path, Path, Path]:
+def profile_paths(out_dir_or_prefix: PathLike) -> tuple[Path, Path, Path]:
     target = os.fspath(out_dir_or_prefix)
     if target.endswith(("/", os.sep)) or os.path.isdir(target):
         prefix = Path(target) / "profile"
@@ -431,7 +591,7 @@ def write_profiles(
     """
     import kaldiio
 
-    ark_path, scp_path, names_path = _profile_paths(out_dir_or_prefix)
+    ark_path, scp_path, names_path = profile_paths(out_dir_or_prefix)
     ark_path.parent.mkdir(parents=True, exist_ok=True)
     scp_lines: list[str] = []
     names_lines: list[str] = []
@@ -442,14 +602,18 @@ def write_profiles(
                 _check_id(reco_id)
                 mat = np.asarray(matrix)
                 if mat.ndim != 2 or mat.shape[0] == 0:
-                    raise ValueError(f"profile of {reco_id!r} must be (speakers, dim), got shape {mat.shape}")
+                    raise ValueError(
+                        f"profile of {quote(reco_id)} must be (speakers, dim), got shape {mat.shape}"
+                    )
                 ark.write(reco_id.encode("utf-8") + b" ")
                 scp_lines.append(f"{reco_id} {ark_path}:{ark.tell()}\n")
                 kaldiio.save_mat(ark, np.ascontiguousarray(mat, dtype=np.float32))
                 if names is not None:
                     names = [str(n) for n in names]
                     if len(names) != mat.shape[0]:
-                        raise ValueError(f"{len(names)} names for {mat.shape[0]} profiles of {reco_id!r}")
+                        raise ValueError(
+                            f"{len(names)} names for {mat.shape[0]} profiles of {quote(reco_id)}"
+                        )
                     for name in names:
                         _check_id(name, "speaker name")
                     names_lines.append(" ".join([reco_id, *names]) + "\n")
@@ -469,11 +633,15 @@ def write_profiles(
 
 def _check_id(value: str, what: str = "recording id") -> None:
     if not value or any(c.isspace() for c in value):
-        raise ValueError(f"{what} {value!r} cannot be written to a Kaldi manifest (empty or has whitespace)")
+        raise ValueError(
+            f"{what} {quote(value)} cannot be written to a Kaldi manifest (empty or has whitespace)"
+        )
 
 
 def _temp_beside(path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    from diar.outputs import create_temp
+
+    fd, tmp = create_temp(str(path.parent), path.name)  # permissions from the umask, not 0600
     os.close(fd)
     return tmp
 
@@ -544,5 +712,11 @@ def reco_id_from_path(path: str) -> str:
     tail = unquote(urlparse(path).path) if is_url(path) else path
     stem = Path(tail.rstrip("/")).stem
     if not stem:
-        raise ValueError(f"cannot derive a recording id from {path!r}")
+        raise InputError(f"cannot derive a recording id from {quote(path)}")
+    char = _control_character(stem)
+    if char is not None:
+        raise InputError(
+            f"{quote(path)}: control character U+{ord(char):04X} in its name, which would be the "
+            "recording id; rename the file or list it in a wav.scp with another id"
+        )
     return stem

@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from diar.errors import DiarError
+from diar.errors import DiarError, quote
 from diar.types import Annotation, Turn
 
 logger = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ def score(
         if uem is not None:
             if reco_id not in uem:
                 raise ScoringError(
-                    f"recording {reco_id!r} is not in the UEM; add a line for it or score without a UEM"
+                    f"recording {quote(reco_id)} is not in the UEM; add a line for it or score without a UEM"
                 )
             regions = uem[reco_id]
         files[reco_id] = score_recording(
@@ -235,7 +235,7 @@ def score_recording(
         skip_overlap: do not score regions where reference turns overlap.
     """
     if not math.isfinite(collar) or collar < 0:
-        raise ScoringError(f"collar must be a finite number of seconds >= 0, got {collar!r}")
+        raise ScoringError(f"collar must be a finite number of seconds >= 0, got {quote(collar)}")
     ref = [t for t in reference if t.end - t.start > MIN_DURATION]
     hyp = [t for t in hypothesis if t.end - t.start > MIN_DURATION]
 
@@ -246,7 +246,7 @@ def score_recording(
     else:
         for start, end in uem:
             if not (math.isfinite(start) and math.isfinite(end)) or end < start:
-                raise ScoringError(f"invalid UEM interval {start!r}..{end!r}")
+                raise ScoringError(f"invalid UEM interval {quote(start)}..{quote(end)}")
         region = _union(list(uem))
     excluded: list[Interval] = []
     if collar > 0:

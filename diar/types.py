@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from diar.errors import quote
+
 #: Frame shift of every frame-level label array in diar (ModelScope's 10 ms grid).
 FRAME_SHIFT = 0.01
 
@@ -27,7 +29,7 @@ def frames_to_seconds(frames: int, shift: float = FRAME_SHIFT) -> float:
 def check_token(value: str, what: str) -> str:
     """Return ``value`` if it is a non-empty token without whitespace, else raise ``ValueError``."""
     if not value or any(c.isspace() for c in value):
-        raise ValueError(f"{what} must be a non-empty string without whitespace, got {value!r}")
+        raise ValueError(f"{what} must be a non-empty string without whitespace, got {quote(value)}")
     return value
 
 
@@ -42,10 +44,10 @@ class Turn:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.start) and math.isfinite(self.end)):
-            raise ValueError(f"turn of {self.reco_id!r} has non-finite bounds {self.start}..{self.end}")
+            raise ValueError(f"turn of {quote(self.reco_id)} has non-finite bounds {self.start}..{self.end}")
         if self.start < 0 or self.end < self.start:
             raise ValueError(
-                f"turn of {self.reco_id!r} speaker {self.speaker!r} has invalid bounds "
+                f"turn of {quote(self.reco_id)} speaker {quote(self.speaker)} has invalid bounds "
                 f"start={self.start} end={self.end}"
             )
 
@@ -69,7 +71,7 @@ class Annotation:
     def __post_init__(self) -> None:
         for turn in self.turns:
             if turn.reco_id != self.reco_id:
-                raise ValueError(f"turn of {turn.reco_id!r} inside annotation of {self.reco_id!r}")
+                raise ValueError(f"turn of {quote(turn.reco_id)} inside annotation of {quote(self.reco_id)}")
         ordered = tuple(sorted(self.turns, key=lambda t: (t.start, t.end, t.speaker)))
         object.__setattr__(self, "turns", ordered)
 

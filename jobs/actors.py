@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,6 +105,103 @@ def num_actors_for(job: JobConfig, spec: ActorSpec, cluster: dict[str, float], n
             logger.warning("job.num_actors=%d but the cluster holds only %d such actors", wanted, fit)
             wanted = fit
     return max(1, min(wanted, num_shards))
+
+
+class PlacementError(DiarError):
+    """No node of a cluster that cannot grow holds one actor of the requested size."""
+
+
+def _fits(resources: dict[str, float], spec: ActorSpec) -> bool:
+    """Whether a node with ``resources`` (its totals) holds one actor of ``spec``."""
+    cpus_ok = resources.get("CPU", 0.0) + 1e-9 >= spec.num_cpus
+    return cpus_ok and (spec.num_gpus <= 0 or resources.get("GPU", 0.0) + 1e-9 >= spec.num_gpus)
+
+
+def cluster_autoscales() -> bool:
+    """Whether the connected Ray cluster has an autoscaler that can add nodes.
+
+    A cluster started by hand (``ray start``, or a local ``ray.init``) runs Ray's read-only
+    autoscaler, which names every node type after the node itself (``node_<id>``); an
+    autoscaling cluster names its node types (``ray.worker.gpu``, a KubeRay worker group, ...)
+    or has nodes pending. What ``ray status`` shows, read through Ray's autoscaler API.
+    """
+    import ray
+
+    try:
+        from ray.autoscaler.v2.sdk import get_cluster_status
+
+        status = get_cluster_status(ray.get_runtime_context().gcs_address)
+        if status.pending_launches or status.pending_nodes:
+            return True
+        names = [n.ray_node_type_name for n in [*status.active_nodes, *status.idle_nodes]]
+        if any(name and not name.startswith("node_") for name in names):
+            return True
+    except Exception as e:  # another Ray version: fall back to the legacy status record
+        logger.debug("autoscaler v2 status unavailable: %s", e)
+    try:
+        import json
+
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        raw = _internal_kv_get("__autoscaling_status")
+        report = json.loads(raw).get("autoscaler_report") or {} if raw else {}
+    except Exception as e:
+        logger.debug("autoscaler status unavailable: %s", e)
+        return False
+    if report.get("pending_nodes") or report.get("pending_launches"):
+        return True
+    return any(not str(t).startswith("node_") for t in (report.get("node_type_mapping") or {}).values())
+
+
+def wait_until_placeable(
+    spec: ActorSpec,
+    timeout: float | None,
+    poll_seconds: float = 1.0,
+    autoscales: Callable[[], bool] = cluster_autoscales,
+) -> None:
+    """Return once a node of the cluster can hold one actor of ``spec``.
+
+    On a cluster that cannot grow, an actor larger than every node would wait forever:
+    after ``timeout`` seconds (``job.placement_timeout``; nodes may still join by hand)
+    that is a :class:`PlacementError`. On an autoscaling cluster it is demand: the
+    autoscaler adds a node, so this returns at once. ``timeout`` None: never an error.
+    """
+    import ray
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    warned = False
+    while True:
+        nodes = [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+        if any(_fits(r, spec) for r in nodes):
+            return
+        if timeout is None or autoscales():
+            logger.warning(
+                "no node holds an actor of %g CPUs, %g GPUs yet: waiting for the cluster to add one",
+                spec.num_cpus,
+                spec.num_gpus,
+            )
+            return
+        assert deadline is not None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            largest_cpu = max((r.get("CPU", 0.0) for r in nodes), default=0.0)
+            largest_gpu = max((r.get("GPU", 0.0) for r in nodes), default=0.0)
+            gpus = f" and {spec.num_gpus:g} GPUs" if spec.num_gpus > 0 else ""
+            raise PlacementError(
+                f"no node of the Ray cluster can hold one actor of {spec.num_cpus:g} CPUs{gpus} "
+                f"(job.num_cpus / job.num_gpus; the largest node has {largest_cpu:g} CPUs, "
+                f"{largest_gpu:g} GPUs) and the cluster has no autoscaler; waited "
+                f"{timeout:g} s (job.placement_timeout): lower job.num_cpus or add a larger node"
+            )
+        if not warned:
+            logger.warning(
+                "no node holds an actor of %g CPUs, %g GPUs; waiting up to %g s for one to join",
+                spec.num_cpus,
+                spec.num_gpus,
+                left,
+            )
+            warned = True
+        time.sleep(min(poll_seconds, left))
 
 
 def set_num_threads(num_threads: int) -> None:

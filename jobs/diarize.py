@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -39,25 +40,35 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from diar.config import Config, ConfigError, JobConfig, load_config, to_dict
-from diar.errors import DiarError
+from diar.config import Config, JobConfig, load_config, to_dict
+from diar.errors import DiarError, shorten
 from diar.types import Annotation
-from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray, time_limit
+from jobs.actors import (
+    Outcome,
+    actor_spec,
+    num_actors_for,
+    ray_session,
+    run_local,
+    run_ray,
+    time_limit,
+    wait_until_placeable,
+)
 from jobs.progress import Progress
-from jobs.records import CrashJournal, Failure, ShardRecord, done_name
+from jobs.records import CrashJournal, Failure, ShardRecord, done_name, file_digest
 from jobs.reduce import (
     Totals,
+    corpus_files,
     failure_budget,
     failures_tsv,
+    json_bytes,
     merge_annotations,
     parquet_bytes,
     rttm_bytes,
     vad_bytes,
-    write_corpus,
     write_json,
 )
 from jobs.shards import Shard, digest, plan_recordings
-from jobs.storage import OutDir
+from jobs.storage import TMP_MARKER, OutDir
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +80,7 @@ EXIT_OVER_BUDGET = 1
 
 if TYPE_CHECKING:  # the pipelines import torch: only the workers need them
     from diar.audio import Waveform
+    from diar.outputs import FileSet
     from diar.pipelines.base import Diarizer, StepHook
 
 DiarizerFactory = Callable[[Config], "Diarizer"]
@@ -109,35 +121,9 @@ class Recording:
         }
 
 
-#: Corpus formats ``job.out_formats`` may name.
-OUT_FORMATS = ("rttm", "parquet", "vad")
-
-
 def check_job_config(job: JobConfig) -> None:
     """Reject impossible ``job`` values before any work, naming the key (ConfigError)."""
-    problems = []
-    if job.num_shards is not None and job.num_shards < 1:
-        problems.append(f"job.num_shards must be >= 1 or null, got {job.num_shards}")
-    if not job.shard_seconds > 0:
-        problems.append(f"job.shard_seconds must be > 0, got {job.shard_seconds}")
-    if job.num_actors is not None and job.num_actors < 1:
-        problems.append(f"job.num_actors must be >= 1 or null, got {job.num_actors}")
-    if not job.num_cpus > 0:
-        problems.append(f"job.num_cpus must be > 0, got {job.num_cpus}")
-    if job.num_gpus is not None and not job.num_gpus >= 0:
-        problems.append(f"job.num_gpus must be >= 0 or null, got {job.num_gpus}")
-    if not job.max_failures >= 0:
-        problems.append(f"job.max_failures must be >= 0 (a count, or a fraction < 1), got {job.max_failures}")
-    if job.recording_timeout is not None and not job.recording_timeout > 0:
-        problems.append(f"job.recording_timeout must be > 0 seconds or null, got {job.recording_timeout}")
-    for key in ("max_restarts", "max_task_retries"):
-        if getattr(job, key) < -1:
-            problems.append(f"job.{key} must be >= -1 (-1: without limit), got {getattr(job, key)}")
-    unknown = [f for f in job.out_formats if f not in OUT_FORMATS]
-    if unknown:
-        problems.append(f"job.out_formats: unknown format {unknown[0]!r}; valid: {', '.join(OUT_FORMATS)}")
-    if problems:
-        raise ConfigError("; ".join(problems))
+    job.validate()
 
 
 def model_name(config: Config) -> str:
@@ -281,12 +267,11 @@ class DiarizeWorker:
         stem = f"shards/{shard.shard_id}"
         try:
             self.out.write_bytes(f"{stem}.rttm", rttm)
-            record.files.append(f"{shard.shard_id}.rttm")
+            record.add_file(f"{shard.shard_id}.rttm", rttm)
             if "parquet" in self.config.job.out_formats:
-                self.out.write_bytes(
-                    f"{stem}.parquet", parquet_bytes(annotations, model=model_name(self.config))
-                )
-                record.files.append(f"{shard.shard_id}.parquet")
+                table = parquet_bytes(annotations, model=model_name(self.config))
+                self.out.write_bytes(f"{stem}.parquet", table)
+                record.add_file(f"{shard.shard_id}.parquet", table)
         except Exception as e:
             raise JobError(
                 f"cannot write the outputs of {shard.shard_id} to {self.out.display('shards')}: {e}"
@@ -441,25 +426,114 @@ def plan_json(config: Config, inputs_digest: str, shards: Sequence[Shard[Recordi
     }
 
 
+#: Files the job writes at the top of OUT.
+TOP_FILES = (
+    "job.json",
+    "summary.json",
+    "failures.tsv",
+    "corpus.rttm",
+    "corpus.parquet",
+    "corpus.vad",
+    ".lock",
+)
+#: Files the job writes per shard, ``shards/<shard-id><suffix>``.
+SHARD_SUFFIXES = (".rttm", ".parquet", ".done.json", CrashJournal.SUFFIX)
+
+
+def owned_by_job(rel: str, shard_ids: Set[str] | None) -> bool:
+    """Whether ``rel`` (a path inside OUT) is a file this job writes, or a temporary of one.
+
+    ``shard_ids``: the shards of the plan in ``job.json``; None when OUT holds no plan, and
+    then only the lock and temporary files of the top-level outputs are the job's.
+    """
+    base = rel.split(TMP_MARKER, 1)[0]
+    if shard_ids is None:
+        return rel == ".lock" or (base != rel and base in TOP_FILES)
+    if base in TOP_FILES:
+        return True
+    folder, _, name = base.partition("/")
+    if folder != "shards" or "/" in name:
+        return False
+    return any(name.endswith(sfx) and name[: -len(sfx)] in shard_ids for sfx in SHARD_SUFFIXES)
+
+
+def read_plan(out: OutDir) -> dict[str, Any] | None:
+    """The plan stored in ``OUT/job.json``, or None when there is none.
+
+    Raises:
+        JobError: job.json exists but cannot be read (truncated, corrupt); with or without
+            ``--overwrite`` nothing in OUT is touched then, since only the plan tells which
+            files the job wrote.
+    """
+    import json
+
+    if not out.exists("job.json"):
+        return None
+    try:
+        stored = json.loads(out.read_text("job.json"))
+        if not isinstance(stored, dict) or not isinstance(stored.get("shards"), list):
+            raise ValueError("no list of shards")
+        for s in stored["shards"]:
+            if not isinstance(s["shard_id"], str) or not isinstance(s["items"], list):
+                raise ValueError("a shard without an id or items")
+            float(s["seconds"])
+            for reco_id, seconds in s["items"]:
+                if not isinstance(reco_id, str) or not (seconds is None or float(seconds) >= 0):
+                    raise ValueError("an item that is not [recording id, seconds]")
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+        detail = " ".join(str(e).split())[:120]
+        raise JobError(
+            f"{out.display('job.json')} is unreadable (truncated or corrupt: {detail}); it alone says "
+            "which files in the folder the job wrote, so nothing was changed: remove the folder "
+            "yourself or choose another --out"
+        ) from None
+    return stored
+
+
+def check_out_folder(out: OutDir) -> tuple[dict[str, Any] | None, list[str]]:
+    """OUT's stored plan (None if it has none) and its files, if the job may use it.
+
+    Raises:
+        JobError: job.json is unreadable, or there is no plan and OUT holds files the job did
+            not write (the user's own: a new job needs an empty or new folder).
+    """
+    if out.exists("") and not out.fs.isdir(out.root):
+        raise JobError(f"--out {out.url}: is a file, not a folder")
+    stored = read_plan(out)
+    files = out.find()
+    if stored is None:
+        foreign = [f for f in files if not owned_by_job(f, None)]
+        if foreign:
+            raise JobError(
+                f"--out {out.display('')} already holds files this job did not write "
+                f"({_some(foreign)}) and no job.json; give an empty or new folder"
+            )
+    return stored, files
+
+
 def load_or_make_plan(
     out: OutDir, config: Config, inputs: Inputs, overwrite: bool
 ) -> tuple[list[Shard[Recording]], list[Recording]]:
     """The job's shards: the stored plan when OUT holds this same job, else a new one.
 
+    A new plan needs an OUT without files the job did not write. A plan of another job
+    (other config, inputs or sharding) is replaced when ``overwrite`` is given or when that
+    job finished no shard (nothing would be lost); only the files it wrote are removed.
+
     Args:
         inputs: the validated manifests (durations not read yet: a stored plan has them).
 
     Raises:
-        JobError: OUT holds the plan of a different config or different inputs (and not
-            ``overwrite``).
+        JobError: OUT holds the plan of a different job that finished shards (and not
+            ``overwrite``), files the job did not write, or an unreadable job.json.
     """
-    import json
-
+    stored, files = check_out_folder(out)
+    if stored is None:
+        return _new_plan(out, config, inputs)
     expected = plan_identity(config, inputs.digest)
-    if out.exists("job.json"):
-        stored = json.loads(out.read_text("job.json"))
-        differs = [k for k, v in expected.items() if stored.get(k) != v]
-        if not differs:
+    differs = [k for k, v in expected.items() if stored.get(k) != v]
+    if not differs:
+        try:
             by_id = {r.reco_id: r for r in inputs.recordings}
             cfg = expected["config_digest"]
             shards = []
@@ -467,41 +541,68 @@ def load_or_make_plan(
                 items = tuple(replace(by_id[rid], seconds=sec) for rid, sec in s["items"])
                 # recomputed, not read: a shard whose audio files changed since has a new one
                 shards.append(Shard(s["shard_id"], items, float(s["seconds"]), shard_fingerprint(cfg, items)))
-            logger.info("resuming %s: %d shards in its plan", out.display(""), len(shards))
-            return shards, inputs.recordings
-        what = {
-            "config_digest": "config",
-            "inputs_digest": "manifests",
-            "sharding": "sharding",
-            "layout": "layout",
-        }
-        reason = ", ".join(what[k] for k in differs)
-        if "config_digest" in differs and isinstance(stored.get("config"), dict):
-            keys = changed_keys(stored["config"], result_config(config))
-            if keys:
-                more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
-                reason += f": {', '.join(keys[:5])}{more}"
-        if not overwrite:
-            raise JobError(
-                f"{out.display('job.json')}: this output folder was made by another job "
-                f"(different {reason}); use another --out, or --overwrite to discard it"
-            )
+        except KeyError as e:  # the digests match, so only a hand-edited plan gets here
+            raise JobError(f"{out.display('job.json')}: recording {e} is not in the inputs") from None
+        logger.info("resuming %s: %d shards in its plan", out.display(""), len(shards))
+        return shards, inputs.recordings
+    what = {
+        "config_digest": "config",
+        "inputs_digest": "manifests",
+        "sharding": "sharding",
+        "layout": "layout",
+    }
+    reason = ", ".join(what[k] for k in differs)
+    if "config_digest" in differs and isinstance(stored.get("config"), dict):
+        keys = changed_keys(stored["config"], result_config(config))
+        if keys:
+            more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+            reason += f": {', '.join(keys[:5])}{more}"
+    shard_ids = {str(s["shard_id"]) for s in stored["shards"]}
+    owned = [f for f in files if owned_by_job(f, shard_ids)]
+    finished = [f for f in owned if f.endswith(".done.json")]
+    if finished and not overwrite:
+        raise JobError(
+            f"{out.display('job.json')}: this output folder was made by another job "
+            f"(different {reason}); use another --out, or --overwrite to discard it"
+        )
+    foreign = [f for f in files if not owned_by_job(f, shard_ids)]
+    if foreign:
+        raise JobError(
+            f"--out {out.display('')} holds files the job did not write ({_some(foreign)}); "
+            "--overwrite removes only the job's own files: move those away or choose another --out"
+        )
+    if finished:
         logger.warning(
             "--overwrite: discarding the previous job in %s (different %s)", out.display(""), reason
         )
-        clear_outputs(out)
+    else:
+        logger.warning(
+            "the previous job in %s finished no shard; starting it over (different %s)",
+            out.display(""),
+            reason,
+        )
+    clear_outputs(out, owned)
+    return _new_plan(out, config, inputs)
+
+
+def _some(names: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(shorten(n, 80) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _new_plan(out: OutDir, config: Config, inputs: Inputs) -> tuple[list[Shard[Recording]], list[Recording]]:
     recordings = with_durations(inputs.recordings, config.job.allow_pipes)
     shards = make_plan(config, recordings)
     write_json(out, "job.json", plan_json(config, inputs.digest, shards))
     return shards, recordings
 
 
-def clear_outputs(out: OutDir) -> None:
-    """Remove what a previous job wrote into OUT (its shards, corpus files, plan and summary)."""
-    for name in out.listdir("shards"):
-        out.remove(f"shards/{name}")
-    for name in ("corpus.rttm", "corpus.parquet", "corpus.vad", "failures.tsv", "summary.json", "job.json"):
-        out.remove(name)
+def clear_outputs(out: OutDir, owned: Sequence[str]) -> None:
+    """Remove the files a previous job wrote into OUT (``owned``: as found by :func:`owned_by_job`);
+    the plan last, so that an interrupted removal is still recognised as the job's."""
+    for name in sorted(owned, key=lambda n: n == "job.json"):
+        if name != ".lock":  # held by this run
+            out.remove(name)
 
 
 def read_done(out: OutDir, shard: Shard[Recording]) -> ShardRecord | None:
@@ -519,8 +620,19 @@ def read_done(out: OutDir, shard: Shard[Recording]) -> ShardRecord | None:
             "redoing %s: its config, recordings or audio files changed since it was made", shard.shard_id
         )
         return None
-    if not all(out.exists(f"shards/{f}") for f in record.files):
-        return None
+    for name in record.files:
+        expected = record.digests.get(name)
+        try:
+            data = out.read_bytes(f"shards/{name}")
+        except FileNotFoundError:
+            return None
+        if expected is None or file_digest(data) != expected:
+            logger.warning(
+                "redoing %s: %s was changed since its done record was written",
+                shard.shard_id,
+                out.display(f"shards/{name}"),
+            )
+            return None
     return record
 
 
@@ -548,6 +660,7 @@ def run_job(
     retry_failed: bool = False,
     progress: bool | None = None,
     diarizer_factory: DiarizerFactory | None = None,
+    config_file: str | None = None,
 ) -> JobReport:
     """Run (or resume) the job and reduce its outputs; see the module docstring for the files.
 
@@ -562,19 +675,32 @@ def run_job(
             fixing the files, or for URLs that were unreachable).
         progress: show the progress bar (None: only on a terminal).
         diarizer_factory: builds the diarizer in each worker (default ``build_diarizer``).
+        config_file: the YAML file ``config`` was read from, if any (it must not be in OUT).
 
     Returns:
         The summary and exit code: 0, or :data:`EXIT_OVER_BUDGET` with a one-line reason.
+
+    Raises:
+        DiarError (exit code 2 on the command line): a bad config value, manifest or OUT,
+        before any work; an output that cannot be written (full disk), leaving the previous
+        corpus files as they were.
     """
     t0 = time.perf_counter()
-    check_job_config(config.job)
+    config.validate()  # also when called from Python with a Config built by hand
     # manifest problems stop the job here, before OUT is touched
     inputs = read_inputs(config, wav_scp, reco2num_spk, profile_scp)
+    if not out_url.strip():
+        raise JobError("--out is empty; give the output folder")
     out = OutDir(out_url)
+    if out.is_local:
+        files = job_input_files(config, inputs, wav_scp, reco2num_spk, profile_scp, config_file)
+        check_inputs_outside(out, files)
+    check_out_folder(out)  # before the lock file is made in it (checked again under the lock)
     try:
         out.makedirs()
     except OSError as e:
         raise JobError(f"cannot create the output folder {out_url}: {e.strerror or e}") from e
+    out.check_writable()
     with exclusive_use(out):
         return _run_job(
             t0,
@@ -590,6 +716,38 @@ def run_job(
         )
 
 
+def job_input_files(
+    config: Config,
+    inputs: Inputs,
+    wav_scp: str,
+    reco2num_spk: str | None,
+    profile_scp: str | None,
+    config_file: str | None,
+) -> FileSet:
+    """Every local file the job reads: manifests, audio, ark files, the config file."""
+    from diar.commands.common import input_files
+    from diar.manifests import ark_path, names_path_for, read_profile_scp
+
+    paths = [wav_scp, reco2num_spk, config_file, *(r.source for r in inputs.recordings)]
+    if profile_scp:
+        arks = {ark_path(v) for v in read_profile_scp(profile_scp).values()}
+        paths += [profile_scp, str(names_path_for(profile_scp)), *sorted(arks)]
+    return input_files(paths, config)
+
+
+def check_inputs_outside(out: OutDir, inputs: FileSet) -> None:
+    """Refuse (JobError) an input file where the job writes in OUT: a top-level output name or
+    anything under ``OUT/shards``."""
+    root = os.path.realpath(out.root)
+    for real, given in inputs.within(root):
+        rel = os.path.relpath(real, root)
+        if rel in TOP_FILES or rel.split(os.sep, 1)[0] == "shards":
+            raise JobError(
+                f"--out {out.display('')}: the input {shorten(given)} is where the job writes "
+                f"({rel}); choose another --out"
+            )
+
+
 @contextmanager
 def exclusive_use(out: OutDir) -> Iterator[None]:
     """Hold ``OUT/.lock`` (local folders) so that two drivers never write one OUT at once.
@@ -602,7 +760,11 @@ def exclusive_use(out: OutDir) -> Iterator[None]:
         return
     import fcntl
 
-    with open(out.path(".lock"), "a") as f:
+    try:
+        lock = open(out.path(".lock"), "a")
+    except OSError as e:
+        raise JobError(f"cannot write {out.display('.lock')}: {e.strerror or e}") from None
+    with lock as f:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -629,9 +791,15 @@ def _run_job(
 ) -> JobReport:
     shards, recordings = load_or_make_plan(out, config, inputs, overwrite)
     out.makedirs("shards")
-    stale = out.remove_temporaries("shards")
+    shard_ids = {s.shard_id for s in shards}
+
+    def owned(rel: str) -> bool:
+        return owned_by_job(rel, shard_ids)
+
+    stale = out.remove_temporaries("", owned) + out.remove_temporaries("shards", owned)
     for name in out.listdir("shards"):
-        if name.endswith(CrashJournal.SUFFIX):  # crashes are counted within one run
+        # crashes are counted within one run
+        if name.endswith(CrashJournal.SUFFIX) and owned(f"shards/{name}"):
             out.remove(f"shards/{name}")
             stale.append(name)
     if stale:
@@ -684,6 +852,7 @@ def _run_job(
                     t_work = time.perf_counter()
                     cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
                     spec = actor_spec(config.job, cluster)
+                    wait_until_placeable(spec, config.job.placement_timeout)
                     num_actors = num_actors_for(config.job, spec, cluster, len(todo))
                     factory = functools.partial(
                         DiarizeWorker, config, out.url, diarizer_factory, spec.num_threads, in_actor=True
@@ -703,9 +872,10 @@ def _run_job(
             f"a finished shard's files are missing from {out.display('shards')} ({e}); on a multi-node "
             "cluster OUT must be storage every node reaches (a shared folder or an fsspec URL such as s3://)"
         ) from e
-    outputs = write_corpus(out, annotations, config.job.out_formats, model=model_name(config))
-    out.write_text("failures.tsv", failures_tsv(totals.failures))
-    outputs.append("failures.tsv")
+    # written together at the end: a full disk leaves the previous versions of all of them
+    files = corpus_files(annotations, config.job.out_formats, model=model_name(config))
+    files["failures.tsv"] = failures_tsv(totals.failures).encode("utf-8")
+    outputs = list(files)
 
     allowed, reason = failure_budget(
         totals.failed, len(recordings), config.job.max_failures, out.display("failures.tsv")
@@ -734,10 +904,13 @@ def _run_job(
         "outputs": [*outputs, "summary.json"],
         "config": to_dict(config),
     }
-    if not todo:
-        summary = keep_previous_run(out, summary)
-    else:
-        write_json(out, "summary.json", summary)
+    new_summary = summary if todo else keep_previous_run(out, summary)
+    if new_summary is not None:
+        summary = new_summary
+        files["summary.json"] = json_bytes(summary)
+    else:  # a rerun that changed nothing: summary.json stays byte-identical
+        summary = json.loads(out.read_text("summary.json"))
+    out.write_many(files)
     return JobReport(summary, EXIT_OVER_BUDGET if over else 0, reason, len(todo), num_actors)
 
 
@@ -752,25 +925,22 @@ RUN_FIELDS = (
 )
 
 
-def keep_previous_run(out: OutDir, summary: dict[str, Any]) -> dict[str, Any]:
+def keep_previous_run(out: OutDir, summary: dict[str, Any]) -> dict[str, Any] | None:
     """The summary of a rerun that processed nothing: the previous run's timing figures are kept.
 
-    When nothing else changed either, summary.json is left untouched, so that such a rerun
-    leaves every output byte-identical.
+    Returns None when nothing else changed either: summary.json is then left untouched, so
+    that such a rerun leaves every output byte-identical.
     """
-    import json
-
     previous: dict[str, Any] | None = None
     if out.exists("summary.json"):
         try:
             previous = json.loads(out.read_text("summary.json"))
         except ValueError:
             previous = None
-    if previous is not None:
+    if isinstance(previous, dict):
         summary = {k: previous.get(k, v) if k in RUN_FIELDS else v for k, v in summary.items()}
         if summary == previous:
-            return previous
-    write_json(out, "summary.json", summary)
+            return None
     return summary
 
 
@@ -827,6 +997,7 @@ def run(args: argparse.Namespace, diarizer_factory: DiarizerFactory | None = Non
         retry_failed=args.retry_failed,
         progress=False if args.no_progress else None,
         diarizer_factory=diarizer_factory,
+        config_file=args.config,
     )
     s = report.summary
     out = OutDir(args.out)

@@ -34,9 +34,17 @@ import numpy as np
 
 from diar.audio import audio_duration, is_url
 from diar.config import Config
-from diar.errors import AudioError
-from jobs.actors import Outcome, actor_spec, num_actors_for, ray_session, run_local, run_ray
-from jobs.diarize import EXIT_OVER_BUDGET, JobError, check_job_config
+from diar.errors import AudioError, NoSpeechError
+from jobs.actors import (
+    Outcome,
+    actor_spec,
+    num_actors_for,
+    ray_session,
+    run_local,
+    run_ray,
+    wait_until_placeable,
+)
+from jobs.diarize import EXIT_OVER_BUDGET, JobError
 from jobs.progress import Progress
 from jobs.records import Failure
 from jobs.reduce import failure_budget, failures_tsv
@@ -84,6 +92,8 @@ class ProfileWorker:
             try:
                 # shape: (num_speakers, dim)
                 matrix, names = self.maker(item.reco_id, item.files)
+            except NoSpeechError as e:  # read, but not usable
+                out.failures.append(Failure.from_exception(item.reco_id, "embed", e, e.source))
             except AudioError as e:
                 out.failures.append(Failure.from_exception(item.reco_id, "read", e, e.source))
             except Exception as e:
@@ -141,12 +151,18 @@ def run_profiles_job(
         local: run in this process without Ray.
         progress: show the progress bar (None: only on a terminal).
     """
+    from diar.commands.common import input_files
+    from diar.commands.profiles import check_profile_outputs
     from diar.manifests import write_profiles, write_text_atomic
+    from diar.outputs import writing
 
-    check_job_config(config.job)
+    config.validate()
     if is_url(out_dir):
         raise JobError(f"--out {out_dir}: profiles are written to a local folder (profile.scp names the ark)")
     items = read_enrollments(enroll)
+    # before any work: the outputs are no input and can be written
+    sources = [source for item in items for _, source in item.files]
+    check_profile_outputs(out_dir, input_files([enroll, *sources]), extra=("failures.tsv",))
     shards = plan_recordings(items, config.job.num_shards, config.job.shard_seconds)
     profiles: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
     failures: list[Failure] = []
@@ -174,6 +190,7 @@ def run_profiles_job(
             with ray_session(address):
                 cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
                 spec = actor_spec(config.job, cluster)
+                wait_until_placeable(spec, config.job.placement_timeout)
                 num_actors = num_actors_for(config.job, spec, cluster, len(shards))
                 factory = functools.partial(ProfileWorker, config, spec.num_threads)
                 run_ray(factory, shards, spec, num_actors, on_outcome, bar.partial)
@@ -181,8 +198,9 @@ def run_profiles_job(
     os.makedirs(out_dir, exist_ok=True)
     # profiles in enrollment-list order; arrays from Ray's object store are read-only, which is fine here
     ordered = {it.reco_id: profiles[it.reco_id] for it in items if it.reco_id in profiles}
-    scp = write_profiles(os.path.join(out_dir, ""), ordered)
-    write_text_atomic(os.path.join(out_dir, "failures.tsv"), failures_tsv(failures))
+    with writing("--out", out_dir):
+        scp = write_profiles(os.path.join(out_dir, ""), ordered)
+        write_text_atomic(os.path.join(out_dir, "failures.tsv"), failures_tsv(failures))
     _, reason = failure_budget(
         len(failures), len(items), config.job.max_failures, os.path.join(out_dir, "failures.tsv")
     )

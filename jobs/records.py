@@ -8,6 +8,7 @@ matches the plan. The record lists every item of the shard, either as done
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -54,6 +55,8 @@ class ShardRecord:
         step_seconds: pipeline step -> wall seconds, summed over the shard's recordings.
         compute_seconds: wall seconds the actor spent on the shard (excluding model loading).
         files: data files written for the shard (relative to ``OUT/shards``).
+        digests: file (as in ``files``) -> ``{"bytes": size, "sha256": hex digest}`` of what was
+            written; a file that no longer matches makes the shard run again.
     """
 
     shard_id: str
@@ -63,6 +66,12 @@ class ShardRecord:
     step_seconds: dict[str, float] = field(default_factory=dict)
     compute_seconds: float = 0.0
     files: list[str] = field(default_factory=list)
+    digests: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add_file(self, name: str, data: bytes) -> None:
+        """Record data file ``name`` (relative to ``OUT/shards``) and the digest of ``data``."""
+        self.files.append(name)
+        self.digests[name] = file_digest(data)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -82,11 +91,17 @@ class ShardRecord:
             step_seconds={str(k): float(v) for k, v in data.get("step_seconds", {}).items()},
             compute_seconds=float(data.get("compute_seconds", 0.0)),
             files=[str(f) for f in data.get("files", [])],
+            digests={str(k): dict(v) for k, v in data.get("digests", {}).items()},
         )
 
     @property
     def item_ids(self) -> set[str]:
         return set(self.done) | {f.reco_id for f in self.failures}
+
+
+def file_digest(data: bytes) -> dict[str, Any]:
+    """What a done record keeps of a data file: its size and sha256."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def done_name(shard_id: str) -> str:

@@ -14,9 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from diar.errors import DiarError, quote
 from diar.types import Annotation
 from jobs.records import Failure, ShardRecord
-from jobs.storage import OutDir
+from jobs.storage import OutDir, OutError
 
 #: Header of ``failures.tsv``.
 FAILURES_HEADER = ("reco_id", "stage", "error_type", "message")
@@ -99,11 +100,17 @@ def merge_annotations(out: OutDir, records: Sequence[ShardRecord]) -> list[Annot
     by_id: dict[str, Annotation] = {}
     for record in records:
         rttm_name = f"shards/{record.shard_id}.rttm"
-        found = read_rttm(io.StringIO(out.read_text(rttm_name))) if record.done else {}
+        try:
+            found = read_rttm(io.StringIO(out.read_text(rttm_name))) if record.done else {}
+        except (DiarError, ValueError) as e:  # changed since its done record was checked
+            raise OutError(
+                f"{out.display(rttm_name)} is unreadable ({' '.join(str(e).split())[:200]}); "
+                "remove it to have its shard redone"
+            ) from None
         unexpected = sorted(set(found) - set(record.done))
         if unexpected:
-            raise RuntimeError(
-                f"{out.display(rttm_name)} holds recording {unexpected[0]!r} not in its done record"
+            raise OutError(
+                f"{out.display(rttm_name)} holds recording {quote(unexpected[0])} not in its done record"
             )
         for reco_id in record.done:
             by_id[reco_id] = found.get(reco_id, Annotation(reco_id, ()))
@@ -137,21 +144,31 @@ def parquet_bytes(annotations: Sequence[Annotation], model: str) -> bytes:
     return buf.getvalue()
 
 
+def corpus_files(annotations: Sequence[Annotation], formats: Sequence[str], model: str) -> dict[str, bytes]:
+    """``corpus.<fmt>`` -> its bytes for each requested format (rttm always)."""
+    files = {"corpus.rttm": rttm_bytes(annotations)}
+    if "parquet" in formats:
+        files["corpus.parquet"] = parquet_bytes(annotations, model)
+    if "vad" in formats:
+        files["corpus.vad"] = vad_bytes(annotations)
+    return files
+
+
 def write_corpus(
     out: OutDir, annotations: Sequence[Annotation], formats: Sequence[str], model: str
 ) -> list[str]:
-    """Write ``corpus.<fmt>`` for each requested format (rttm always); return the names written."""
-    names = ["corpus.rttm"]
-    out.write_bytes("corpus.rttm", rttm_bytes(annotations))
-    if "parquet" in formats:
-        out.write_bytes("corpus.parquet", parquet_bytes(annotations, model))
-        names.append("corpus.parquet")
-    if "vad" in formats:
-        out.write_bytes("corpus.vad", vad_bytes(annotations))
-        names.append("corpus.vad")
-    return names
+    """Write ``corpus.<fmt>`` for each requested format (rttm always), all or none (a full disk
+    leaves the previous ones); return the names written."""
+    files = corpus_files(annotations, formats, model)
+    out.write_many(files)
+    return list(files)
+
+
+def json_bytes(data: Any) -> bytes:
+    """``data`` as indented JSON (keys in insertion order), UTF-8."""
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def write_json(out: OutDir, name: str, data: Any) -> None:
     """Write ``data`` as indented JSON (keys in insertion order) atomically."""
-    out.write_text(name, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    out.write_bytes(name, json_bytes(data))

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from diar.errors import quote
+
 T = TypeVar("T")
 
 #: Format of shard ids: ``shard-00003``. Ids sort in plan order.
@@ -90,7 +92,7 @@ def plan_shards(
     keys = [key(it) for it in items]
     if len(set(keys)) != len(keys):
         dup = sorted({k for k in keys if keys.count(k) > 1})[0]
-        raise ValueError(f"item id {dup!r} appears more than once")
+        raise ValueError(f"item id {quote(dup)} appears more than once")
     weights = {key(it): max(0.0, float(seconds(it) or 0.0)) for it in items}
     total = sum(weights.values())
     count = num_shards_for(total, len(items), num_shards, shard_seconds)

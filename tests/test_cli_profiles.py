@@ -152,8 +152,8 @@ def test_job_refuses_bad_job_values_before_any_work(tmp_path: Path, enrollment: 
     from diar.config import ConfigError
     from jobs.profiles import run_profiles_job
 
-    config = job_config(tmp_path / "no-model", "job.num_shards=0")
-    with pytest.raises(ConfigError, match=r"job\.num_shards"):
+    with pytest.raises(ConfigError, match=r"job\.num_shards"):  # refused when the config is loaded
+        config = job_config(tmp_path / "no-model", "job.num_shards=0")
         run_profiles_job(config, str(enrollment), str(tmp_path / "out"), local=True)
     assert not (tmp_path / "out").exists()
 

@@ -366,7 +366,9 @@ def test_speaker_counts_and_profiles_reach_the_diarizer(tmp_path: Path) -> None:
     assert found["r2"].speakers == ["dave"]
     assert set(found["r3"].speakers) <= {"spk1", "spk2", "spk3", "spk4"} and len(found["r3"].speakers) > 2
     # changing a profile changes the job: the old OUT is refused
-    write_profiles(tmp_path / "prof" / "", {"r1": (np.zeros((3, 4), np.float32), ["alice", "bob", "carol"])})
+    write_profiles(
+        tmp_path / "prof" / "", {"r1": (np.eye(3, 4, dtype=np.float32), ["alice", "bob", "carol"])}
+    )
     with pytest.raises(JobError, match="different manifests"):
         run_job(config(), str(scp), str(out), profile_scp=str(profile_scp), local=True)
 

@@ -6,13 +6,14 @@ import argparse
 import dataclasses
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from diar.errors import DiarError
+from diar.errors import DiarError, one_line
 
 if TYPE_CHECKING:
     from diar.config import Config
+    from diar.outputs import FileSet
 
 
 def add_config_option(parser: argparse.ArgumentParser, example: str = "configs/default.yaml") -> None:
@@ -59,6 +60,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if value is not None:
             field = "name" if flag == "model" else flag
             config.embedding = dataclasses.replace(config.embedding, **{field: value})
+    config.validate()  # the shortcuts' values too
     import diar.models  # noqa: F401  (registers the embedders)
 
     try:
@@ -66,6 +68,28 @@ def config_from_args(args: argparse.Namespace) -> Config:
     except UnknownNameError as e:
         raise ConfigError(f"embedding.name: {e}") from None
     return config
+
+
+def input_files(paths: Iterable[str | None], config: Config | None = None) -> FileSet:
+    """Every local file a command reads: ``paths`` (manifests, audio, the config file) and the
+    profile inputs ``config`` names (``profile.enroll`` and its audio, ``profile.profile_scp``
+    with its ark files and speaker names), to check outputs against before any work."""
+    from diar.manifests import ark_path, names_path_for, read_enrollment, read_profile_scp
+    from diar.outputs import FileSet
+
+    files = FileSet(p for p in paths if p)
+    if config is not None:
+        if config.profile.enroll:
+            files.add(config.profile.enroll)
+            for entries in read_enrollment(config.profile.enroll).values():
+                for _, source in entries:
+                    files.add(source)
+        if config.profile.profile_scp:
+            files.add(config.profile.profile_scp)
+            files.add(str(names_path_for(config.profile.profile_scp)))
+            for value in read_profile_scp(config.profile.profile_scp).values():
+                files.add(ark_path(value))
+    return files
 
 
 def entry_point(
@@ -93,5 +117,5 @@ def entry_point(
     except KeyboardInterrupt:
         return 130
     except DiarError as e:
-        sys.stderr.write(f"{prog}: error: {e}\n")
+        sys.stderr.write(one_line(f"{prog}: error: {e}") + "\n")
         return 2

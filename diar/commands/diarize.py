@@ -25,6 +25,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from diar.errors import quote
+
 if TYPE_CHECKING:
     from diar.config import Config
 
@@ -108,6 +110,7 @@ def build_config(args: argparse.Namespace) -> Config:
             enroll=args.enroll if args.enroll is not None else config.profile.enroll,
             profile_scp=args.profile_scp if args.profile_scp is not None else config.profile.profile_scp,
         )
+    config.validate()  # the shortcuts' values too (e.g. --min-speakers above max_speakers)
     return config
 
 
@@ -130,7 +133,7 @@ def collect_inputs(inputs: list[str], allow_pipes: bool = False) -> dict[str, st
         for reco_id, source in entries.items():
             if reco_id in sources:
                 raise DiarError(
-                    f"recording id {reco_id!r} comes from both {origin[reco_id]} and {item}; "
+                    f"recording id {quote(reco_id)} comes from both {origin[reco_id]} and {item}; "
                     "give the files distinct names or list them in one wav.scp with distinct ids"
                 )
             sources[reco_id] = source
@@ -146,7 +149,9 @@ def model_name(config: Config) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diar.commands.common import input_files
     from diar.manifests import read_reco2num_spk
+    from diar.outputs import check_outputs, writing
     from diar.pipelines import RecordingInput, build_diarizer
     from diar.types import Annotation
 
@@ -158,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
         logger.warning(
             "%s lists recordings that are not among the inputs: %s", args.reco2num_spk, unknown[:5]
         )
+    # before the model loads: never write over an input, and fail now if -o cannot be written
+    inputs = input_files([*args.inputs, *sources.values(), args.reco2num_spk, args.config], config)
+    check_outputs([("-o", args.output)], inputs)
     diarizer = build_diarizer(config)
     results: list[Annotation] = []
     failures: list[tuple[str, str, str]] = []
@@ -185,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
             len(annotation),
             time.perf_counter() - t0,
         )
-    write_output(results, args.output, args.format, model_name(config))
+    with writing("-o", args.output):
+        write_output(results, args.output, args.format, model_name(config))
     if failures:
         sys.stderr.write(f"diar diarize: {len(failures)} of {len(sources)} recordings failed:\n")
         for reco_id, stage, reason in failures:
@@ -208,6 +217,6 @@ def write_output(annotations: list, path: str, fmt: str, model: str) -> None:
     elif fmt == "vad":
         from diar.formats.vad import write_vad as writer
     else:
-        raise ValueError(f"unknown output format {fmt!r}; valid: {', '.join(FORMATS)}")
+        raise ValueError(f"unknown output format {quote(fmt)}; valid: {', '.join(FORMATS)}")
     with atomic_open(path) as f:
         writer(annotations, f)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diar.errors import quote
+
 HELP = "whole-utterance speaker embeddings of audio files (Kaldi ark/scp)"
 
 logger = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ def write_vectors(ark: str | os.PathLike[str], vectors: dict[str, np.ndarray]) -
             for reco_id, vec in vectors.items():
                 if not reco_id or any(c.isspace() for c in reco_id):
                     raise ValueError(
-                        f"recording id {reco_id!r} cannot be a Kaldi key (empty or has whitespace)"
+                        f"recording id {quote(reco_id)} cannot be a Kaldi key (empty or has whitespace)"
                     )
                 f.write(reco_id.encode("utf-8") + b" ")
                 lines.append(f"{reco_id} {ark_path}:{f.tell()}\n")
@@ -92,15 +94,20 @@ def write_vectors(ark: str | os.PathLike[str], vectors: dict[str, np.ndarray]) -
 
 def run(args: argparse.Namespace) -> int:
     from diar.audio import load_audio
-    from diar.commands.common import config_from_args
+    from diar.commands.common import config_from_args, input_files
     from diar.commands.diarize import collect_inputs
     from diar.errors import DiarError
     from diar.models.ge2e import preprocess_wav
+    from diar.outputs import check_outputs, writing
     from diar.pipelines import steps
     from diar.pipelines.clustering import build_embedder, build_vad, set_torch_threads
 
     config = config_from_args(args)
     sources = collect_inputs(args.inputs, allow_pipes=config.job.allow_pipes)
+    # before the model loads: neither the ark nor the scp beside it may be an input
+    inputs = input_files([*args.inputs, *sources.values(), args.config])
+    ark = str(Path(args.output).absolute())
+    check_outputs([("-o", ark), ("the index written beside -o:", str(scp_path_for(ark)))], inputs)
     embedder = build_embedder(config)
     vad = build_vad(config) if args.vad else None
     set_torch_threads(config.num_threads)
@@ -120,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             failures.append((reco_id, str(e)))
             continue
         logger.info("%d/%d %s: %.1f s embedded", i, len(sources), reco_id, len(wav) / embedder.sample_rate)
-    scp = write_vectors(args.output, vectors)
+    with writing("-o", args.output):
+        scp = write_vectors(args.output, vectors)
     sys.stdout.write(f"{scp}\n")
     if failures:
         sys.stderr.write(f"diar embed: {len(failures)} of {len(sources)} files failed:\n")

@@ -16,6 +16,10 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from diar.outputs import FileSet
 
 HELP = "make speaker profiles (Kaldi ark/scp) from an enrollment list"
 
@@ -39,15 +43,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
 
 
+def check_profile_outputs(out: str, inputs: FileSet, extra: tuple[str, ...] = ()) -> None:
+    """Before any work: OUT's profile.ark / .scp / .names (and ``extra`` names in OUT) are no
+    input and can be written (InputError otherwise)."""
+    from diar.manifests import profile_paths
+    from diar.outputs import check_outputs
+
+    paths = [*profile_paths(os.path.join(out, "")), *(os.path.join(out, name) for name in extra)]
+    check_outputs([("--out", str(path)) for path in paths], inputs)
+
+
 def run(args: argparse.Namespace) -> int:
-    from diar.commands.common import config_from_args
+    from diar.commands.common import config_from_args, input_files
     from diar.manifests import read_enrollment, write_profiles
+    from diar.outputs import writing
     from diar.pipelines.profile import ProfileMaker
 
     config = config_from_args(args)
     enrollment = read_enrollment(args.enroll)
     if not enrollment:
         logger.warning("%s lists no enrollment files; writing empty profile files", args.enroll)
+    sources = [source for files in enrollment.values() for _, source in files]
+    check_profile_outputs(args.out, input_files([args.enroll, args.config, *sources]))
     maker = ProfileMaker(config)
     profiles = {}
     for i, (reco_id, files) in enumerate(enrollment.items(), start=1):
@@ -56,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         logger.info(
             "%d/%d %s: %d speakers from %d files", i, len(enrollment), reco_id, len(names), len(files)
         )
-    scp = write_profiles(os.path.join(args.out, ""), profiles)
+    with writing("--out", args.out):
+        scp = write_profiles(os.path.join(args.out, ""), profiles)
     sys.stdout.write(f"{scp}\n")
     return 0

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import IO
 
-from diar.errors import FormatError, ManifestError
+from diar.errors import FormatError, ManifestError, quote
 from diar.formats import as_annotations, read_text
 from diar.types import Annotation, Turn
 
@@ -31,7 +31,8 @@ from diar.types import Annotation, Turn
 def _check(value: str, what: str, reco_id: str) -> None:
     if not value or any(c.isspace() for c in value):
         raise FormatError(
-            f"RTTM cannot hold {what} {value!r} of recording {reco_id!r}: it is empty or contains whitespace"
+            f"RTTM cannot hold {what} {quote(value)} of recording {quote(reco_id)}: "
+            "it is empty or contains whitespace"
         )
 
 
@@ -97,7 +98,9 @@ def _parse(f: IO[str], name: str) -> dict[str, Annotation]:
         fields = text.split()
         if not fields or fields[0].startswith(";;") or fields[0] != "SPEAKER":
             if fields and not fields[0].startswith(";;") and not fields[0].isupper():
-                raise ManifestError(name, number, f"unknown RTTM line type {fields[0]!r}", text.rstrip("\n"))
+                raise ManifestError(
+                    name, number, f"unknown RTTM line type {quote(fields[0])}", text.rstrip("\n")
+                )
             continue
         if len(fields) not in (9, 10):
             raise ManifestError(

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import IO
 
-from diar.errors import FormatError, ManifestError
+from diar.errors import FormatError, ManifestError, quote
 from diar.formats import as_annotations, read_text
 from diar.types import Annotation, Turn
 
@@ -39,7 +39,8 @@ def _fmt(cs: int) -> str:
 def _check(value: str, what: str, reco_id: str) -> None:
     if not value or any(c.isspace() for c in value):
         raise FormatError(
-            f"vad format cannot hold {what} {value!r} of recording {reco_id!r}: empty or contains whitespace"
+            f"vad format cannot hold {what} {quote(value)} of recording {quote(reco_id)}: "
+            "empty or contains whitespace"
         )
 
 
@@ -50,7 +51,7 @@ def format_vad_lines(annotation: Annotation) -> list[str]:
     for turn in annotation.turns:
         _check(turn.speaker, "speaker label", annotation.reco_id)
         if turn.speaker.endswith(":"):
-            raise FormatError(f"vad format cannot hold speaker label {turn.speaker!r} (ends with ':')")
+            raise FormatError(f"vad format cannot hold speaker label {quote(turn.speaker)} (ends with ':')")
         start, end = _cs(turn.start), _cs(turn.end)
         if end > start:
             spans.setdefault(turn.speaker, []).append(f"[{_fmt(start)}, {_fmt(end)}]")
@@ -94,9 +95,11 @@ def _parse(f: IO[str], name: str) -> dict[str, Annotation]:
             try:
                 start, end = Decimal(span["start"]), Decimal(span["end"])
             except InvalidOperation:
-                raise ManifestError(name, number, f"non-numeric time in {span[0]!r}", text) from None
+                raise ManifestError(name, number, f"non-numeric time in {quote(span[0])}", text) from None
             if not (start.is_finite() and end.is_finite()) or start < 0 or end < start:
-                raise ManifestError(name, number, f"invalid turn {span[0]!r} (need 0 <= start <= end)", text)
+                raise ManifestError(
+                    name, number, f"invalid turn {quote(span[0])} (need 0 <= start <= end)", text
+                )
             if end > start:
                 bucket.append(Turn(reco_id, float(start), float(end), speaker))
     return {reco_id: Annotation(reco_id, tuple(ts)) for reco_id, ts in turns.items()}

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from diar.cluster import build_clusterer
+from diar.cluster import build_clusterer, speaker_shortfall
 from diar.config import Config, ConfigError
 from diar.models.base import EMBEDDERS, VADS, Embedder, VoiceActivityDetector
 from diar.pipelines import steps
@@ -124,6 +124,11 @@ class ClusteringDiarizer(Diarizer):
                 smooth_size=cfg.postprocess.smooth_size,
                 dur_threshold=cfg.postprocess.dur_threshold,
             )
+        clu = cfg.clustering
+        asked = num_speakers or (clu.min_speakers if clu.min_speakers > 1 else None)
+        shortfall = speaker_shortfall(asked, len(annotation.speakers), len(windows), scores.shape[1])
+        if shortfall:
+            logger.warning("recording %r: %s", recording.reco_id, shortfall)
         logger.debug(
             "%s: %d speech regions, %d windows, %d speakers",
             recording.reco_id,

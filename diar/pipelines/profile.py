@@ -26,6 +26,7 @@ from scipy.ndimage import maximum_filter1d
 from diar.audio import load_audio
 from diar.cluster import l2_normalize
 from diar.config import Config, ProfileConfig
+from diar.errors import NoSpeechError, quote
 from diar.models.base import Embedder, VoiceActivityDetector
 from diar.pipelines import steps
 from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
@@ -39,6 +40,33 @@ logger = logging.getLogger(__name__)
 def default_names(num_profiles: int) -> tuple[str, ...]:
     """ModelScope's speaker names when the profiles have none: spk1 .. spkN in profile order."""
     return tuple(f"spk{k + 1}" for k in range(num_profiles))
+
+
+#: Peak level (linear) below which an enrollment file is silent (-80 dBFS).
+SILENT_PEAK = 1e-4
+#: Norm below which an embedding or profile row counts as all zeros.
+ZERO_NORM = 1e-6
+
+
+def check_enrollment_audio(wav: np.ndarray, speaker: str, reco_id: str | None, source: str) -> None:
+    """Raise NoSpeechError naming the speaker and file when an enrollment file is silent."""
+    peak = float(np.max(np.abs(wav))) if len(wav) else 0.0
+    if peak < SILENT_PEAK:
+        level = f"peak {20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all samples zero"
+        raise NoSpeechError(
+            reco_id, source, f"enrollment of speaker {quote(speaker)} is silent ({level}); give speech"
+        )
+
+
+def check_profiles(profiles: np.ndarray, names: Sequence[str], reco_id: str) -> None:
+    """Raise ValueError for a profile row that is all zeros (or not finite), naming its speaker."""
+    norms = np.linalg.norm(np.asarray(profiles, dtype=np.float64), axis=1)
+    for row, norm in enumerate(norms):
+        if not np.isfinite(norm) or norm < ZERO_NORM:
+            raise ValueError(
+                f"recording {quote(reco_id)}: the profile of speaker {quote(names[row])} (row {row + 1}) "
+                "is all zeros or not finite; make it again from enrollment speech"
+            )
 
 
 def compute_profiles(
@@ -72,12 +100,17 @@ def compute_profiles(
     counts: dict[str, int] = {}
     for speaker, source in enrollments:
         wav = load_audio(source, embedder.sample_rate, reco_id=reco_id, allow_pipes=allow_pipes)
+        check_enrollment_audio(wav, speaker, reco_id, source)
         if vad is not None:
             wav = steps.speech_only(wav, steps.detect_speech(vad, wav))
         if normalize_db is not None:
             wav = steps.normalize_level(wav[None], normalize_db)[0]
         # shape: (dim,)
         vec = steps.embed_utterance(embedder, wav)
+        if not np.isfinite(vec).all() or float(np.linalg.norm(vec)) < ZERO_NORM:
+            raise NoSpeechError(
+                reco_id, source, f"enrollment of speaker {quote(speaker)}: its embedding is all zeros"
+            )
         sums[speaker] = sums.get(speaker, 0.0) + vec.astype(np.float64)
         counts[speaker] = counts.get(speaker, 0) + 1
     names = tuple(sums)
@@ -294,6 +327,7 @@ class ProfileDiarizer(Diarizer):
             raise ValueError(
                 f"recording {recording.reco_id!r}: {len(names)} names for {len(profiles)} profiles"
             )
+        check_profiles(profiles, names, recording.reco_id)
         wav = np.asarray(recording.waveform, dtype=np.float32)  # shape: (N,)
         num_frames = steps.num_label_frames(len(wav), sr)
         with timed(hook, "vad"):
