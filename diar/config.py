@@ -250,37 +250,34 @@ class ProfileConfig:
 
 @dataclass
 class FrameModelConfig:
-    """Frame-level speaker-activity model (mode: frame), e.g. WavLM-Base-Plus-SD.
+    """Frame-level speaker-activity model (mode: frame): pyannote segmentation-3.0 (the
+    offline default) or WavLM-Base-Plus-SD.
 
-    Build: ``name`` (FRAME_MODELS registry), ``model`` (Hugging Face id or local
-    directory), ``device`` (auto|cpu|cuda), ``batch_size`` (windows per forward
-    pass; None: the model's default for its device), ``autocast`` (none|bf16|fp16).
+    Build: ``name`` (FRAME_MODELS registry: segmentation-3.0, wavlm-sd), ``model`` (null:
+    the model's default weights; or a local file or directory, or a hub id in the local
+    cache), ``device`` (auto|cpu|cuda), ``batch_size`` (windows per forward pass; None: the
+    model's default for its device), ``autocast`` (none|bf16|fp16).
     Windows: ``window`` and ``hop`` seconds.
-    Tuned: ``threshold`` (activity probability), stitching of local speakers:
-    ``link_frames`` / ``link_iou`` (agreement needed on a window overlap to link
-    two local speakers), ``link_threshold`` (cosine distance under which chains
-    of local speakers are merged by their embeddings from ``embedding.name``;
-    ``link_adapt`` lowers it to that fraction of the median distance between
-    chains known to be different speakers, when lower; null: fixed threshold),
-    ``split_chains`` (cut a chain where one window's embedding leaves the chain's),
-    ``embed_min_seconds`` / ``embed_max_seconds`` (speech per chain embedding).
+    Tuned: ``threshold`` (activity probability; segmentation-3.0's decoded powerset is 0/1),
+    ``embed_context`` (seconds of each window's speech beyond the stretch it owns that
+    go into the embedding of each of its local speakers), ``embed_min_seconds`` /
+    ``embed_max_seconds`` (speech per embedding; local speakers with less take the speaker
+    whose activity agrees with theirs), ``min_speaker_seconds`` (clusters with less
+    embedded speech are folded into the nearest speaker).
     """
 
-    name: str = "wavlm-sd"
-    model: str = "microsoft/wavlm-base-plus-sd"
+    name: str = "segmentation-3.0"
+    model: str | None = None
     device: str = "auto"
     batch_size: int | None = None
     autocast: str = "none"
-    window: float = 10.0
-    hop: float = 8.0
+    window: float = 7.0
+    hop: float = 2.5
     threshold: float = 0.5
-    link_frames: int = 10
-    link_iou: float = 0.5
-    link_threshold: float = 0.4
-    link_adapt: float | None = 0.9
-    split_chains: bool = True
+    embed_context: float = 1.0
     embed_min_seconds: float = 1.0
     embed_max_seconds: float = 30.0
+    min_speaker_seconds: float = 2.0
 
     def validate(self) -> None:
         """Raise ConfigError naming each ``frame_model.*`` key whose value is out of range."""
@@ -294,10 +291,8 @@ class FrameModelConfig:
         if _positive(self.window) and _positive(self.hop) and self.hop > self.window:
             c.require("hop", self.hop, False, f"at most frame_model.window ({self.window:g} s)")
         c.number("threshold", self.threshold, 0.0, 1.0)
-        c.number("link_frames", self.link_frames, 0)
-        c.number("link_iou", self.link_iou, 0.0, 1.0)
-        c.number("link_threshold", self.link_threshold, 0.0, 2.0)
-        c.number("link_adapt", self.link_adapt, 0.0, 1.0, low_open=True, null="fixed link_threshold")
+        c.number("embed_context", self.embed_context, 0.0)
+        c.number("min_speaker_seconds", self.min_speaker_seconds, 0.0)
         c.number("embed_min_seconds", self.embed_min_seconds, 0.0)
         c.number("embed_max_seconds", self.embed_max_seconds, 0.0, low_open=True)
         seconds = (self.embed_min_seconds, self.embed_max_seconds)

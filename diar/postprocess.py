@@ -163,3 +163,32 @@ def resample_labels(labels: np.ndarray, src_shift: float, dst_shift: float = FRA
         idx = np.array([((2 * int(k) + 1) * num) // den for k in j], dtype=np.int64)
     idx = np.minimum(idx, num_src - 1)
     return arr[idx]
+
+
+def model_frames_to_labels(
+    active: np.ndarray,
+    stride: int,
+    center_offset: int,
+    num_samples: int,
+    label_stride: int = 160,
+) -> np.ndarray:
+    """Move a frame model's activity onto the 10 ms label grid, by receptive-field centres.
+
+    Model frame ``i`` is centred at sample ``i * stride + center_offset``; label frame ``j``
+    (``label_stride`` samples each, 160 at 16 kHz = 10 ms) takes the model frame whose centre
+    is nearest to its own, ``(j + 1/2) * label_stride``. Integer arithmetic throughout.
+
+    Args:
+        active: shape (num_model_frames, K).
+        num_samples: recording length; the labels cover ``num_samples // label_stride`` frames.
+
+    Returns:
+        shape (num_label_frames, K), ``active``'s dtype.
+    """
+    arr = np.asarray(active)
+    num_labels = num_samples // label_stride
+    if len(arr) == 0 or num_labels == 0:
+        return np.zeros((num_labels, *arr.shape[1:]), dtype=arr.dtype)
+    centres = (2 * np.arange(num_labels, dtype=np.int64) + 1) * label_stride  # twice the centre
+    idx = (centres - 2 * center_offset + stride) // (2 * stride)  # round half up
+    return arr[np.clip(idx, 0, len(arr) - 1)]

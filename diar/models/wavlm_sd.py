@@ -259,12 +259,12 @@ class WavLMSpeakerActivity:
 
 @FRAME_MODELS.register("wavlm-sd")
 def wavlm_sd(
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     device: str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     autocast: str = "none",
     num_threads: int | None = None,
     **_: Any,
 ) -> WavLMSpeakerActivity:
     """Registry factory for :class:`WavLMSpeakerActivity`."""
-    return WavLMSpeakerActivity(model, device, batch_size, autocast, num_threads)
+    return WavLMSpeakerActivity(model or DEFAULT_MODEL, device, batch_size, autocast, num_threads)

@@ -1,42 +1,47 @@
-"""Frame-model diarization (mode ``frame``): WavLM-SD over windows, stitched into recording speakers.
+"""Frame-model diarization (mode ``frame``): a frame model over windows, local speakers made
+recording speakers with speaker embeddings.
 
-The frame model sees a few local speakers per window (two for WavLM-Base-Plus-SD).
-Windows overlap; :mod:`diar.stitching` links local speakers across overlaps, then
-clusters the resulting chains with speaker embeddings (``embedding.name``) so
-that a recording may have any number of speakers. A frame may be active for
-several speakers (overlapped speech is kept).
+The frame model (pyannote segmentation-3.0: three local speakers per 10 s window, the
+offline default; or WavLM-SD: two) hears a few local speakers per window. Windows
+overlap; :mod:`diar.stitching` embeds every window's local speakers once, clusters them
+into recording speakers (two local speakers of one window are different people), and
+renders per frame as many speakers as the frame model hears: overlapped speech is kept,
+and frames where the model hears nobody are non-speech (no VAD runs).
 
-Memory stays flat with the recording's length: the recording is spooled to a
-temporary file (:meth:`FrameDiarizer.load`) and read back one batch of windows
-at a time, and then one speaker's speech at a time for the embeddings; per
-window only the 1-D probabilities of its active local speakers are kept.
+Memory stays flat with the recording's length: the recording is spooled to a temporary
+file (:meth:`FrameDiarizer.load`) and read back one batch of windows at a time; per window
+only the 1-D probabilities of its active local speakers are kept.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from diar.audio import SpooledAudio, Waveform
+from diar.cluster import build_clusterer
 from diar.config import Config
 from diar.memory import release_free_memory
 from diar.models.base import FRAME_MODELS
 from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
 from diar.pipelines.clustering import build_embedder, set_torch_threads
-from diar.postprocess import labels_to_annotation, resample_labels
+from diar.postprocess import labels_to_annotation, model_frames_to_labels
 from diar.stitching import (
-    StitchResult,
-    WindowStitcher,
-    embed_chains,
-    embed_pieces,
-    link_chains,
+    WindowCollector,
+    WindowOutputs,
+    attach_by_activity,
+    cluster_pieces,
+    embed_regions,
+    nearest_speaker,
+    piece_speech,
     plan_windows,
-    render_speaker,
-    split_chains,
+    relabel,
+    render,
+    select_by_count,
 )
-from diar.types import FRAME_SHIFT, Annotation, Turn
+from diar.types import FRAME_SHIFT, Annotation
 
 logger = logging.getLogger(__name__)
 
@@ -71,54 +76,52 @@ def run_windows(
     hop: float,
     batch_size: int,
     threshold: float = 0.5,
-    link_frames: int = 10,
-    link_iou: float = 0.5,
-) -> StitchResult:
-    """Run the frame model over overlapping windows and link local speakers across overlaps.
+) -> WindowOutputs:
+    """Run the frame model over overlapping windows and collect their active local speakers.
 
     Only ``batch_size`` windows of input exist at a time, and the heap's free
     pages go back to the system after each batch (:mod:`diar.memory`).
 
     Args:
         model: a frame model with ``sample_rate``, ``frame_stride``, ``num_frames(n)``
-            and ``__call__((B, n)) -> (B, F, S)`` probabilities.
+            and ``__call__((B, n)) -> (B, F, S)`` activities.
         waveform: shape (num_samples,) at ``model.sample_rate``, in memory or spooled.
         window, hop: seconds.
 
     Returns:
-        the stitched pieces and chains (``num_frames`` = model frames of the whole recording).
+        the windows' pieces and speaker counts (``num_frames`` = model frames of the recording).
     """
     sr = int(model.sample_rate)  # type: ignore[attr-defined]
     stride = int(model.frame_stride)  # type: ignore[attr-defined]
-    num_frames = int(model.num_frames(len(waveform)))  # type: ignore[attr-defined]
-    stitcher = WindowStitcher(num_frames, threshold, link_frames, link_iou)
-    if num_frames == 0:
-        return stitcher.finish()
     plan = plan_windows(len(waveform), round(window * sr), round(hop * sr), stride)
+    per_window = int(model.num_frames(plan.length)) if len(plan) else 0  # type: ignore[attr-defined]
+    num_frames = int(plan.starts[-1]) // stride + per_window if len(plan) else 0
+    collector = WindowCollector(num_frames, threshold)
+    if per_window == 0:
+        return collector.finish()
     for i in range(0, len(plan), batch_size):
         starts = plan.starts[i : i + batch_size]
         batch = np.stack([waveform[s : s + plan.length] for s in starts])  # shape: (B, L)
         probs = model(batch)  # type: ignore[operator]  # shape: (B, F, S)
         for s, p in zip(starts, probs, strict=True):
-            stitcher.add(int(s) // stride, p)
+            collector.add(int(s) // stride, p)
         del batch, probs
-        release_free_memory()  # the batch's activations, else pinned by the stitcher's arrays
-    return stitcher.finish()
+        release_free_memory()  # the batch's activations, else pinned by the collector's arrays
+    return collector.finish()
 
 
 @DIARIZERS.register("frame")
 class FrameDiarizer(Diarizer):
-    """Frame model over windows -> stitched chains -> embeddings of every window's speakers
-    (chains cut where a window's speaker changes, with ``frame_model.split_chains``) ->
-    constrained clustering of the chains -> turns.
+    """Frame model over windows -> one embedding per window and local speaker -> clustering
+    (``clustering.method``) -> distinct speakers per window -> per frame, as many speakers as
+    the frame model hears -> turns.
 
-    :meth:`load` spools recordings to disk: ``apply`` reads a batch of windows
-    at a time, so its memory does not grow with the recording's length.
+    :meth:`load` spools recordings to disk: ``apply`` reads a batch of windows at a time,
+    so its memory does not grow with the recording's length.
 
-    Speakers are named ``spk1``, ``spk2``, ... in order of first appearance. The
-    speaker count comes from the recording (``RecordingInput.num_speakers``),
-    else ``clustering.num_speakers``, else it is estimated (cosine distance
-    ``frame_model.link_threshold``) within [``clustering.min_speakers``,
+    Speakers are named ``spk1``, ``spk2``, ... in order of first appearance. The speaker
+    count comes from the recording (``RecordingInput.num_speakers``), else
+    ``clustering.num_speakers``, else it is estimated within [``clustering.min_speakers``,
     ``clustering.max_speakers``].
     """
 
@@ -131,95 +134,109 @@ class FrameDiarizer(Diarizer):
         embed: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         super().__init__(config)
-        self.embed: Callable[[np.ndarray], np.ndarray]
         self.model = model if model is not None else build_frame_model(config)
         self.sample_rate = int(self.model.sample_rate)  # type: ignore[attr-defined]
         # windows per batch: the config's, else the model's default for its device
         batch_size = config.frame_model.batch_size
         self.batch_size = int(batch_size if batch_size is not None else self.model.batch_size)  # type: ignore[attr-defined]
+        self.clusterer = build_clusterer(config.clustering)
+        self._embedder: object | None = None
         if embed is None:
-            embedder = build_embedder(config)
-            self._embed_rate = int(embedder.sample_rate)
-            self.embed = embedder.embed_utterance
-            self._embed_min_samples = int(embedder.min_num_samples)
+            self._embedder = build_embedder(config)
+            self._embed_rate = int(self._embedder.sample_rate)  # type: ignore[attr-defined]
+            self._embed_min_samples = int(self._embedder.min_num_samples)  # type: ignore[attr-defined]
         else:
             self._embed_rate = self.sample_rate
-            self.embed = embed
             self._embed_min_samples = 1
+        self._embed_one = embed
         set_torch_threads(config.num_threads)
 
-    def _embed_speech(self, speech: np.ndarray) -> np.ndarray:
-        """Embed speech at the model's rate with the embedder (resampled if its rate differs)."""
+    def _embed(self, speech: Sequence[np.ndarray], hook: StepHook) -> np.ndarray:
+        """Embed speech at the model's rate (resampled to the embedder's, padded to its minimum)."""
         if self._embed_rate != self.sample_rate:
             import soxr
 
-            speech = soxr.resample(speech, self.sample_rate, self._embed_rate).astype(np.float32)
-        if len(speech) < self._embed_min_samples:
-            speech = np.pad(speech, (0, self._embed_min_samples - len(speech)))
-        return self.embed(speech)
+            speech = [soxr.resample(x, self.sample_rate, self._embed_rate).astype(np.float32) for x in speech]
+        m = self._embed_min_samples
+        speech = [np.pad(x, (0, m - len(x))) if len(x) < m else x for x in speech]
+        if not speech:
+            return np.zeros((0, 0), dtype=np.float32)
+        embedder = self._embedder
+        many = getattr(embedder, "embed_many", None)
+        if many is not None:
+            return np.asarray(many(speech, hook=hook), dtype=np.float32)
+        embed = self._embed_one if embedder is None else embedder.embed_utterance  # type: ignore[attr-defined]
+        with timed(hook, "embeddings"):
+            return np.stack([np.asarray(embed(x), dtype=np.float32).reshape(-1) for x in speech])  # type: ignore[misc]
 
     def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
         """Diarize one recording (``recording.waveform`` at ``self.sample_rate``)."""
         cfg = self.config
         fm = cfg.frame_model
         sr = self.sample_rate
+        model = self.model
         wav = recording.waveform  # shape: (N,)
         if not isinstance(wav, SpooledAudio):
             wav = np.asarray(wav, dtype=np.float32)
-        with timed(hook, "frame_model"):
-            stitched = run_windows(
-                self.model, wav, fm.window, fm.hop, self.batch_size, fm.threshold, fm.link_frames, fm.link_iou
-            )
-        stride = int(self.model.frame_stride)  # type: ignore[attr-defined]
-        min_samples = round(fm.embed_min_seconds * sr)
-        with timed(hook, "embedding"):
-            pieces = embed_pieces(stitched, wav, self._embed_speech, stride, min_samples)  # P x (D,)
-            if fm.split_chains:
-                stitched = split_chains(stitched, pieces, fm.link_threshold, fm.link_adapt)
-            embeddings, reliable = embed_chains(  # shape: (C, D), (C,)
-                stitched,
-                wav,
-                self._embed_speech,
-                stride,
-                min_samples,
-                round(fm.embed_max_seconds * sr),
-                fm.threshold,
-                pieces,
-            )
+        stride = int(model.frame_stride)  # type: ignore[attr-defined]
+        with timed(hook, "segmentation"):
+            outputs = run_windows(model, wav, fm.window, fm.hop, self.batch_size, fm.threshold)
+        # every local speaker of every window, embedded once from its exclusive speech
+        regions = embed_regions(  # shape: (P, 2) frames
+            outputs, round(fm.hop * sr / stride), round(fm.embed_context * sr / stride)
+        )
+        speech = piece_speech(outputs, regions, wav, stride, round(fm.embed_max_seconds * sr))
+        seconds = np.array([len(x) / sr for x in speech])  # shape: (P,)
+        reliable = seconds >= fm.embed_min_seconds  # shape: (P,)
+        embeddings = np.zeros((len(speech), 0), dtype=np.float32)
+        if reliable.any():
+            found = self._embed([speech[i] for i in np.flatnonzero(reliable)], hook)  # shape: (R, D)
+            embeddings = np.zeros((len(speech), found.shape[1]), dtype=np.float32)
+            embeddings[reliable] = found
         with timed(hook, "clustering"):
-            speaker_of_chain = link_chains(  # shape: (C,)
+            labels, centroids = cluster_pieces(  # shape: (P,), (K, D)
                 embeddings,
-                stitched.cannot_link,
-                fm.link_threshold,
+                reliable,
+                seconds,
+                outputs.pieces_by_window(),
+                self.clusterer,
                 recording.num_speakers or cfg.clustering.num_speakers,
                 cfg.clustering.min_speakers,
                 cfg.clustering.max_speakers,
-                reliable,
-                fm.link_adapt,
+                fm.min_speaker_seconds,
             )
-        with timed(hook, "postprocess"):
-            # one speaker at a time: columns are independent, and memory stays O(T) for any count
-            num_speakers = int(speaker_of_chain.max()) + 1 if len(speaker_of_chain) else 0
-            turns: list[Turn] = []
-            for k in range(num_speakers):
-                probs = render_speaker(stitched, speaker_of_chain, k)  # shape: (T,) at the model's shift
-                active = probs[:, None] > fm.threshold  # shape: (T, 1)
-                labels = resample_labels(active, stride / sr, FRAME_SHIFT)  # shape: (T10, 1) at 10 ms
-                turns.extend(
-                    labels_to_annotation(
-                        recording.reco_id,
-                        labels,
-                        [f"spk{k + 1}"],
-                        smooth_size=cfg.postprocess.smooth_size,
-                        dur_threshold=cfg.postprocess.dur_threshold,
-                    ).turns
-                )
-            annotation = name_by_first_turn(Annotation.from_turns(recording.reco_id, turns))
+            labels = attach_by_activity(outputs, labels)
+        # pieces that overlap no speaker and had too little speech: their own short embedding
+        alone = np.flatnonzero((labels < 0) & (seconds > 0))
+        if len(alone) and len(centroids):
+            found = self._embed([speech[i] for i in alone], hook)
+            labels[alone] = nearest_speaker(found, centroids)
+        elif len(labels) and labels.max() < 0:
+            labels[:] = 0  # nothing to compare with: one speaker
+        with timed(hook, "rendering"):
+            scores = render(outputs, relabel(labels))  # shape: (T, K)
+            active = select_by_count(scores, outputs.speaker_count())  # shape: (T, K)
+            labels10 = model_frames_to_labels(  # shape: (T10, K) at 10 ms
+                active,
+                stride,
+                int(model.frame_center_offset),  # type: ignore[attr-defined]
+                len(wav),
+                round(FRAME_SHIFT * sr),
+            )
+            annotation = labels_to_annotation(
+                recording.reco_id,
+                labels10,
+                [f"spk{k + 1}" for k in range(labels10.shape[1])],
+                smooth_size=cfg.postprocess.smooth_size,
+                dur_threshold=cfg.postprocess.dur_threshold,
+            )
+            annotation = name_by_first_turn(annotation)
         logger.debug(
-            "%s: %d pieces in %d chains -> %d speakers",
+            "%s: %d windows, %d local speakers (%d embedded) -> %d speakers",
             recording.reco_id,
-            len(stitched.pieces),
-            stitched.num_chains,
-            num_speakers,
+            len(outputs.windows),
+            len(outputs.pieces),
+            int(reliable.sum()),
+            labels10.shape[1],
         )
         return annotation
