@@ -127,7 +127,7 @@ class VadConfig:
 class EmbeddingConfig:
     """Speaker embedder and the sliding windows it sees."""
 
-    name: str = "ge2e"
+    name: str = "campplus"
     model_dir: str | None = None
     device: str = "auto"
     batch_size: int = 64
@@ -274,7 +274,7 @@ class FrameModelConfig:
     window: float = 7.0
     hop: float = 2.5
     threshold: float = 0.5
-    embed_context: float = 1.0
+    embed_context: float = 1.5
     embed_min_seconds: float = 1.0
     embed_max_seconds: float = 30.0
     min_speaker_seconds: float = 2.0
@@ -374,7 +374,7 @@ class JobConfig:
 class Config:
     """Everything one diarization run needs."""
 
-    mode: str = "cluster"
+    mode: str = "frame"
     num_threads: int = 1
     sample_rate: int = 16000
     vad: VadConfig = field(default_factory=VadConfig)
