@@ -42,7 +42,8 @@ noise of it and are not used. Equal-length windows share forward passes
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -596,7 +597,9 @@ class CAMPPlusEmbedder:
         self._check_length(len(wav))
         return self.embed_features(self.fbank(wav)[None])[0]
 
-    def embed_many(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+    def embed_many(
+        self, waveforms: Sequence[np.ndarray], hook: Callable[[str, float], None] | None = None
+    ) -> np.ndarray:
         """Embed many utterances of any lengths; each equals :meth:`embed_utterance` of it.
 
         Utterances of equal length share forward passes; others run one by one (zero
@@ -604,6 +607,8 @@ class CAMPPlusEmbedder:
 
         Args:
             waveforms: 1-D float arrays at 16 kHz, each at least :attr:`min_num_samples` long.
+            hook: if given, told the seconds spent on filterbanks (``"features"``) and on
+                the network (``"embeddings"``), as a pipeline's step hook is.
 
         Returns:
             shape (len(waveforms), dimension) float32, in input order.
@@ -611,12 +616,20 @@ class CAMPPlusEmbedder:
         wavs = [np.asarray(w, dtype=np.float32).reshape(-1) for w in waveforms]
         out = np.zeros((len(wavs), self.dimension), dtype=np.float32)
         lengths = np.array([len(w) for w in wavs], dtype=np.int64)
+        seconds = {"features": 0.0, "embeddings": 0.0}
         for length in np.unique(lengths):
             self._check_length(int(length))
             rows = np.flatnonzero(lengths == length)
+            t0 = time.perf_counter()
             # shape: (R, T, feat_dim)
             feats = np.stack([self.fbank(wavs[r]) for r in rows])
+            t1 = time.perf_counter()
             out[rows] = self.embed_features(feats)
+            seconds["features"] += t1 - t0
+            seconds["embeddings"] += time.perf_counter() - t1
+        if hook is not None:
+            for step, spent in seconds.items():
+                hook(step, spent)
         return out
 
     def __call__(self, waveforms: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
