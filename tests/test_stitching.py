@@ -271,7 +271,9 @@ def test_piece_speech_is_exclusive_speech_inside_the_region():
     # piece 0: exclusive frames 0-1; piece 1: 4-5; piece 2: 4-5; piece 3: its region keeps 7
     expected = [[0, 1], [4, 5], [4, 5], [7]]
     for got, frames in zip(speech, expected, strict=True):
-        np.testing.assert_array_equal(got, np.concatenate([wave[f * STRIDE : (f + 1) * STRIDE] for f in frames]))
+        np.testing.assert_array_equal(
+            got, np.concatenate([wave[f * STRIDE : (f + 1) * STRIDE] for f in frames])
+        )
     capped = piece_speech(outputs, regions, wave, STRIDE, STRIDE + 10)
     assert [len(x) for x in capped] == [STRIDE + 10, STRIDE + 10, STRIDE + 10, STRIDE]
 
@@ -410,7 +412,9 @@ def test_render_and_select_by_count():
     # are averaged where they overlap
     coverage = np.maximum(outputs.coverage, 1.0)
     np.testing.assert_allclose(scores[:, 0], np.pad(a, (0, 6)) / coverage)
-    np.testing.assert_allclose(scores[:, 1], (np.pad(b, (0, 6)) + np.pad(np.maximum(c, d), (6, 0))) / coverage)
+    np.testing.assert_allclose(
+        scores[:, 1], (np.pad(b, (0, 6)) + np.pad(np.maximum(c, d), (6, 0))) / coverage
+    )
     count = outputs.speaker_count()
     active = select_by_count(scores, count)
     assert active[4:6].all()  # overlap kept where the model hears two
