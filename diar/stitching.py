@@ -203,24 +203,25 @@ class WindowCollector:
 # --------------------------------------------------------------------------- embedding
 
 
-def embed_regions(outputs: WindowOutputs, hop: int, context: int = 0) -> np.ndarray:
+def embed_regions(outputs: WindowOutputs, context: int = 0) -> np.ndarray:
     """Per piece, the frames [start, end) whose speech its embedding is computed from.
 
-    Windows overlap; each owns the central ``hop`` frames of its span (the first window
-    from its start, the last to its end), so owned stretches tile the recording. A piece's
-    region is its window's owned stretch widened by ``context`` frames on each side, within
-    the window: every second of speech is embedded about ``(hop + 2 * context) / hop``
-    times, whatever the windows' overlap.
+    Windows overlap; each owns the frames nearer to its centre than to its neighbours' (the
+    first window from its start, the last to its end): the central ``hop`` frames of windows
+    laid every ``hop`` frames. Owned stretches tile the recording, also where the last window
+    was moved back to end at the recording's end. A piece's region is its window's owned
+    stretch widened by ``context`` frames on each side, within the window: every second of
+    speech is embedded about ``(hop + 2 * context) / hop`` times, whatever the windows' overlap.
 
     Returns:
         shape (num_pieces, 2) int64.
     """
     regions = np.zeros((len(outputs.pieces), 2), dtype=np.int64)
     windows = outputs.windows
+    centres2 = [2 * start + length for start, length, _ in windows]  # twice each window's centre
     for k, (start, length, members) in enumerate(windows):
-        margin = max(0, (length - hop) // 2)
-        lo = start if k == 0 else start + margin
-        hi = start + length if k == len(windows) - 1 else start + margin + hop
+        lo = start if k == 0 else (centres2[k - 1] + centres2[k]) // 4
+        hi = start + length if k == len(windows) - 1 else (centres2[k] + centres2[k + 1]) // 4
         lo, hi = max(start, lo - context), min(start + length, hi + context)
         regions[members] = (lo, hi)
     return regions

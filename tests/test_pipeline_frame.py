@@ -1,8 +1,9 @@
-"""Frame-model diarization (mode ``frame``): windows -> stitching -> embeddings -> turns.
+"""Frame-model diarization (mode ``frame``): windows -> local speakers -> embeddings -> clustering
+-> per-frame speaker count -> turns.
 
-End to end with a frame model that hears tone "speakers" (two local outputs in a
-random order per window), and with the real loader on a tiny random WavLM-SD
-checkpoint plus the GE2E embedder.
+End to end with a frame model that hears tone "speakers" (two or three local outputs, in a
+random order per window), and through ``build_diarizer`` with the real loaders on tiny random
+checkpoints: WavLM-SD with the GE2E embedder, and segmentation-3.0 with CAM++.
 """
 
 from __future__ import annotations
@@ -17,63 +18,101 @@ from test_stitching import STRIDE, TONES, conversation, frame_errors, tone_embed
 from diar.audio import SpooledAudio
 from diar.config import load_config
 from diar.pipelines import RecordingInput, build_diarizer
-from diar.pipelines.frame import FrameDiarizer, run_windows
-from diar.types import Annotation
+from diar.pipelines.frame import FrameDiarizer, name_by_first_turn, run_windows
+from diar.types import Annotation, Turn
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "wavlm-sd.yaml"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 class ToneFrameModel:
-    """A frame model for tone speakers: per 20 ms frame, which tones sound, in two local outputs
-    whose order is shuffled per window (as a permutation-invariant model's would be)."""
+    """A frame model for tone speakers: per 20 ms frame, which tones sound, in ``local`` outputs
+    whose order is shuffled per window (as a permutation-invariant model's would be).
+
+    Frame ``i`` hears samples ``[i * STRIDE + delay, (i + 1) * STRIDE + delay)`` of its window
+    (a receptive field of ``2 * delay + STRIDE`` samples), so it is centred at
+    ``i * STRIDE + frame_center_offset``.
+    """
 
     sample_rate = 16000
     frame_stride = STRIDE
     frame_shift = STRIDE / 16000
-    num_speakers = 2
     batch_size = 2  # its default, when frame_model.batch_size is null
 
-    def __init__(self) -> None:
+    def __init__(self, local: int = 2, delay: int = 0) -> None:
+        self.num_speakers = local
+        self.delay = delay
+        self.receptive_field = 2 * delay + STRIDE
+        self.frame_center_offset = delay + STRIDE // 2
         self.batch_sizes: list[int] = []
         self.lengths: set[int] = set()
+        self.orders: set[tuple[int, ...]] = set()  # the outputs the speakers of a window went to
         self.calls = 0
 
     def num_frames(self, num_samples: int) -> int:
-        return num_samples // STRIDE
+        return max(0, (num_samples - self.receptive_field) // STRIDE + 1)
 
     def __call__(self, waveforms: np.ndarray) -> np.ndarray:
         self.batch_sizes.append(len(waveforms))
         self.lengths.add(waveforms.shape[1])
         out = []
         for w in waveforms:
-            frames = w[: self.num_frames(len(w)) * STRIDE].reshape(-1, STRIDE)
+            n = self.num_frames(len(w))
+            frames = w[self.delay : self.delay + n * STRIDE].reshape(n, STRIDE)
             spectrum = np.abs(np.fft.rfft(frames, axis=1))  # 50 Hz bins
             energy = np.stack([spectrum[:, round(f / 50)] for f in TONES], axis=1)
             active = energy > 10.0  # shape: (frames, tones)
             present = np.flatnonzero(active.any(axis=0))
-            assert len(present) <= 2, "test scenario puts at most two speakers in a window"
-            probs = np.full((len(frames), 2), 0.05, dtype=np.float32)
-            order = np.random.default_rng(self.calls).permutation(2)
+            assert len(present) <= self.num_speakers, "the test scenario has too many speakers in a window"
+            probs = np.full((n, self.num_speakers), 0.05, dtype=np.float32)
+            order = np.random.default_rng(self.calls).permutation(self.num_speakers)
             self.calls += 1
+            self.orders.add(tuple(order[: len(present)].tolist()))
             for slot, k in zip(order, present, strict=False):
                 probs[active[:, k], slot] = 0.95
             out.append(probs)
         return np.stack(out)
 
 
-def tone_diarizer(**overrides: object) -> tuple[FrameDiarizer, ToneFrameModel]:
+def tone_diarizer(
+    model: ToneFrameModel | None = None, **overrides: object
+) -> tuple[FrameDiarizer, ToneFrameModel]:
     sets = [f"{k}={v}" for k, v in overrides.items()]
     config = load_config(CONFIG, ["frame_model.batch_size=3", *sets])
-    model = ToneFrameModel()
+    model = model or ToneFrameModel()
     return FrameDiarizer(config, model=model, embed=tone_embedding), model
 
 
+def turns_near(annotation: Annotation, expected: list[tuple[float, float, str]], tol: float = 0.021) -> bool:
+    """Whether the annotation's turns are ``expected`` (start, end, speaker), times within ``tol``."""
+    got = [(t.start, t.end, t.speaker) for t in annotation]
+    return len(got) == len(expected) and all(
+        a[2] == b[2] and abs(a[0] - b[0]) <= tol and abs(a[1] - b[1]) <= tol
+        for a, b in zip(got, expected, strict=True)
+    )
+
+
 def truth_of(annotation: Annotation, seconds: float) -> np.ndarray:
+    """Turns -> shape (frames, speakers) bool on the 20 ms grid of turns_to_truth."""
     speakers = annotation.speakers
     out = np.zeros((round(seconds * 50), len(speakers)), dtype=bool)
     for t in annotation:
         out[round(t.start * 50) : round(t.end * 50), speakers.index(t.speaker)] = True
     return out
+
+
+FOUR = (
+    conversation((0, 1), 0, 40, turn=3.0)
+    + conversation((2, 3), 50, 90, turn=3.0)
+    + conversation((0, 3), 100, 140, turn=3.0)
+    + conversation((1, 2), 150, 190, turn=3.0)
+)
+
+
+@pytest.fixture(scope="module")
+def four() -> np.ndarray:
+    """Four tone speakers, two at a time with overlapping turns, silent gaps between the pairs."""
+    return turns_to_truth(FOUR, 190.0, 4)
 
 
 def test_config_names_the_published_model() -> None:
@@ -83,26 +122,87 @@ def test_config_names_the_published_model() -> None:
     assert config.frame_model.name == "wavlm-sd"
 
 
-def test_four_speakers_end_to_end() -> None:
-    turns = (
-        conversation((0, 1), 0, 40, turn=3.0)
-        + conversation((2, 3), 50, 90, turn=3.0)
-        + conversation((0, 3), 100, 140, turn=3.0)
-        + conversation((1, 2), 150, 190, turn=3.0)
-    )
-    truth = turns_to_truth(turns, 190.0, 4)
+def test_four_speakers_from_two_local_outputs(four: np.ndarray) -> None:
     diarizer, model = tone_diarizer()
     steps: list[str] = []
-    annotation = diarizer.apply(RecordingInput("rec", tones(truth)), hook=lambda s, _: steps.append(s))
-    assert steps == ["frame_model", "embedding", "clustering", "postprocess"]
+    annotation = diarizer.apply(RecordingInput("rec", tones(four)), hook=lambda s, _: steps.append(s))
+    assert list(dict.fromkeys(steps)) == ["segmentation", "embeddings", "clustering", "rendering"]
     assert annotation.speakers == ["spk1", "spk2", "spk3", "spk4"]
     hyp = truth_of(annotation, 190.0)
-    # smoothing moves boundaries a little; speakers and overlaps must be right
-    assert frame_errors(truth, hyp) < 0.01 * truth.size
-    overlapped = truth.sum(axis=1) == 2
-    assert hyp[overlapped].sum(axis=1).mean() > 1.9
+    # smoothing moves boundaries a little; speakers, gaps and overlaps must be right
+    assert frame_errors(four, hyp) < 0.01 * four.size
+    overlapped = four.sum(axis=1) == 2
+    assert overlapped.sum() > 1000 and hyp[overlapped].sum(axis=1).mean() > 1.9
+    assert not hyp[four.sum(axis=1) == 0].any()  # the gaps stay silent
+    assert {o for o in model.orders if len(o) == 2} == {(0, 1), (1, 0)}  # the outputs did flip
     # memory: the model never saw more than batch_size windows at once, all of one length
     assert max(model.batch_sizes) <= 3 and len(model.lengths) == 1
+
+
+def test_three_local_outputs() -> None:
+    turns = conversation((0, 1, 2), 0, 40, turn=3.0) + conversation((2, 3, 4), 50, 90, turn=3.0)
+    truth = turns_to_truth(turns, 90.0, 5)
+    diarizer, model = tone_diarizer(ToneFrameModel(local=3))
+    annotation = diarizer.apply(RecordingInput("rec", tones(truth)))
+    assert len(annotation.speakers) == 5
+    assert frame_errors(truth, truth_of(annotation, 90.0)) < 0.01 * truth.size
+    assert len({o for o in model.orders if len(o) == 3}) > 1
+
+
+@pytest.mark.parametrize("delay", [0, 1600])
+def test_turns_are_placed_by_the_models_frame_centres(delay: int) -> None:
+    truth = turns_to_truth([(0, 1.0, 6.0), (1, 8.0, 14.0), (0, 15.0, 19.0)], 20.0, 2)
+    audio = tones(truth)
+    diarizer, _ = tone_diarizer(ToneFrameModel(delay=delay))
+    annotation = diarizer.apply(RecordingInput("rec", audio))
+    expected = [(1.0, 6.0, "spk1"), (8.0, 14.0, "spk2"), (15.0, 19.0, "spk1")]
+    assert turns_near(annotation, expected), annotation.turns
+    if delay:  # a model that says its frames are centred 0.1 s earlier than they are
+        wrong = ToneFrameModel(delay=delay)
+        wrong.frame_center_offset = STRIDE // 2
+        diarizer, _ = tone_diarizer(wrong)
+        first = next(iter(diarizer.apply(RecordingInput("rec", audio))))
+        assert first.start == pytest.approx(0.9, abs=0.021)
+
+
+def test_known_speaker_count(four: np.ndarray) -> None:
+    audio = tones(four)
+    diarizer, _ = tone_diarizer()
+    # from the recording (reco2num_spk)
+    for count in (2, 3, 4):
+        assert len(diarizer.apply(RecordingInput("rec", audio, num_speakers=count)).speakers) == count
+    exact = diarizer.apply(RecordingInput("rec", audio, num_speakers=4))
+    assert frame_errors(four, truth_of(exact, 190.0)) < 0.01 * four.size
+    # from the config, unless the recording says otherwise
+    configured, _ = tone_diarizer(**{"clustering.num_speakers": 3})
+    assert len(configured.apply(RecordingInput("rec", audio)).speakers) == 3
+    assert len(configured.apply(RecordingInput("rec", audio, num_speakers=2)).speakers) == 2
+
+
+def test_min_and_max_speakers(four: np.ndarray) -> None:
+    audio = tones(four)
+    capped, _ = tone_diarizer(**{"clustering.max_speakers": 2})
+    assert len(capped.apply(RecordingInput("rec", audio)).speakers) == 2
+    two = tones(turns_to_truth(conversation((0, 1), 0, 40, turn=3.0), 40.0, 2))
+    raised, _ = tone_diarizer(**{"clustering.min_speakers": 3})
+    assert len(raised.apply(RecordingInput("rec", two)).speakers) == 3
+
+
+def test_short_and_silent_recordings_give_empty_annotations() -> None:
+    diarizer, _ = tone_diarizer()
+    assert len(diarizer.apply(RecordingInput("empty", np.zeros(0, np.float32)))) == 0
+    assert len(diarizer.apply(RecordingInput("short", np.zeros(100, np.float32)))) == 0
+    assert len(diarizer.apply(RecordingInput("silent", np.zeros(16000 * 12, np.float32)))) == 0
+
+
+def test_a_recording_shorter_than_a_window() -> None:
+    truth = turns_to_truth([(0, 0.5, 3.0)], 4.0, 1)
+    outputs = run_windows(ToneFrameModel(), tones(truth), 10.0, 5.0, 8)
+    assert outputs.num_frames == 200 and len(outputs.pieces) == 1
+    assert outputs.pieces[0].start == 0 and len(outputs.pieces[0].probs) == 200
+    diarizer, _ = tone_diarizer()
+    annotation = diarizer.apply(RecordingInput("rec", tones(truth)))
+    assert turns_near(annotation, [(0.5, 3.0, "spk1")]), annotation.turns
 
 
 def test_recordings_are_spooled_to_disk_and_read_back_by_window(tmp_path: Path) -> None:
@@ -127,28 +227,30 @@ def test_batch_size_is_the_configs_else_the_models() -> None:
         assert diarizer.batch_size == expected and max(model.batch_sizes) == expected
 
 
-def test_known_speaker_count_from_the_recording() -> None:
-    turns = conversation((0, 1), 0, 30, turn=3.0) + conversation((2, 3), 40, 70, turn=3.0)
-    truth = turns_to_truth(turns, 70.0, 4)
-    # would merge all it may
-    diarizer, _ = tone_diarizer(**{"frame_model.link_threshold": 1.5, "frame_model.link_adapt": "null"})
-    merged = diarizer.apply(RecordingInput("rec", tones(truth)))
-    assert len(merged.speakers) == 2  # cannot-links keep each pair apart, nothing more
-    exact = diarizer.apply(RecordingInput("rec", tones(truth), num_speakers=4))
-    assert len(exact.speakers) == 4
+def test_speakers_are_numbered_by_first_turn_without_gaps() -> None:
+    annotation = Annotation(
+        "r", (Turn("r", 5.0, 6.0, "spk1"), Turn("r", 1.0, 2.0, "spk4"), Turn("r", 7, 8, "spk4"))
+    )
+    renamed = name_by_first_turn(annotation)
+    assert [(t.start, t.speaker) for t in renamed] == [(1.0, "spk1"), (5.0, "spk2"), (7.0, "spk1")]
 
 
-def test_short_and_silent_recordings_give_empty_annotations() -> None:
-    diarizer, _ = tone_diarizer()
-    assert len(diarizer.apply(RecordingInput("short", np.zeros(100, np.float32)))) == 0
-    assert len(diarizer.apply(RecordingInput("silent", np.zeros(16000 * 12, np.float32)))) == 0
+def noise(seconds: float) -> np.ndarray:
+    """Gaussian noise whose loudness changes every 0.1 s."""
+    rng = np.random.default_rng(0)
+    envelope = np.repeat(rng.uniform(0, 0.4, int(seconds * 10)), 1600)
+    return (rng.normal(0, 1, len(envelope)) * envelope).astype(np.float32)
 
 
-def test_run_windows_covers_a_recording_shorter_than_a_window() -> None:
-    truth = turns_to_truth([(0, 0.5, 3.0)], 4.0, 1)
-    result = run_windows(ToneFrameModel(), tones(truth), 10.0, 5.0, 8)
-    assert result.num_frames == 200 and len(result.pieces) == 1
-    assert result.pieces[0].start == 0 and len(result.pieces[0].probs) == 200
+def check_runs(diarizer: object, seconds: float) -> list[str]:
+    """Diarize noise through the diarizer; the turns lie inside the recording. Returns the steps."""
+    steps: list[str] = []
+    annotation = diarizer(noise(seconds), reco_id="noise", hook=lambda s, _: steps.append(s))  # type: ignore[operator]
+    assert annotation.reco_id == "noise"
+    assert all(0 <= t.start < t.end <= seconds + 1e-6 for t in annotation)
+    assert all(s.startswith("spk") for s in annotation.speakers)
+    assert len(annotation) > 0  # random weights still say someone talks somewhere
+    return steps
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +261,7 @@ def tiny_wavlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny(tmp_path_factory.mktemp("wavlm"), do_normalize=False, seed=3)
 
 
-def test_real_loader_and_embedder_through_build_diarizer(tiny_wavlm: Path) -> None:
+def test_tiny_wavlm_sd_through_build_diarizer(tiny_wavlm: Path) -> None:
     config = load_config(
         CONFIG,
         [
@@ -173,23 +275,23 @@ def test_real_loader_and_embedder_through_build_diarizer(tiny_wavlm: Path) -> No
     )
     diarizer = build_diarizer(config)
     assert isinstance(diarizer, FrameDiarizer) and diarizer.sample_rate == 16000
-    rng = np.random.default_rng(0)
-    seconds = 13.0
-    envelope = np.repeat(rng.uniform(0, 0.4, int(seconds * 10)), 1600)
-    audio = (rng.normal(0, 1, len(envelope)) * envelope).astype(np.float32)
-    annotation = diarizer(audio, reco_id="noise")
-    assert annotation.reco_id == "noise"
-    assert all(0 <= t.start < t.end <= seconds + 1e-6 for t in annotation)
-    assert all(s.startswith("spk") for s in annotation.speakers)
-    assert len(annotation) > 0  # random weights still say someone talks somewhere
+    check_runs(diarizer, 13.0)
 
 
-def test_speakers_are_numbered_by_first_turn_without_gaps() -> None:
-    from diar.pipelines.frame import name_by_first_turn
-    from diar.types import Turn
-
-    annotation = Annotation(
-        "r", (Turn("r", 5.0, 6.0, "spk1"), Turn("r", 1.0, 2.0, "spk4"), Turn("r", 7, 8, "spk4"))
+def test_tiny_segmentation_and_campplus_through_build_diarizer() -> None:
+    config = load_config(
+        None,
+        [
+            "mode=frame",
+            f"frame_model.model={DATA / 'segmentation' / 'tiny_pyannet.ckpt'}",
+            "frame_model.device=cpu",
+            "embedding.name=campplus",
+            f"embedding.model_dir={DATA / 'campplus' / 'tiny_campplus.pt'}",
+            "embedding.device=cpu",
+        ],
     )
-    renamed = name_by_first_turn(annotation)
-    assert [(t.start, t.speaker) for t in renamed] == [(1.0, "spk1"), (5.0, "spk2"), (7.0, "spk1")]
+    assert config.frame_model.name == "segmentation-3.0"  # the frame-mode default
+    diarizer = build_diarizer(config)
+    assert isinstance(diarizer, FrameDiarizer)
+    steps = check_runs(diarizer, 16.0)
+    assert list(dict.fromkeys(steps)) == ["segmentation", "features", "embeddings", "clustering", "rendering"]

@@ -1,5 +1,7 @@
-"""Stitching of window-local speakers into recording speakers, on synthetic window outputs with
-known permutations and speaker counts (speakers are tones; the embedder reads the spectrum)."""
+"""From the local speakers of overlapping windows to recording speakers (diar.stitching), and the
+frame model's grid to the 10 ms label grid: each step on small hand-made window outputs, then
+the steps together on synthetic conversations (speakers are tones; the embedder reads the
+spectrum) whose windows hear their speakers in a random order."""
 
 from __future__ import annotations
 
@@ -9,16 +11,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
+from diar.cluster import build_clusterer
+from diar.config import ClusteringConfig
+from diar.postprocess import model_frames_to_labels
 from diar.stitching import (
-    WindowStitcher,
-    embed_chains,
-    embed_pieces,
+    WindowCollector,
+    WindowOutputs,
+    attach_by_activity,
+    cluster_pieces,
+    embed_regions,
     gather_samples,
-    link_chains,
+    piece_speech,
     plan_windows,
+    relabel,
     render,
-    render_speaker,
-    split_chains,
+    select_by_count,
 )
 
 SR = 16000
@@ -35,12 +42,13 @@ def turns_to_truth(turns: list[tuple[int, float, float]], seconds: float, num_sp
     return truth
 
 
-def conversation(pair: tuple[int, int], start: float, end: float, turn: float = 2.0) -> list:
-    """Two speakers taking turns of ``turn`` seconds, each turn overlapping the next by 0.5 s."""
+def conversation(pair: tuple[int, ...], start: float, end: float, turn: float = 2.0) -> list:
+    """Speakers taking turns of ``turn`` seconds in the order of ``pair``, each turn overlapping
+    the next by 0.5 s."""
     out = []
     t, i = start, 0
     while t < end:
-        out.append((pair[i % 2], t, min(t + turn + 0.5, end)))
+        out.append((pair[i % len(pair)], t, min(t + turn + 0.5, end)))
         t += turn
         i += 1
     return out
@@ -64,26 +72,15 @@ def tone_embedding(speech: np.ndarray) -> np.ndarray:
 
 
 def window_outputs(
-    truth: np.ndarray,
-    window: int,
-    hop: int,
-    local: int = 2,
-    seed: int = 0,
-    merge: dict[int, int] | None = None,
+    truth: np.ndarray, window: int, hop: int, local: int = 2, seed: int = 0
 ) -> list[tuple[int, np.ndarray]]:
-    """What a frame model with ``local`` outputs would say: each window's speakers in a random order.
-
-    ``merge`` {a: b}: in a window with too many speakers, speaker a's activity goes to b's output.
-    """
+    """What a frame model with ``local`` outputs would say: each window's speakers in a random
+    order, (first frame, probabilities (frames, local)) per window."""
     rng = np.random.default_rng(seed)
     plan = plan_windows(len(truth) * STRIDE, window * STRIDE, hop * STRIDE, STRIDE)
     out = []
     for start in plan.starts // STRIDE:
-        part = truth[start : start + plan.length // STRIDE].copy()
-        if part.any(axis=0).sum() > local:
-            for a, b in (merge or {}).items():
-                part[:, b] |= part[:, a]
-                part[:, a] = False
+        part = truth[start : start + plan.length // STRIDE]
         present = np.flatnonzero(part.any(axis=0))
         if len(present) > local:
             raise ValueError(f"test scenario has {len(present)} speakers in the window at frame {start}")
@@ -95,23 +92,11 @@ def window_outputs(
     return out
 
 
-def stitch(truth, window=500, hop=250, local=2, seed=0, merge=None):
-    stitcher = WindowStitcher(len(truth))
-    for start, probs in window_outputs(truth, window, hop, local, seed, merge):
-        stitcher.add(start, probs)
-    return stitcher.finish()
-
-
-def diarize(truth, window=500, hop=250, seed=0, num_speakers=None, threshold=0.3, merge=None, split=False):
-    result = stitch(truth, window, hop, seed=seed, merge=merge)
-    pieces = embed_pieces(result, tones(truth), tone_embedding, STRIDE, SR // 2) if split else None
-    if split:
-        result = split_chains(result, pieces, threshold, adapt=0.9)
-    emb, reliable = embed_chains(
-        result, tones(truth), tone_embedding, STRIDE, SR // 2, 30 * SR, pieces=pieces
-    )
-    labels = link_chains(emb, result.cannot_link, threshold, num_speakers, reliable=reliable)
-    return result, labels, render(result, labels) > 0.5
+def collect(num_frames: int, windows: list[tuple[int, np.ndarray]], threshold: float = 0.5) -> WindowOutputs:
+    collector = WindowCollector(num_frames, threshold)
+    for start, probs in windows:
+        collector.add(start, probs)
+    return collector.finish()
 
 
 def frame_errors(truth: np.ndarray, hyp: np.ndarray) -> int:
@@ -124,12 +109,31 @@ def frame_errors(truth: np.ndarray, hyp: np.ndarray) -> int:
     return int(t.size - agree[rows, cols].sum())
 
 
+class FixedClusters:
+    """A clusterer that answers given labels (and records the count bounds it was asked for)."""
+
+    def __init__(self, labels: list[int]) -> None:
+        self.labels = np.array(labels)
+        self.calls: list[tuple[int | None, int, int | None]] = []
+
+    def __call__(self, embeddings, num_speakers=None, min_speakers=1, max_speakers=None):
+        assert len(embeddings) == len(self.labels)
+        self.calls.append((num_speakers, min_speakers, max_speakers))
+        return self.labels
+
+
+AGGLOMERATIVE = build_clusterer(ClusteringConfig(method="agglomerative", threshold=0.3))
+
+
+# --------------------------------------------------------------------------- windows
+
+
 @settings(deadline=None)
 @given(
     num_samples=st.integers(0, 2_000_000),
     window=st.integers(1, 400),
     hop_fraction=st.floats(0.05, 1.0),
-    stride=st.sampled_from([80, 160, 320]),
+    stride=st.sampled_from([80, 160, 270, 320]),
 )
 def test_plan_windows_cover_the_recording(num_samples, window, hop_fraction, stride):
     window *= stride
@@ -151,104 +155,127 @@ def test_plan_windows_rejects_bad_hop():
         plan_windows(100_000, 3200, 6400, 320)
 
 
-def test_permutation_flips_recovered_through_overlaps():
-    truth = turns_to_truth(conversation((0, 1), 0.0, 60.0), 60.0, 2)
-    result = stitch(truth, seed=3)
-    assert result.num_chains == 2  # every overlap has both speakers: never a break
-    labels = np.arange(2)
-    hyp = render(result, labels) > 0.5
-    assert frame_errors(truth, hyp) == 0
+def hand_made() -> WindowOutputs:
+    """Three windows over 12 frames, three local outputs each.
+
+    frame      0 1 2 3 4 5 6 7 8 9 10 11
+    window 0   [0 ............ 7]                 a: 0-3, b: 2-5 (overlap at 2-3), c: silent
+    window 1           [4 ............ 11]        a: silent, b: 4-6, c: 6-9
+    window 2           [4 ............ 11]        nobody talks
+    """
+    w0 = np.full((8, 3), 0.1, dtype=np.float32)
+    w0[0:4, 0] = 0.9
+    w0[2:6, 1] = 0.8
+    w0[:, 2] = 0.5  # at the threshold: not active
+    w1 = np.full((8, 3), 0.2, dtype=np.float32)
+    w1[0:3, 1] = 0.7
+    w1[2:6, 2] = 0.6
+    w2 = np.zeros((8, 3), dtype=np.float32)
+    return collect(12, [(0, w0), (4, w1), (4, w2)])
 
 
-def test_four_speakers_from_two_local_outputs():
-    turns = (
-        conversation((0, 1), 0, 40)
-        + conversation((2, 3), 50, 90)
-        + conversation((0, 3), 100, 140)
-        + conversation((1, 2), 150, 190)
-    )
-    truth = turns_to_truth(turns, 190.0, 4)
-    result, _labels, hyp = diarize(truth, seed=1)
-    assert result.num_chains >= 8  # each gap breaks the chains
-    assert hyp.shape[1] == 4
-    assert frame_errors(truth, hyp) == 0
+def test_only_active_local_speakers_become_pieces():
+    outputs = hand_made()
+    assert [(p.window, p.local, p.start, p.end) for p in outputs.pieces] == [
+        (0, 0, 0, 8),
+        (0, 1, 0, 8),
+        (1, 1, 4, 12),
+        (1, 2, 4, 12),
+    ]
+    assert [(start, length) for start, length, _ in outputs.windows] == [(0, 8), (4, 8), (4, 8)]
+    assert outputs.pieces_by_window() == [[0, 1], [2, 3]]  # the silent window has none
+    # exclusive speech: the speaker talks and no other local speaker of its window does
+    assert np.flatnonzero(outputs.pieces[0].exclusive).tolist() == [0, 1]
+    assert np.flatnonzero(outputs.pieces[1].exclusive).tolist() == [4, 5]
+    assert np.flatnonzero(outputs.pieces[2].exclusive).tolist() == [0, 1]
+    assert np.flatnonzero(outputs.pieces[3].exclusive).tolist() == [3, 4, 5]
+    assert outputs.pieces[3].probs[2] == pytest.approx(0.6)
 
 
-def test_overlap_is_kept():
-    truth = turns_to_truth([(0, 0, 12), (1, 8, 20), (0, 18, 30), (1, 29, 40)], 40.0, 2)
-    _, _, hyp = diarize(truth, seed=2)
-    overlapped = truth.sum(axis=1) == 2
-    assert overlapped.sum() > 100
-    assert np.all(hyp[overlapped].sum(axis=1) == 2)
-    assert frame_errors(truth, hyp) == 0
+def test_coverage_count_and_speaker_count():
+    outputs = hand_made()
+    assert outputs.coverage.tolist() == [1, 1, 1, 1, 3, 3, 3, 3, 2, 2, 2, 2]
+    # talking local speakers summed over the windows that cover each frame
+    assert outputs.count.tolist() == [1, 1, 2, 2, 2, 2, 2, 1, 1, 1, 0, 0]
+    # the mean over the covering windows, rounded half up: 2/3 -> 1, 1/3 -> 0, 1/2 -> 1
+    assert outputs.speaker_count().tolist() == [1, 1, 2, 2, 1, 1, 1, 0, 1, 1, 0, 0]
+    assert outputs.speaker_count().dtype == np.int64 and outputs.num_frames == 12
 
 
-def test_speaker_back_after_a_silent_overlap_is_linked_by_embedding():
-    # speaker 0 is silent through whole windows in the middle; speaker 1 talks alone there
-    turns = [*conversation((0, 1), 0, 20), (1, 20, 45), *conversation((1, 0), 45, 70)]
-    truth = turns_to_truth(turns, 70.0, 2)
-    result, _labels, hyp = diarize(truth, seed=4)
-    assert result.num_chains > 2
-    assert hyp.shape[1] == 2
-    assert frame_errors(truth, hyp) == 0
+def test_window_order_and_bounds_are_checked():
+    collector = WindowCollector(100)
+    with pytest.raises(ValueError, match="outside"):
+        collector.add(90, np.zeros((20, 2)))
+    with pytest.raises(ValueError, match="outside"):
+        collector.add(-1, np.zeros((20, 2)))
+    with pytest.raises(ValueError, match="shape"):
+        collector.add(0, np.zeros(20))
+    collector.add(50, np.zeros((20, 2)))
+    with pytest.raises(ValueError, match="order"):
+        collector.add(10, np.zeros((20, 2)))
+    collector.add(80, np.ones((20, 2)))  # up to the last frame
+    assert len(collector.finish().pieces) == 2
 
 
-def test_known_speaker_count_and_three_speakers():
-    turns = conversation((0, 1), 0, 30) + conversation((1, 2), 40, 70) + conversation((2, 0), 80, 110)
-    truth = turns_to_truth(turns, 110.0, 3)
-    _, _, hyp = diarize(truth, seed=5)
-    assert hyp.shape[1] == 3 and frame_errors(truth, hyp) == 0
-    # a huge threshold would merge everything, but cannot-links keep co-talking speakers apart
-    _, _, hyp = diarize(truth, seed=5, threshold=10.0)
-    assert hyp.shape[1] >= 2
-    _, _, hyp = diarize(truth, seed=5, num_speakers=3, threshold=0.0)
-    assert hyp.shape[1] == 3 and frame_errors(truth, hyp) == 0
+# --------------------------------------------------------------------------- embedding
 
 
-def test_render_speaker_is_a_column_of_render():
-    truth = turns_to_truth(conversation((0, 1), 0, 20) + conversation((2, 1), 30, 50), 50.0, 3)
-    result, labels, _ = diarize(truth, seed=6)
-    full = render(result, labels)
-    for k in range(full.shape[1]):
-        np.testing.assert_array_equal(render_speaker(result, labels, k), full[:, k])
+def one_speaker_windows(num_frames: int, window: int, hop: int) -> WindowOutputs:
+    """Windows laid as plan_windows lays them (frames as samples), one local speaker talking in each."""
+    plan = plan_windows(num_frames, window, hop)
+    return collect(num_frames, [(int(s), np.ones((plan.length, 1))) for s in plan.starts])
 
 
-def test_silent_windows_and_outputs_keep_no_pieces():
-    truth = turns_to_truth([(0, 0, 3), (0, 30, 33)], 40.0, 2)
-    result = stitch(truth)
-    assert {p.local for p in result.pieces} <= {0, 1}
-    # only windows with speech hold pieces, one piece each (one speaker talks)
-    assert len(result.pieces) == len({p.window for p in result.pieces})
-    assert all(p.probs.max() > 0.5 for p in result.pieces)
+@settings(deadline=None, max_examples=300)
+@given(num_frames=st.integers(1, 3000), window=st.integers(1, 600), hop_fraction=st.floats(0.01, 1.0))
+def test_owned_stretches_tile_the_windows_span(num_frames, window, hop_fraction):
+    hop = max(1, int(window * hop_fraction))
+    outputs = one_speaker_windows(num_frames, window, hop)
+    regions = embed_regions(outputs)
+    assert regions.shape == (len(outputs.windows), 2)
+    # no gap and no frame embedded twice, from the first window's start to the last one's end
+    assert regions[0, 0] == 0 and regions[-1, 1] == num_frames
+    assert np.all(regions[1:, 0] == regions[:-1, 1])
+    assert np.all(regions[:, 1] > regions[:, 0])
+    for (start, length, _), (lo, hi) in zip(outputs.windows, regions, strict=True):
+        assert start <= lo < hi <= start + length
 
 
-def test_link_chains_respects_cannot_link_and_bounds():
-    emb = np.array([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0], [0.01, 1.0]])
-    none = np.zeros((4, 4), dtype=bool)
-    assert link_chains(emb, none, 0.2).tolist() == [0, 0, 1, 1]
-    cannot = none.copy()
-    cannot[0, 1] = cannot[1, 0] = True
-    assert link_chains(emb, cannot, 0.2).tolist() == [0, 1, 2, 2]
-    assert link_chains(emb, none, 0.2, num_speakers=1).tolist() == [0, 0, 0, 0]
-    assert link_chains(emb, none, 0.2, max_speakers=1).tolist() == [0, 0, 0, 0]
-    assert len(set(link_chains(emb, none, 0.2, min_speakers=3).tolist())) == 3
-    assert link_chains(emb, cannot, 0.2, num_speakers=1).tolist() == [0, 1, 1, 1]
-    assert link_chains(np.zeros((0, 2)), np.zeros((0, 0), bool), 0.2).tolist() == []
+@settings(deadline=None, max_examples=200)
+@given(
+    num_frames=st.integers(1, 3000),
+    window=st.integers(1, 600),
+    hop_fraction=st.floats(0.01, 1.0),
+    context=st.integers(1, 300),
+)
+def test_context_widens_the_regions_within_their_window(num_frames, window, hop_fraction, context):
+    hop = max(1, int(window * hop_fraction))
+    outputs = one_speaker_windows(num_frames, window, hop)
+    owned = embed_regions(outputs)
+    widened = embed_regions(outputs, context)
+    for (start, length, _), (lo, hi), (a, b) in zip(outputs.windows, owned, widened, strict=True):
+        assert (a, b) == (max(start, lo - context), min(start + length, hi + context))
 
 
-def test_unreliable_chain_joins_nearest_compatible_cluster():
-    emb = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.8, 0.2]])
-    cannot = np.zeros((4, 4), dtype=bool)
-    reliable = np.array([True, True, False, False])
-    assert link_chains(emb, cannot, 0.2, reliable=reliable).tolist() == [0, 1, 0, 0]
-    cannot[3, 0] = cannot[0, 3] = True
-    # a short chain that talks with speaker 0 and sounds like nobody else is a speaker of its own ...
-    assert link_chains(emb, cannot, 0.2, reliable=reliable).tolist() == [0, 1, 0, 2]
-    # ... unless the count is already at its bound
-    assert link_chains(emb, cannot, 0.2, max_speakers=2, reliable=reliable).tolist() == [0, 1, 0, 1]
-    assert link_chains(emb, cannot, 0.2, num_speakers=2, reliable=reliable).tolist() == [0, 1, 0, 1]
-    close = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
-    assert link_chains(close, cannot, 0.2, reliable=reliable).tolist() == [0, 1, 0, 1]
+def test_regular_windows_own_their_central_hop():
+    outputs = one_speaker_windows(1000, 300, 100)  # windows at 0, 100, ..., 700
+    regions = embed_regions(outputs)
+    assert regions.tolist() == [[0, 200]] + [[s + 100, s + 200] for s in range(100, 700, 100)] + [[800, 1000]]
+
+
+def test_piece_speech_is_exclusive_speech_inside_the_region():
+    outputs = hand_made()
+    wave = np.arange(12 * STRIDE, dtype=np.float32)
+    regions = np.array([[0, 12], [3, 12], [0, 12], [5, 8]])
+    speech = piece_speech(outputs, regions, wave, STRIDE, 100 * STRIDE)
+    # piece 0: exclusive frames 0-1; piece 1: 4-5; piece 2: 4-5; piece 3: its region keeps 7
+    expected = [[0, 1], [4, 5], [4, 5], [7]]
+    for got, frames in zip(speech, expected, strict=True):
+        np.testing.assert_array_equal(
+            got, np.concatenate([wave[f * STRIDE : (f + 1) * STRIDE] for f in frames])
+        )
+    capped = piece_speech(outputs, regions, wave, STRIDE, STRIDE + 10)
+    assert [len(x) for x in capped] == [STRIDE + 10, STRIDE + 10, STRIDE + 10, STRIDE]
 
 
 def test_gather_samples_spreads_and_caps():
@@ -256,48 +283,249 @@ def test_gather_samples_spreads_and_caps():
     runs = [(i, i + 1) for i in range(0, 100, 2)]  # 50 one-frame runs
     out = gather_samples(wave, runs, STRIDE, 10 * STRIDE)
     assert len(out) == 10 * STRIDE
-    assert out[0] == 0 and out[-1] > 50 * STRIDE  # from all over the chain, not just its start
+    assert out[0] == 0 and out[-1] > 50 * STRIDE  # from all over the speech, not just its start
     assert len(gather_samples(wave, [], STRIDE, 100)) == 0
 
 
-def test_window_order_and_bounds_are_checked():
-    stitcher = WindowStitcher(100)
-    with pytest.raises(ValueError, match="outside"):
-        stitcher.add(90, np.zeros((20, 2)))
-    stitcher.add(50, np.zeros((20, 2)))
-    with pytest.raises(ValueError, match="order"):
-        stitcher.add(10, np.zeros((20, 2)))
+# --------------------------------------------------------------------------- clustering
+
+A, B, C = np.eye(3)
 
 
-def test_threshold_adapts_to_the_distances_of_known_different_speakers():
-    # four speakers whose embeddings all lie close together (cosine distance 0.33 between speakers)
+def test_local_speakers_of_one_window_get_distinct_speakers():
+    # the third window's two local speakers both sound most like A; the one nearer to B is B
+    emb = np.stack([A, B, A, B, A + 0.2 * B, A + 0.6 * B])
+    windows = [[0, 1], [2, 3], [4, 5]]
+    ones = np.ones(6, dtype=bool)
+    clusterer = FixedClusters([0, 1, 0, 1, 0, 0])
+    labels, centroids = cluster_pieces(emb, ones, np.full(6, 5.0), windows, clusterer)
+    assert labels.tolist() == [0, 1, 0, 1, 0, 1]
+    assert centroids.shape == (2, 3) and np.allclose(np.linalg.norm(centroids, axis=1), 1.0)
+    # the same through a real clusterer, which puts both near-A pieces in A's cluster
+    assert AGGLOMERATIVE(emb / np.linalg.norm(emb, axis=1, keepdims=True)).tolist()[4:] == [0, 0]
+    labels, _ = cluster_pieces(emb, ones, np.full(6, 5.0), windows, AGGLOMERATIVE)
+    assert labels[4] != labels[5] and labels[5] == labels[1] and labels[4] == labels[0]
+
+
+def test_more_local_speakers_than_speakers_take_the_nearest():
+    emb = np.stack([A, B, A + 0.1 * B])
+    labels, _ = cluster_pieces(emb, np.ones(3, bool), np.full(3, 5.0), [[0, 1, 2]], FixedClusters([0, 1, 0]))
+    assert labels.tolist() == [0, 1, 0]
+
+
+def test_a_cluster_with_little_speech_folds_into_the_nearest_speaker():
+    # speaker C's cluster has 1.5 s of speech in all: not a speaker of its own at 2 s
+    emb = np.stack([A, B, A, B, C + 0.5 * B, C + 0.5 * B])
+    seconds = np.array([5.0, 5.0, 5.0, 5.0, 0.5, 1.0])
+    windows = [[0, 1], [2, 3], [4], [5]]
+    ok = np.ones(6, dtype=bool)
+    clusterer = FixedClusters([0, 1, 0, 1, 2, 2])
+    labels, centroids = cluster_pieces(emb, ok, seconds, windows, clusterer, min_speaker_seconds=2.0)
+    assert labels.tolist() == [0, 1, 0, 1, 1, 1] and len(centroids) == 2
+    # ... unless min_speakers needs it
+    labels, centroids = cluster_pieces(
+        emb, ok, seconds, windows, clusterer, min_speakers=3, min_speaker_seconds=2.0
+    )
+    assert labels.tolist() == [0, 1, 0, 1, 2, 2] and len(centroids) == 3
+    # ... or it has enough speech
+    labels, _ = cluster_pieces(emb, ok, seconds, windows, clusterer, min_speaker_seconds=1.5)
+    assert labels.tolist() == [0, 1, 0, 1, 2, 2]
+    # a known count keeps every cluster, and the clusterer is told the count and the bounds
+    labels, _ = cluster_pieces(emb, ok, seconds, windows, clusterer, 3, 1, 4, min_speaker_seconds=2.0)
+    assert labels.tolist() == [0, 1, 0, 1, 2, 2]
+    assert clusterer.calls[-1] == (3, 1, 4)
+
+
+def test_known_count_and_bounds_are_honoured():
     rng = np.random.default_rng(0)
-    speakers = [np.eye(5)[0] + 0.7 * np.eye(5)[k] for k in range(1, 5)]
-    chains = [0, 1, 2, 3, 0, 1, 2, 3]
-    emb = np.stack([speakers[k] + rng.normal(0, 0.01, 5) for k in chains])
-    cannot = np.zeros((8, 8), dtype=bool)
-    for a, b in [(0, 1), (2, 3), (4, 5), (6, 7)]:
-        cannot[a, b] = cannot[b, a] = True
-    assert len(set(link_chains(emb, cannot, 0.4).tolist())) < 4  # the fixed threshold merges speakers
-    assert link_chains(emb, cannot, 0.4, adapt=0.9).tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
-    # distances of known different speakers above the threshold leave it as it is
-    assert link_chains(emb, cannot, 0.2, adapt=0.9).tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
-    assert len(set(link_chains(emb, cannot, 0.4, adapt=1.5).tolist())) < 4
+    centres = np.eye(4)
+    emb = np.stack([centres[k] + rng.normal(0, 0.02, 4) for k in range(4) for _ in range(3)])
+    windows = [[i] for i in range(12)]
+    ok, seconds = np.ones(12, bool), np.full(12, 3.0)
+    labels, _ = cluster_pieces(emb, ok, seconds, windows, AGGLOMERATIVE)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    for count in (2, 3):
+        labels, centroids = cluster_pieces(emb, ok, seconds, windows, AGGLOMERATIVE, num_speakers=count)
+        assert len(set(labels.tolist())) == count == len(centroids)
+    labels, _ = cluster_pieces(emb, ok, seconds, windows, AGGLOMERATIVE, max_speakers=2)
+    assert len(set(labels.tolist())) == 2
+    labels, _ = cluster_pieces(emb, ok, seconds, windows, AGGLOMERATIVE, min_speakers=5)
+    assert len(set(labels.tolist())) == 5
 
 
-def test_chain_handed_from_one_speaker_to_another_is_cut():
-    # a window at the change from (0, 1) to (2, 1) holds three speakers: the model's output that
-    # carried speaker 0 carries speaker 2 after the change, so overlap linking joins 0 and 2
-    turns = conversation((0, 1), 0, 30) + conversation((2, 1), 30, 60)
-    truth = turns_to_truth(turns, 60.0, 3)
-    merged = stitch(truth, hop=400, merge={2: 0})
-    assert len(merged.chains) < 3  # the wrong link happened
-    _, _, wrong = diarize(truth, hop=400, merge={2: 0})
-    _, _, fixed = diarize(truth, hop=400, merge={2: 0}, split=True)
-    assert wrong.shape[1] == 2 and fixed.shape[1] == 3
-    mixed_window = 500  # frames of the window that saw three speakers
-    assert frame_errors(truth, fixed) <= mixed_window < frame_errors(truth, wrong)
-    # correct chains are left whole
-    clean = stitch(truth[:1500, :2], hop=400)
-    pieces = embed_pieces(clean, tones(truth[:1500, :2]), tone_embedding, STRIDE, SR // 2)
-    assert split_chains(clean, pieces, 0.3).chains == clean.chains
+def test_unreliable_pieces_stay_unlabelled():
+    emb = np.stack([A, B, A, np.full(3, np.nan)])  # rows of unreliable pieces are not read
+    reliable = np.array([True, True, True, False])
+    labels, centroids = cluster_pieces(
+        emb, reliable, np.full(4, 5.0), [[0, 1], [2, 3]], FixedClusters([0, 1, 0])
+    )
+    assert labels.tolist() == [0, 1, 0, -1] and np.isfinite(centroids).all()
+    labels, centroids = cluster_pieces(emb, np.zeros(4, bool), np.zeros(4), [[0, 1], [2, 3]], AGGLOMERATIVE)
+    assert labels.tolist() == [-1, -1, -1, -1] and centroids.shape == (0, 3)
+
+
+# --------------------------------------------------------------------------- attaching
+
+
+def activity(length: int, *spans: tuple[int, int]) -> np.ndarray:
+    """Shape (length,) probabilities: 1 inside the [start, end) spans, else 0."""
+    out = np.zeros(length, dtype=np.float32)
+    for start, end in spans:
+        out[start:end] = 1.0
+    return out
+
+
+def test_a_short_piece_takes_the_speaker_whose_activity_it_shares():
+    #          frames 0-9                     10-19                 20-29
+    # window 0 [0, 10): x (speaker 0) 0-6, y (speaker 1) 3-10
+    # window 1 [5, 15): p (pending) 5-10, q (speaker 1) 5-15
+    # window 2 [20, 30): r (pending) 20-25, overlaps nobody
+    w0 = np.stack([activity(10, (0, 7)), activity(10, (3, 10))], axis=1)
+    w1 = np.stack([activity(10, (0, 5)), activity(10, (0, 10))], axis=1)
+    w2 = np.stack([activity(10, (0, 5)), activity(10)], axis=1)
+    outputs = collect(30, [(0, w0), (5, w1), (20, w2)])
+    assert [(p.window, p.local) for p in outputs.pieces] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]
+    labels = attach_by_activity(outputs, np.array([0, 1, -1, 1, -1]))
+    # p shares more with speaker 1 (frames 5-10 in both windows) than with speaker 0 (5-7), but
+    # speaker 1 is q's, another local speaker of p's window
+    assert labels.tolist() == [0, 1, 0, 1, -1]
+    # without q in its window, p takes speaker 1
+    assert attach_by_activity(outputs, np.array([0, 1, -1, 0, -1])).tolist() == [0, 1, 1, 0, -1]
+    # nobody labelled: nothing to attach to
+    assert attach_by_activity(outputs, np.full(5, -1)).tolist() == [-1] * 5
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def test_render_and_select_by_count():
+    # window 0 [0, 10): a 0-6 (speaker 0), b 4-10 (speaker 1): overlap at 4-6
+    # window 1 [6, 16): c 6-9 and d 8-12, both speaker 1 (the count forced it); c stays at
+    #   0.3 (below the threshold) at 13-16, where nobody talks
+    a, b = activity(10, (0, 6)), activity(10, (4, 10))
+    c, d = activity(10, (0, 3)) * 0.8, activity(10, (2, 6)) * 0.9
+    c[7:] = 0.3
+    outputs = collect(16, [(0, np.stack([a, b], axis=1)), (6, np.stack([c, d], axis=1))])
+    scores = render(outputs, np.array([0, 1, 1, 1]))
+    assert scores.shape == (16, 2) and scores.dtype == np.float32
+    # within a window a speaker is the largest of its local speakers (not their sum); windows
+    # are averaged where they overlap
+    coverage = np.maximum(outputs.coverage, 1.0)
+    np.testing.assert_allclose(scores[:, 0], np.pad(a, (0, 6)) / coverage)
+    np.testing.assert_allclose(
+        scores[:, 1], (np.pad(b, (0, 6)) + np.pad(np.maximum(c, d), (6, 0))) / coverage
+    )
+    count = outputs.speaker_count()
+    active = select_by_count(scores, count)
+    assert active[4:6].all()  # overlap kept where the model hears two
+    assert active[0:4, 0].all() and not active[0:4, 1].any()
+    assert active[6:12, 1].all() and not active[6:12, 0].any()
+    assert count[8] == 2  # ... but speaker 0 scores nothing there
+    assert not active[12:].any()  # silence where the model hears nobody
+    assert count[13:].tolist() == [0, 0, 0] and scores[13:, 1].min() > 0
+
+
+def test_select_by_count_keeps_the_best_scored_and_never_a_zero_score():
+    scores = np.array([[0.9, 0.2, 0.5], [0.1, 0.2, 0.3], [0.4, 0.0, 0.0], [0.5, 0.5, 0.5]], dtype=np.float32)
+    count = np.array([1, 2, 3, 0])
+    assert select_by_count(scores, count).tolist() == [
+        [True, False, False],
+        [False, True, True],
+        [True, False, False],
+        [False, False, False],
+    ]
+    assert select_by_count(np.zeros((5, 0)), np.ones(5, int)).shape == (5, 0)
+
+
+def test_relabel_numbers_by_first_appearance():
+    assert relabel(np.array([-1, 3, 1, 3, -1, 0])).tolist() == [-1, 0, 1, 0, -1, 2]
+
+
+# --------------------------------------------------------------------------- 10 ms labels
+
+
+def test_model_frames_to_labels_by_receptive_field_centres():
+    # segmentation-3.0: frame i is centred at sample 270 i + 495; 10 ms label j at 160 j + 80
+    active = np.arange(4)[:, None]  # shape: (4 model frames, 1)
+    labels = model_frames_to_labels(active, 270, 495, 2000)
+    # label centres 80 .. 1840; the nearest model centres (495, 765, 1035, 1305):
+    #  80, 240, 400, 560 -> 0 | 720, 880 -> 1 | 1040 -> 2 | 1200, 1360, 1520, 1680, 1840 -> 3
+    assert labels[:, 0].tolist() == [0, 0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 3]
+    assert labels.shape == (2000 // 160, 1) and labels.dtype == active.dtype
+    # a label centre halfway between two model centres takes the later one
+    assert model_frames_to_labels(np.arange(5)[:, None], 8, 0, 40, 8)[:, 0].tolist() == [1, 2, 3, 4, 4]
+
+
+def test_model_frames_to_labels_length_and_empty_inputs():
+    active = np.ones((589, 3), dtype=bool)
+    assert model_frames_to_labels(active, 270, 495, 160_000).shape == (1000, 3)
+    assert model_frames_to_labels(active, 270, 495, 160_159).shape == (1000, 3)
+    assert model_frames_to_labels(np.zeros((0, 3), bool), 270, 495, 16_000).shape == (100, 3)
+    assert not model_frames_to_labels(np.zeros((0, 3), bool), 270, 495, 16_000).any()
+    assert model_frames_to_labels(active, 270, 495, 159).shape == (0, 3)
+
+
+@settings(deadline=None)
+@given(
+    stride=st.integers(1, 400),
+    offset=st.integers(0, 1000),
+    label_stride=st.integers(1, 400),
+    num_frames=st.integers(1, 60),
+    num_samples=st.integers(0, 20_000),
+)
+def test_each_label_takes_the_model_frame_with_the_nearest_centre(
+    stride, offset, label_stride, num_frames, num_samples
+):
+    labels = model_frames_to_labels(np.arange(num_frames)[:, None], stride, offset, num_samples, label_stride)
+    assert labels.shape == (num_samples // label_stride, 1)
+    centres = np.arange(num_frames) * stride + offset
+    for j, i in enumerate(labels[:, 0]):
+        distance = np.abs(centres - (j + 0.5) * label_stride)
+        assert distance[i] == distance.min()
+
+
+# --------------------------------------------------------------------------- together
+
+
+def stitch(truth: np.ndarray, window=500, hop=250, local=2, seed=0, num_speakers=None) -> np.ndarray:
+    """The steps FrameDiarizer runs, on simulated window outputs: (frames, speakers) bool."""
+    outputs = collect(len(truth), window_outputs(truth, window, hop, local, seed))
+    regions = embed_regions(outputs, 50)
+    speech = piece_speech(outputs, regions, tones(truth), STRIDE, 30 * SR)
+    seconds = np.array([len(x) / SR for x in speech])
+    reliable = seconds >= 1.0
+    emb = np.zeros((len(speech), len(TONES)))
+    emb[reliable] = [tone_embedding(x) for x, ok in zip(speech, reliable, strict=True) if ok]
+    clusterer = build_clusterer(ClusteringConfig())
+    labels, _ = cluster_pieces(
+        emb, reliable, seconds, outputs.pieces_by_window(), clusterer, num_speakers, min_speaker_seconds=2.0
+    )
+    labels = attach_by_activity(outputs, labels)
+    return select_by_count(render(outputs, relabel(labels)), outputs.speaker_count())
+
+
+def test_permutation_flips_are_recovered():
+    truth = turns_to_truth(conversation((0, 1), 0.0, 60.0), 60.0, 2)
+    hyp = stitch(truth, seed=3)
+    assert hyp.shape[1] == 2 and frame_errors(truth, hyp) == 0
+
+
+def test_four_speakers_from_two_local_outputs_with_overlap():
+    turns = (
+        conversation((0, 1), 0, 40)
+        + conversation((2, 3), 50, 90)
+        + conversation((0, 3), 100, 140)
+        + conversation((1, 2), 150, 190)
+    )
+    truth = turns_to_truth(turns, 190.0, 4)
+    hyp = stitch(truth, seed=1)
+    assert hyp.shape[1] == 4
+    assert frame_errors(truth, hyp) == 0  # overlap included
+
+
+def test_three_local_outputs_and_a_known_count():
+    turns = conversation((0, 1, 2), 0, 40, turn=3.0) + conversation((2, 3), 50, 80, turn=3.0)
+    truth = turns_to_truth(turns, 80.0, 4)
+    hyp = stitch(truth, local=3, seed=2)
+    assert hyp.shape[1] == 4 and frame_errors(truth, hyp) == 0
+    assert stitch(truth, local=3, seed=2, num_speakers=3).shape[1] == 3
