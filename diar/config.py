@@ -157,12 +157,12 @@ class EmbeddingConfig:
 class ClusteringConfig:
     """Clustering of window embeddings into speakers (mode: cluster)."""
 
-    method: str = "spectral"
+    method: str = "agglomerative"
     num_speakers: int | None = None
     min_speakers: int = 1
     max_speakers: int | None = None
     # agglomerative: cosine-distance cut and linkage (average, complete, single, weighted)
-    threshold: float = 0.4
+    threshold: float = 0.55
     linkage: str = "average"
     # spectral: p-pruning fraction, neighbours kept at least, eigengap search limit
     pval: float = 0.06
@@ -274,10 +274,11 @@ class FrameModelConfig:
     window: float = 7.0
     hop: float = 2.5
     threshold: float = 0.5
+    embed_every: int = 2
     embed_context: float = 1.5
     embed_min_seconds: float = 1.0
-    embed_max_seconds: float = 30.0
-    min_speaker_seconds: float = 2.0
+    embed_max_seconds: float = 6.0
+    min_speaker_seconds: float = 4.0
 
     def validate(self) -> None:
         """Raise ConfigError naming each ``frame_model.*`` key whose value is out of range."""
@@ -291,6 +292,7 @@ class FrameModelConfig:
         if _positive(self.window) and _positive(self.hop) and self.hop > self.window:
             c.require("hop", self.hop, False, f"at most frame_model.window ({self.window:g} s)")
         c.number("threshold", self.threshold, 0.0, 1.0)
+        c.number("embed_every", self.embed_every, 1)
         c.number("embed_context", self.embed_context, 0.0)
         c.number("min_speaker_seconds", self.min_speaker_seconds, 0.0)
         c.number("embed_min_seconds", self.embed_min_seconds, 0.0)

@@ -203,27 +203,28 @@ class WindowCollector:
 # --------------------------------------------------------------------------- embedding
 
 
-def embed_regions(outputs: WindowOutputs, context: int = 0) -> np.ndarray:
-    """Per piece, the frames [start, end) whose speech its embedding is computed from.
+def embed_regions(outputs: WindowOutputs, every: int = 1) -> np.ndarray:
+    """Per piece, the frames [start, end) its window owns: whose speech its embedding is from.
 
-    Windows overlap; each owns the frames nearer to its centre than to its neighbours' (the
-    first window from its start, the last to its end): the central ``hop`` frames of windows
-    laid every ``hop`` frames. Owned stretches tile the recording, also where the last window
-    was moved back to end at the recording's end. A piece's region is its window's owned
-    stretch widened by ``context`` frames on each side, within the window: every second of
-    speech is embedded about ``(hop + 2 * context) / hop`` times, whatever the windows' overlap.
+    Every ``every``-th window is embedded (the others' pieces get an empty region and find
+    their speaker through the activity they share with embedded windows). An embedded
+    window owns the frames nearer to its centre than to the other embedded windows' (the
+    first from its start, the last to its end), so owned stretches tile the recording, also
+    where the last window was moved back to end at the recording's end.
 
     Returns:
         shape (num_pieces, 2) int64.
     """
     regions = np.zeros((len(outputs.pieces), 2), dtype=np.int64)
-    windows = outputs.windows
+    chosen = list(range(0, len(outputs.windows), max(1, every)))
+    if chosen and chosen[-1] != len(outputs.windows) - 1:
+        chosen.append(len(outputs.windows) - 1)
+    windows = [outputs.windows[k] for k in chosen]
     centres2 = [2 * start + length for start, length, _ in windows]  # twice each window's centre
     for k, (start, length, members) in enumerate(windows):
         lo = start if k == 0 else (centres2[k - 1] + centres2[k]) // 4
         hi = start + length if k == len(windows) - 1 else (centres2[k] + centres2[k + 1]) // 4
-        lo, hi = max(start, lo - context), min(start + length, hi + context)
-        regions[members] = (lo, hi)
+        regions[members] = (max(start, lo), min(start + length, hi))
     return regions
 
 
@@ -265,12 +266,30 @@ def piece_speech(
     waveform: Waveform,
     stride: int,
     max_samples: int,
+    context: int = 0,
 ) -> list[np.ndarray]:
-    """Per piece, the samples of its exclusive speech within its region (at most ``max_samples``)."""
+    """Per piece, up to ``max_samples`` of its exclusive speech, nearest its window's stretch first.
+
+    The speech inside the piece's region comes first, then the speech up to ``context``
+    frames on either side (within its window), nearest first, until ``max_samples``: a
+    speaker who says little in the stretch its window owns still gets an embedding of a
+    useful length, and the cost stays bounded per window.
+
+    Returns:
+        per piece, shape (n,) float32 samples in time order.
+    """
     out = []
     for piece, (lo, hi) in zip(outputs.pieces, regions, strict=True):
-        a, b = max(piece.start, int(lo)), min(piece.end, int(hi))
-        runs = _runs(piece.exclusive[a - piece.start : b - piece.start], a) if a < b else []
+        a, b = max(piece.start, int(lo) - context), min(piece.end, int(hi) + context)
+        mask = piece.exclusive[a - piece.start : b - piece.start].copy() if a < b else np.zeros(0, bool)
+        frames = np.flatnonzero(mask) + a
+        if len(frames) * stride > max_samples:
+            # distance of each speech frame to the region (0 inside), nearest first
+            distance = np.maximum(np.maximum(int(lo) - frames, frames - (int(hi) - 1)), 0)
+            keep = np.sort(frames[np.argsort(distance, kind="stable")[: max_samples // stride]])
+            mask[:] = False
+            mask[keep - a] = True
+        runs = _runs(mask, a)
         out.append(gather_samples(waveform, runs, stride, max_samples))
     return out
 

@@ -270,7 +270,8 @@ def test_diar_embed_with_model_dir(
     assert main([*argv, "--device", "cpu"]) == 0
     vector = kaldiio.load_scp(str(tmp_path / "emb.scp"))["utt"]
     np.testing.assert_allclose(vector, golden["w2_embedding"], atol=1e-4)
-    np.testing.assert_allclose(vector, tiny3d.embed_utterance(pcm(golden, "w2")), atol=1e-6)
+    # the CLI runs torch with its own thread count: float noise of a few 1e-6 between the two
+    np.testing.assert_allclose(vector, tiny3d.embed_utterance(pcm(golden, "w2")), rtol=1e-5, atol=1e-5)
 
 
 def test_cli_help_names_every_registered_embedder(capsys: pytest.CaptureFixture[str]) -> None:

@@ -246,15 +246,25 @@ def test_owned_stretches_tile_the_windows_span(num_frames, window, hop_fraction)
     num_frames=st.integers(1, 3000),
     window=st.integers(1, 600),
     hop_fraction=st.floats(0.01, 1.0),
-    context=st.integers(1, 300),
+    every=st.integers(2, 4),
 )
-def test_context_widens_the_regions_within_their_window(num_frames, window, hop_fraction, context):
+def test_embedding_every_kth_window_tiles_the_span_with_those(num_frames, window, hop_fraction, every):
     hop = max(1, int(window * hop_fraction))
     outputs = one_speaker_windows(num_frames, window, hop)
-    owned = embed_regions(outputs)
-    widened = embed_regions(outputs, context)
-    for (start, length, _), (lo, hi), (a, b) in zip(outputs.windows, owned, widened, strict=True):
-        assert (a, b) == (max(start, lo - context), min(start + length, hi + context))
+    regions = embed_regions(outputs, every)
+    embedded = [k for k in range(len(outputs.windows)) if regions[k, 1] > regions[k, 0]]
+    # every k-th window, and the last one so that the end is covered
+    expected = sorted({*range(0, len(outputs.windows), every), len(outputs.windows) - 1})
+    assert embedded == expected
+    owned = regions[embedded]
+    assert owned[0, 0] == 0 and owned[-1, 1] == num_frames
+    assert np.all(owned[1:, 0] >= owned[:-1, 1])  # no frame embedded twice
+    if window >= every * hop:  # the embedded windows overlap or touch: no gaps either
+        assert np.all(owned[1:, 0] == owned[:-1, 1])
+    for k in embedded:
+        start, length, _ = outputs.windows[k]
+        assert start <= regions[k, 0] < regions[k, 1] <= start + length
+    assert np.all(np.delete(regions, embedded, axis=0) == 0)
 
 
 def test_regular_windows_own_their_central_hop():
@@ -275,7 +285,22 @@ def test_piece_speech_is_exclusive_speech_inside_the_region():
             got, np.concatenate([wave[f * STRIDE : (f + 1) * STRIDE] for f in frames])
         )
     capped = piece_speech(outputs, regions, wave, STRIDE, STRIDE + 10)
-    assert [len(x) for x in capped] == [STRIDE + 10, STRIDE + 10, STRIDE + 10, STRIDE]
+    assert [len(x) for x in capped] == [STRIDE] * 4  # whole frames, nearest the region first
+
+
+def test_piece_speech_reaches_into_the_context_nearest_first():
+    # one local speaker talking alone in frames 0-19 of a 20-frame window
+    outputs = collect(20, [(0, np.ones((20, 1)))])
+    wave = np.arange(20 * STRIDE, dtype=np.float32)
+    region = np.array([[8, 12]])
+    frames = lambda x: sorted({int(v) // STRIDE for v in x})  # noqa: E731
+    assert frames(piece_speech(outputs, region, wave, STRIDE, 100 * STRIDE)[0]) == list(range(8, 12))
+    # with context: the region's own speech, then the nearest frames on both sides, in time order
+    wide = piece_speech(outputs, region, wave, STRIDE, 8 * STRIDE, context=5)[0]
+    assert frames(wide) == list(range(6, 14))
+    assert np.all(np.diff(wide) > 0)
+    # never past the window, never more than the cap
+    assert frames(piece_speech(outputs, region, wave, STRIDE, 100 * STRIDE, context=50)[0]) == list(range(20))
 
 
 def test_gather_samples_spreads_and_caps():
@@ -490,8 +515,8 @@ def test_each_label_takes_the_model_frame_with_the_nearest_centre(
 def stitch(truth: np.ndarray, window=500, hop=250, local=2, seed=0, num_speakers=None) -> np.ndarray:
     """The steps FrameDiarizer runs, on simulated window outputs: (frames, speakers) bool."""
     outputs = collect(len(truth), window_outputs(truth, window, hop, local, seed))
-    regions = embed_regions(outputs, 50)
-    speech = piece_speech(outputs, regions, tones(truth), STRIDE, 30 * SR)
+    regions = embed_regions(outputs)
+    speech = piece_speech(outputs, regions, tones(truth), STRIDE, 30 * SR, context=50)
     seconds = np.array([len(x) / SR for x in speech])
     reliable = seconds >= 1.0
     emb = np.zeros((len(speech), len(TONES)))

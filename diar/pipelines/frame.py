@@ -182,8 +182,15 @@ class FrameDiarizer(Diarizer):
         with timed(hook, "segmentation"):
             outputs = run_windows(model, wav, fm.window, fm.hop, self.batch_size, fm.threshold)
         # every local speaker of every window, embedded once from its exclusive speech
-        regions = embed_regions(outputs, round(fm.embed_context * sr / stride))  # shape: (P, 2) frames
-        speech = piece_speech(outputs, regions, wav, stride, round(fm.embed_max_seconds * sr))
+        regions = embed_regions(outputs, fm.embed_every)  # shape: (P, 2) frames each window owns
+        speech = piece_speech(
+            outputs,
+            regions,
+            wav,
+            stride,
+            round(fm.embed_max_seconds * sr),
+            round(fm.embed_context * sr / stride),
+        )
         seconds = np.array([len(x) / sr for x in speech])  # shape: (P,)
         reliable = seconds >= fm.embed_min_seconds  # shape: (P,)
         embeddings = np.zeros((len(speech), 0), dtype=np.float32)
