@@ -407,20 +407,27 @@ def reassign_to_centroids(x: np.ndarray, labels: np.ndarray, iterations: int) ->
     return labels
 
 
-def speaker_shortfall(requested: int | None, found: int, num_windows: int, num_clusters: int) -> str | None:
+def speaker_shortfall(
+    requested: int | None,
+    found: int,
+    num_windows: int,
+    num_clusters: int,
+    items: str = "embedding windows of speech",
+) -> str | None:
     """Why a recording has fewer speakers than were asked for (None when it has enough).
 
     Args:
         requested: the known count (``num_speakers``, reco2num_spk) or ``min_speakers``; None:
             nothing was asked.
         found: speakers with turns in the result.
-        num_windows: embedding windows over the recording's speech.
+        num_windows: embeddings that were clustered (windows of speech, or local speakers).
         num_clusters: clusters the clustering returned.
+        items: what those embeddings are, in the message.
     """
     if requested is None or found >= requested:
         return None
     if num_windows < requested:
-        why = f"the recording has only {num_windows} embedding windows of speech, one speaker each at most"
+        why = f"the recording has only {num_windows} {items}, one speaker each at most"
     elif num_clusters < requested:
         why = f"the clustering kept only {num_clusters} distinct voices"
     else:

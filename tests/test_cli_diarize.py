@@ -93,7 +93,7 @@ def test_embed_writes_kaldi_ark_and_scp(
 
     enroll = sorted((SAMPLE / "enroll").glob("*.flac"))
     out = tmp_path / "emb" / "xvec.ark"
-    assert main(["embed", *map(str, enroll), str(audio / "wav.scp"), "-o", str(out)]) == 0
+    assert main(["embed", "--model", "ge2e", *map(str, enroll), str(audio / "wav.scp"), "-o", str(out)]) == 0
     vectors = kaldiio.load_scp(str(tmp_path / "emb" / "xvec.scp"))
     assert list(vectors) == [p.stem for p in enroll] + ["rec-a", "rec-b"]
     # the file's samples less their mean (diar removes every recording's DC offset)
@@ -101,7 +101,7 @@ def test_embed_writes_kaldi_ark_and_scp(
     wav = raw - np.float32(np.mean(raw, dtype=np.float64))
     direct = GE2EEmbedder().embed_utterance(wav)
     np.testing.assert_allclose(vectors[enroll[0].stem], direct, atol=1e-5)
-    assert main(["embed", str(enroll[0]), "-o", str(out), "--preprocess"]) == 0
+    assert main(["embed", "--model", "ge2e", str(enroll[0]), "-o", str(out), "--preprocess"]) == 0
     pre = kaldiio.load_scp(str(tmp_path / "emb" / "xvec.scp"))[enroll[0].stem]
     from diar.models.ge2e import preprocess_wav
 

