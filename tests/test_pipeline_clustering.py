@@ -196,3 +196,11 @@ def test_configs_default_yaml_equals_the_built_in_defaults() -> None:
     assert load_config(path) == Config()
     for key, value in listed.items():
         assert value == defaults[key], key
+
+
+def test_speaker_traces_of_the_bundled_sample(diarizer: ClusteringDiarizer, sample: np.ndarray) -> None:
+    result = diarizer.diarize(RecordingInput("sim01_2spk", sample))
+    assert [t.speaker for t in result.traces] == result.annotation.speakers == ["spk1", "spk2"]
+    a, b = (t.embedding for t in result.traces)
+    assert abs(float(a @ a) - 1) < 1e-5 and float(a @ b) < 0.9  # two different voices
+    assert all(t.seconds > 10 for t in result.traces)

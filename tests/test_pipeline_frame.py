@@ -295,3 +295,21 @@ def test_tiny_segmentation_and_campplus_through_build_diarizer() -> None:
     assert isinstance(diarizer, FrameDiarizer)
     steps = check_runs(diarizer, 16.0)
     assert list(dict.fromkeys(steps)) == ["segmentation", "features", "embeddings", "clustering", "rendering"]
+
+
+def test_speaker_traces_are_the_speakers_embeddings_and_speech() -> None:
+    turns = conversation((0, 1), 0, 30, turn=3.0) + conversation((2, 3), 40, 70, turn=3.0)
+    truth = turns_to_truth(turns, 70.0, 4)
+    diarizer, _ = tone_diarizer()
+    result = diarizer.diarize(RecordingInput("rec", tones(truth)))
+    assert result.annotation == diarizer.apply(RecordingInput("rec", tones(truth)))
+    traces = {t.speaker: t for t in result.traces}
+    assert sorted(traces) == result.annotation.speakers and len(traces) == 4
+    for trace in traces.values():
+        assert abs(float(np.linalg.norm(trace.embedding)) - 1.0) < 1e-5
+        # a tone speaker's trace points at its own tone: one large coordinate
+        assert np.sort(np.abs(trace.embedding))[-1] > 0.95
+        spoken = sum(t.end - t.start for t in result.annotation if t.speaker == trace.speaker)
+        assert trace.seconds == pytest.approx(spoken, abs=1e-3)
+    tone_of = {s: int(np.argmax(t.embedding)) for s, t in traces.items()}
+    assert sorted(tone_of.values()) == [0, 1, 2, 3]

@@ -8,7 +8,7 @@ steps; each step's wall time is reported through an injected hook.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -57,6 +57,61 @@ class RecordingInput:
     profile_names: tuple[str, ...] | None = None
 
 
+@dataclass(frozen=True)
+class SpeakerTrace:
+    """What a recording's speaker sounds like: what links speakers across recordings.
+
+    Attributes:
+        speaker: the speaker's label in the recording's annotation.
+        embedding: shape (dim,) float32, unit norm: the speech-weighted mean of the embeddings
+            of the speaker's clean speech, with the pipeline's embedder.
+        seconds: the speaker's speech in the annotation (seconds).
+    """
+
+    speaker: str
+    embedding: np.ndarray
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Diarization:
+    """One recording's turns and, where the pipeline has them, its speakers' traces."""
+
+    annotation: Annotation
+    traces: tuple[SpeakerTrace, ...] = ()
+
+
+def speaker_traces(
+    annotation: Annotation, embeddings: np.ndarray, weights: np.ndarray, speakers: Sequence[str]
+) -> tuple[SpeakerTrace, ...]:
+    """Traces of an annotation's speakers from labelled embeddings.
+
+    Args:
+        embeddings: shape (n, dim) embeddings of clean speech.
+        weights: shape (n,) speech seconds behind each.
+        speakers: shape (n,) the speaker label of each (labels not in the annotation are ignored).
+
+    Returns:
+        one trace per speaker of the annotation that has an embedding, in label order.
+    """
+    seconds: dict[str, float] = {}
+    for turn in annotation:
+        seconds[turn.speaker] = seconds.get(turn.speaker, 0.0) + turn.end - turn.start
+    x = np.asarray(embeddings, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) if x.size else x
+    w = np.asarray(weights, dtype=np.float64)
+    labels = np.asarray(speakers, dtype=object)
+    out = []
+    for speaker in annotation.speakers:
+        rows = np.flatnonzero(labels == speaker) if len(labels) else np.zeros(0, dtype=np.int64)
+        if len(rows) == 0 or w[rows].sum() <= 0:
+            continue
+        mean = (x[rows] * w[rows, None]).sum(axis=0)
+        mean /= max(float(np.linalg.norm(mean)), 1e-12)
+        out.append(SpeakerTrace(speaker, mean.astype(np.float32), round(seconds[speaker], 3)))
+    return tuple(out)
+
+
 class Diarizer:
     """Base class of the diarization pipelines (one per ``config.mode``)."""
 
@@ -81,7 +136,16 @@ class Diarizer:
 
     def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
         """Diarize one recording."""
-        raise NotImplementedError
+        return self.diarize(recording, hook).annotation
+
+    def diarize(self, recording: RecordingInput, hook: StepHook = no_hook) -> Diarization:
+        """Diarize one recording, with its speakers' traces where the pipeline has embeddings.
+
+        Pipelines override this or :meth:`apply` (without traces).
+        """
+        if type(self).apply is Diarizer.apply:
+            raise NotImplementedError(f"{type(self).__name__} implements neither apply nor diarize")
+        return Diarization(self.apply(recording, hook))
 
     def __call__(
         self,

@@ -14,10 +14,18 @@ from diar.cluster import build_clusterer, speaker_shortfall
 from diar.config import Config, ConfigError
 from diar.models.base import EMBEDDERS, VADS, Embedder, VoiceActivityDetector
 from diar.pipelines import steps
-from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
+from diar.pipelines.base import (
+    DIARIZERS,
+    Diarization,
+    Diarizer,
+    RecordingInput,
+    StepHook,
+    no_hook,
+    speaker_traces,
+    timed,
+)
 from diar.postprocess import labels_to_annotation
 from diar.registry import Registry, UnknownNameError
-from diar.types import Annotation
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +90,9 @@ class ClusteringDiarizer(Diarizer):
         if getattr(self.vad, "sample_rate", self.sample_rate) != self.sample_rate:
             raise ValueError("the VAD and the embedder must run at the same sample rate")
 
-    def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
-        """Diarize one recording (``recording.waveform`` at ``self.sample_rate``)."""
+    def diarize(self, recording: RecordingInput, hook: StepHook = no_hook) -> Diarization:
+        """Diarize one recording (``recording.waveform`` at ``self.sample_rate``), with its speakers'
+        traces (the mean of their windows' embeddings)."""
         cfg = self.config
         sr = self.sample_rate
         wav = np.asarray(recording.waveform, dtype=np.float32)  # shape: (N,)
@@ -136,4 +145,6 @@ class ClusteringDiarizer(Diarizer):
             len(windows),
             scores.shape[1],
         )
-        return annotation
+        seconds = (windows[:, 1] - windows[:, 0]) / sr if len(windows) else np.zeros(0)
+        traces = speaker_traces(annotation, embeddings, seconds, [f"spk{k + 1}" for k in labels])
+        return Diarization(annotation, traces)

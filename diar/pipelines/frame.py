@@ -25,7 +25,16 @@ from diar.cluster import build_clusterer, speaker_shortfall
 from diar.config import Config
 from diar.memory import release_free_memory
 from diar.models.base import FRAME_MODELS
-from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
+from diar.pipelines.base import (
+    DIARIZERS,
+    Diarization,
+    Diarizer,
+    RecordingInput,
+    StepHook,
+    no_hook,
+    speaker_traces,
+    timed,
+)
 from diar.pipelines.clustering import build_embedder, set_torch_threads
 from diar.postprocess import labels_to_annotation, model_frames_to_labels
 from diar.stitching import (
@@ -60,13 +69,18 @@ def build_frame_model(config: Config) -> object:
     )
 
 
-def name_by_first_turn(annotation: Annotation) -> Annotation:
-    """Rename speakers ``spk1``, ``spk2``, ... in order of their first turn (no gaps in the numbering
-    when post-processing removed every turn of some speaker)."""
+def first_turn_names(annotation: Annotation) -> dict[str, str]:
+    """``{label: spkN}``, numbering speakers ``spk1``, ``spk2``, ... in order of their first turn."""
     order: dict[str, str] = {}
     for turn in annotation:  # sorted by start
         order.setdefault(turn.speaker, f"spk{len(order) + 1}")
-    return annotation.rename(order)
+    return order
+
+
+def name_by_first_turn(annotation: Annotation) -> Annotation:
+    """Rename speakers ``spk1``, ``spk2``, ... in order of their first turn (no gaps in the numbering
+    when post-processing removed every turn of some speaker)."""
+    return annotation.rename(first_turn_names(annotation))
 
 
 def run_windows(
@@ -169,8 +183,9 @@ class FrameDiarizer(Diarizer):
         with timed(hook, "embeddings"):
             return np.stack([np.asarray(embed(x), dtype=np.float32).reshape(-1) for x in speech])  # type: ignore[misc]
 
-    def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
-        """Diarize one recording (``recording.waveform`` at ``self.sample_rate``)."""
+    def diarize(self, recording: RecordingInput, hook: StepHook = no_hook) -> Diarization:
+        """Diarize one recording (``recording.waveform`` at ``self.sample_rate``), with its
+        speakers' traces (the speech-weighted mean of their local speakers' embeddings)."""
         cfg = self.config
         fm = cfg.frame_model
         sr = self.sample_rate
@@ -218,8 +233,9 @@ class FrameDiarizer(Diarizer):
             labels[alone] = nearest_speaker(found, centroids)
         elif len(labels) and labels.max() < 0:
             labels[:] = 0  # nothing to compare with: one speaker
+        labels = relabel(labels)
         with timed(hook, "rendering"):
-            scores = render(outputs, relabel(labels))  # shape: (T, K)
+            scores = render(outputs, labels)  # shape: (T, K)
             active = select_by_count(scores, outputs.speaker_count())  # shape: (T, K)
             labels10 = model_frames_to_labels(  # shape: (T10, K) at 10 ms
                 active,
@@ -235,7 +251,15 @@ class FrameDiarizer(Diarizer):
                 smooth_size=cfg.postprocess.smooth_size,
                 dur_threshold=cfg.postprocess.dur_threshold,
             )
-            annotation = name_by_first_turn(annotation)
+            names = first_turn_names(annotation)
+            annotation = annotation.rename(names)
+        used = np.flatnonzero(reliable & (labels >= 0))
+        traces = speaker_traces(
+            annotation,
+            embeddings[used],
+            seconds[used],
+            [names.get(f"spk{k + 1}", "") for k in labels[used]],
+        )
         clu = cfg.clustering
         num_speakers = recording.num_speakers or clu.num_speakers
         asked = num_speakers or (clu.min_speakers if clu.min_speakers > 1 else None)
@@ -252,4 +276,4 @@ class FrameDiarizer(Diarizer):
             int(reliable.sum()),
             labels10.shape[1],
         )
-        return annotation
+        return Diarization(annotation, traces)
