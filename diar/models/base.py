@@ -63,23 +63,33 @@ class VoiceActivityDetector(Protocol):
 
 @runtime_checkable
 class FrameModel(Protocol):
-    """Frame-level multi-speaker activity model (e.g. WavLM-SD).
+    """Frame-level multi-speaker activity model (pyannote segmentation-3.0, WavLM-SD).
 
     Attributes:
         sample_rate: input rate, Hz.
-        frame_shift: seconds between output frames.
+        frame_stride: samples between output frames; a window starting at sample ``s`` (a
+            multiple of it) has its frame ``i`` on the recording's frame ``s // frame_stride + i``.
+        frame_shift: seconds between output frames (``frame_stride / sample_rate``).
+        frame_center_offset: sample at the centre of frame 0's receptive field (frame ``i`` is
+            centred on ``i * frame_stride + frame_center_offset``).
         num_speakers: local speakers per window.
         batch_size: windows it runs per forward pass (``frame_model.batch_size``, or
             its default for its device).
     """
 
     sample_rate: int
+    frame_stride: int
     frame_shift: float
+    frame_center_offset: int
     num_speakers: int
     batch_size: int
 
+    def num_frames(self, num_samples: int) -> int:
+        """Output frames for a window of ``num_samples`` samples."""
+        ...
+
     def __call__(self, waveforms: np.ndarray) -> np.ndarray:
-        """Speaker-activity probabilities. shape (batch, num_samples) -> (batch, num_frames, num_speakers)."""
+        """Speaker activity. shape (batch, num_samples) -> (batch, num_frames, num_speakers) in [0, 1]."""
         ...
 
 

@@ -24,7 +24,7 @@ from diar.audio import SpooledAudio, Waveform
 from diar.cluster import build_clusterer, speaker_shortfall
 from diar.config import Config
 from diar.memory import release_free_memory
-from diar.models.base import FRAME_MODELS
+from diar.models.base import FRAME_MODELS, Embedder, FrameModel
 from diar.pipelines.base import (
     DIARIZERS,
     Diarization,
@@ -55,18 +55,19 @@ from diar.types import FRAME_SHIFT, Annotation
 logger = logging.getLogger(__name__)
 
 
-def build_frame_model(config: Config) -> object:
+def build_frame_model(config: Config) -> FrameModel:
     """The frame model ``config.frame_model.name`` names, built from ``config.frame_model``."""
     import diar.models  # noqa: F401  (registers the models)
 
     fm = config.frame_model
-    return FRAME_MODELS.get(fm.name)(
+    model: FrameModel = FRAME_MODELS.get(fm.name)(
         model=fm.model,
         device=fm.device,
         batch_size=fm.batch_size,
         autocast=fm.autocast,
         num_threads=config.num_threads,
     )
+    return model
 
 
 def first_turn_names(annotation: Annotation) -> dict[str, str]:
@@ -84,7 +85,7 @@ def name_by_first_turn(annotation: Annotation) -> Annotation:
 
 
 def run_windows(
-    model: object,
+    model: FrameModel,
     waveform: Waveform,
     window: float,
     hop: float,
@@ -105,10 +106,10 @@ def run_windows(
     Returns:
         the windows' pieces and speaker counts (``num_frames`` = model frames of the recording).
     """
-    sr = int(model.sample_rate)  # type: ignore[attr-defined]
-    stride = int(model.frame_stride)  # type: ignore[attr-defined]
+    sr = int(model.sample_rate)
+    stride = int(model.frame_stride)
     plan = plan_windows(len(waveform), round(window * sr), round(hop * sr), stride)
-    per_window = int(model.num_frames(plan.length)) if len(plan) else 0  # type: ignore[attr-defined]
+    per_window = int(model.num_frames(plan.length)) if len(plan) else 0
     num_frames = int(plan.starts[-1]) // stride + per_window if len(plan) else 0
     collector = WindowCollector(num_frames, threshold)
     if per_window == 0:
@@ -116,7 +117,7 @@ def run_windows(
     for i in range(0, len(plan), batch_size):
         starts = plan.starts[i : i + batch_size]
         batch = np.stack([waveform[s : s + plan.length] for s in starts])  # shape: (B, L)
-        probs = model(batch)  # type: ignore[operator]  # shape: (B, F, S)
+        probs = model(batch)  # shape: (B, F, S)
         for s, p in zip(starts, probs, strict=True):
             collector.add(int(s) // stride, p)
         del batch, probs
@@ -144,25 +145,27 @@ class FrameDiarizer(Diarizer):
     def __init__(
         self,
         config: Config,
-        model: object | None = None,
+        model: FrameModel | None = None,
         embed: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         super().__init__(config)
         self.model = model if model is not None else build_frame_model(config)
-        self.sample_rate = int(self.model.sample_rate)  # type: ignore[attr-defined]
+        self.sample_rate = int(self.model.sample_rate)
         # windows per batch: the config's, else the model's default for its device
         batch_size = config.frame_model.batch_size
-        self.batch_size = int(batch_size if batch_size is not None else self.model.batch_size)  # type: ignore[attr-defined]
+        self.batch_size = int(batch_size if batch_size is not None else self.model.batch_size)
         self.clusterer = build_clusterer(config.clustering)
-        self._embedder: object | None = None
+        self._embedder: Embedder | None = None
+        self._embed_one: Callable[[np.ndarray], np.ndarray]
         if embed is None:
             self._embedder = build_embedder(config)
-            self._embed_rate = int(self._embedder.sample_rate)  # type: ignore[attr-defined]
-            self._embed_min_samples = int(self._embedder.min_num_samples)  # type: ignore[attr-defined]
+            self._embed_rate = int(self._embedder.sample_rate)
+            self._embed_min_samples = int(self._embedder.min_num_samples)
+            self._embed_one = self._embedder.embed_utterance
         else:
             self._embed_rate = self.sample_rate
             self._embed_min_samples = 1
-        self._embed_one = embed
+            self._embed_one = embed
         set_torch_threads(config.num_threads)
 
     def _embed(self, speech: Sequence[np.ndarray], hook: StepHook) -> np.ndarray:
@@ -179,9 +182,8 @@ class FrameDiarizer(Diarizer):
         many = getattr(embedder, "embed_many", None)
         if many is not None:
             return np.asarray(many(speech, hook=hook), dtype=np.float32)
-        embed = self._embed_one if embedder is None else embedder.embed_utterance  # type: ignore[attr-defined]
         with timed(hook, "embeddings"):
-            return np.stack([np.asarray(embed(x), dtype=np.float32).reshape(-1) for x in speech])  # type: ignore[misc]
+            return np.stack([np.asarray(self._embed_one(x), dtype=np.float32).reshape(-1) for x in speech])
 
     def diarize(self, recording: RecordingInput, hook: StepHook = no_hook) -> Diarization:
         """Diarize one recording (``recording.waveform`` at ``self.sample_rate``), with its
@@ -193,7 +195,7 @@ class FrameDiarizer(Diarizer):
         wav = recording.waveform  # shape: (N,)
         if not isinstance(wav, SpooledAudio):
             wav = np.asarray(wav, dtype=np.float32)
-        stride = int(model.frame_stride)  # type: ignore[attr-defined]
+        stride = int(model.frame_stride)
         with timed(hook, "segmentation"):
             outputs = run_windows(model, wav, fm.window, fm.hop, self.batch_size, fm.threshold)
         # every local speaker of every window, embedded once from its exclusive speech
@@ -240,7 +242,7 @@ class FrameDiarizer(Diarizer):
             labels10 = model_frames_to_labels(  # shape: (T10, K) at 10 ms
                 active,
                 stride,
-                int(model.frame_center_offset),  # type: ignore[attr-defined]
+                int(model.frame_center_offset),
                 len(wav),
                 round(FRAME_SHIFT * sr),
             )
