@@ -208,17 +208,25 @@ class ClusteringConfig:
 
 @dataclass
 class ProfileConfig:
-    """Scoring of window embeddings against enrolled speaker profiles (mode: profile)."""
+    """Scoring of window embeddings against enrolled speaker profiles (mode: profile).
 
-    # seconds between window starts in profile mode (denser than clustering needs: the
-    # overlap at turn changes is found per window); null: embedding.hop
-    hop: float | None = 0.5
+    Defaults tuned for the default embedder, CAM++, on the simulated LibriSpeech
+    conversations of the shared corpus (``configs/profile.yaml``); GE2E and x-vector want
+    other windows (``configs/ge2e.yaml``, ``configs/xvector.yaml``).
+    """
+
+    # seconds per window and between window starts in profile mode; null: embedding.window /
+    # embedding.hop. Short, dense windows: a speaker's turns end where its windows end, and
+    # CAM++ knows a voice from 1 s of it (longer windows blur turn changes)
+    window: float | None = 1.0
+    hop: float | None = 0.25
     # each profile is blended with the recording's own windows of that speaker:
     # adapt * profile + (1 - adapt) * their centroid (1: enrollment profile only)
     adapt: float = 0.5
     # in each window the best profile talks, and so does (overlap) any other whose cosine
     # similarity reaches `threshold` and whose gap to the best, divided by the two profiles'
-    # cosine distance, is at most `overlap_margin`
+    # cosine distance, is at most `overlap_margin` (with CAM++ the second voice of a window
+    # rarely scores that high: overlap comes mostly from `spread` at turn changes)
     threshold: float = 0.5
     overlap_margin: float = 0.2
     # windows whose best similarity is below this get no speaker (-1: never)
@@ -233,9 +241,16 @@ class ProfileConfig:
     profile_scp: str | None = None
     enroll: str | None = None
 
+    def windows(self, embedding: EmbeddingConfig) -> tuple[float, float]:
+        """(window, hop) seconds of profile mode: ``window`` / ``hop``, else ``embedding``'s."""
+        window = self.window if self.window is not None else embedding.window
+        hop = self.hop if self.hop is not None else embedding.hop
+        return window, hop
+
     def validate(self) -> None:
         """Raise ConfigError naming each ``profile.*`` key whose value is out of range."""
         c = _Checks("profile")
+        c.number("window", self.window, 0.0, low_open=True, null="embedding.window")
         c.number("hop", self.hop, 0.0, low_open=True, null="embedding.hop")
         c.number("adapt", self.adapt, 0.0, 1.0)
         c.number("threshold", self.threshold, -1.0, 1.0)
@@ -404,14 +419,25 @@ class Config:
                 section.validate()
             except ConfigError as e:
                 problems.append(str(e))
-        hops = (self.profile.hop, self.embedding.window)
-        if all(_positive(x) for x in hops) and self.profile.hop > self.embedding.window:  # type: ignore[operator]
-            problems.append(
-                f"profile.hop: {quote(self.profile.hop)} is not allowed; expected at most "
-                f"embedding.window ({self.embedding.window:g} s)"
-            )
+        problems.extend(self._profile_window_problems())
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def _profile_window_problems(self) -> list[str]:
+        """Profile mode's hop must not exceed its window, whichever section each comes from."""
+        profile, embedding = self.profile, self.embedding
+        window, hop = profile.windows(embedding)
+        if not (_positive(window) and _positive(hop)) or hop <= window:
+            return []
+        window_key = "profile.window" if profile.window is not None else "embedding.window"
+        if profile.hop is not None:
+            return [f"profile.hop: {quote(hop)} is not allowed; expected at most {window_key} ({window:g} s)"]
+        if profile.window is not None:
+            return [
+                f"profile.window: {quote(window)} is not allowed; expected at least embedding.hop "
+                f"({hop:g} s, the hop while profile.hop is null)"
+            ]
+        return []  # both from embedding.*: its own check names them
 
 
 C = TypeVar("C")

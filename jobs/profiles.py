@@ -1,6 +1,6 @@
 """The profiles job: enrollment list -> balanced shards -> embedder actors -> profile.ark/scp/names.
 
-Run it as ``python -m jobs.profiles --enroll ENROLL --out OUT [--config configs/xvector.yaml]``.
+Run it as ``python -m jobs.profiles --enroll ENROLL --out OUT [--config configs/profile.yaml]``.
 The same as ``diar profiles`` (one process), with the recordings' enrollment files
 embedded on Ray actors: each actor loads the embedder once and makes the profiles
 of one shard of recordings after another (the sharding and actor pool of the

@@ -17,10 +17,14 @@ from diar.commands import profiles as command
 from diar.config import Config, ConfigError, load_config
 from diar.errors import AudioError, ManifestError
 from diar.manifests import read_profiles
+from diar.models.campplus import CAMPPlusEmbedder
 from diar.models.xvector import XVectorEmbedder
 from diar.pipelines.steps import normalize_level
 
 SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+#: 3D-Speaker's CAMPPlus layout at toy sizes, random weights (tests/data/campplus/README.md).
+TINY_CAMPPLUS = Path(__file__).resolve().parent / "data" / "campplus" / "tiny_campplus.pt"
 
 
 def run_command(*argv: str) -> int:
@@ -85,13 +89,63 @@ def test_xvector_profiles_round_trip_kaldiio(tmp_path: Path, enrollment: Path, c
     assert (out / "profile.names").read_text(encoding="utf-8") == "rec-1 a b\nréunion_2 c a\n"
 
 
-def test_ge2e_profiles_of_bundled_sample(tmp_path: Path) -> None:
-    """Default embedder and enrollment VAD on real speech: unit-norm-ish, distinct speakers."""
+def test_default_profiles_of_bundled_sample(tmp_path: Path) -> None:
+    """Default embedder (CAM++) and enrollment VAD on real speech: two distinct speakers."""
     assert run_command("--enroll", str(SAMPLE / "enroll.scp"), "--out", str(tmp_path)) == 0
     ((reco, matrix),) = kaldiio.load_scp(str(tmp_path / "profile.scp")).items()
-    assert reco == "sim01_2spk" and matrix.shape == (2, 256)
-    np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-4)
-    assert float(matrix[0] @ matrix[1]) < 0.9
+    assert reco == "sim01_2spk" and matrix.shape == (2, 192) and np.isfinite(matrix).all()
+    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)  # CAM++ rows are not unit length
+    assert float(unit[0] @ unit[1]) < 0.5  # two voices far apart in cosine
+
+
+def test_campplus_profiles_round_trip_kaldiio(tmp_path: Path, enrollment: Path) -> None:
+    """``diar profiles --model campplus`` with the tiny checkpoint: each row is CAM++'s embedding
+    of the speaker's (level-normalised) files, averaged, as kaldiio reads it back."""
+    out = tmp_path / "out"
+    code = run_command(
+        "--enroll", str(enrollment), "--out", str(out), "--model", "campplus",
+        "--model-dir", str(TINY_CAMPPLUS), "--set", "profile.enroll_vad=false", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0
+    emb = CAMPPlusEmbedder(str(TINY_CAMPPLUS), device="cpu")
+    level = load_config().embedding.normalize_db
+    assert level is not None
+
+    def utt(name: str) -> np.ndarray:
+        wav = load_audio(str(enrollment.parent / "enroll" / f"{name}.wav"), 16000)
+        return emb.embed_utterance(normalize_level(wav[None], level)[0])
+
+    expected = {
+        "rec-1": np.stack([utt("a"), (utt("b1") + utt("b2")) / 2]),
+        "réunion_2": np.stack([utt("c"), utt("a")]),
+    }
+    loaded = kaldiio.load_scp(str(out / "profile.scp"))
+    assert list(loaded) == ["rec-1", "réunion_2"]
+    for reco, matrix in expected.items():
+        assert loaded[reco].dtype == np.float32 and loaded[reco].shape == (2, 16)
+        np.testing.assert_allclose(loaded[reco], matrix, rtol=1e-5, atol=1e-5)
+
+
+def test_campplus_profiles_then_profile_mode(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """configs/profile.yaml end to end: ``diar profiles`` then ``diar diarize --profile-scp`` with
+    the same (tiny) CAM++; profiles of another embedder are refused, naming the dimensions."""
+    from diar.cli import main
+    from diar.formats.rttm import read_rttm
+
+    config = ["--config", str(CONFIGS / "profile.yaml")]
+    tiny = ["--set", f"embedding.model_dir={TINY_CAMPPLUS}", "--set", "embedding.device=cpu"]
+    out = tmp_path / "profiles"
+    assert main(["profiles", *config, *tiny, "--enroll", str(SAMPLE / "enroll.scp"), "--out", str(out)]) == 0
+    diarize = ["diarize", *config, "--profile-scp", str(out / "profile.scp"), str(SAMPLE / "wav.scp")]
+    capsys.readouterr()
+    rttm = tmp_path / "out.rttm"
+    assert main([*diarize, *tiny, "-o", str(rttm)]) == 0
+    ((reco, ann),) = read_rttm(rttm).items()
+    assert reco == "sim01_2spk" and len(ann) > 0 and set(ann.speakers) <= {"3005", "3331"}
+    # 16-dimensional profiles given to the real 192-dimensional CAM++: the recording fails
+    assert main([*diarize, "-o", str(rttm)]) == 1
+    err = capsys.readouterr().err
+    assert "profiles of shape (2, 16) do not fit the campplus embedder (dimension 192)" in err
 
 
 def test_errors(tmp_path: Path, enrollment: Path) -> None:
@@ -111,11 +165,11 @@ def test_errors(tmp_path: Path, enrollment: Path) -> None:
 # --------------------------------------------------------------------------- python -m jobs.profiles
 
 
-def job_config(model: Path, *overrides: str) -> Config:
+def job_config(model: Path, *overrides: str, name: str = "xvector") -> Config:
     return load_config(
         None,
         [
-            "embedding.name=xvector",
+            f"embedding.name={name}",
             f"embedding.model_dir={model}",
             "embedding.device=cpu",
             "profile.enroll_vad=false",
@@ -146,6 +200,27 @@ def test_job_local_failures_and_budget(tmp_path: Path, enrollment: Path) -> None
     # within budget: exit code 0
     report = run_profiles_job(job_config(model, "job.max_failures=1"), str(enrollment), str(out), local=True)
     assert report.exit_code == 0 and report.reason == ""
+
+
+def test_job_local_with_campplus_equals_diar_profiles(tmp_path: Path, enrollment: Path) -> None:
+    """``python -m jobs.profiles`` with CAM++ (tiny checkpoint) writes what ``diar profiles`` writes."""
+    from jobs.profiles import run_profiles_job
+
+    cli_out = tmp_path / "cli"
+    run_command(
+        "--enroll", str(enrollment), "--out", str(cli_out), "--model", "campplus",
+        "--model-dir", str(TINY_CAMPPLUS), "--set", "profile.enroll_vad=false", "--device", "cpu",
+    )  # fmt: skip
+    out = tmp_path / "job"
+    config = job_config(TINY_CAMPPLUS, "job.num_shards=2", name="campplus")
+    report = run_profiles_job(config, str(enrollment), str(out), local=True)
+    assert report.exit_code == 0 and report.done == 2 and not report.failures
+    assert (out / "profile.names").read_bytes() == (cli_out / "profile.names").read_bytes()
+    ours, theirs = kaldiio.load_scp(str(out / "profile.scp")), kaldiio.load_scp(str(cli_out / "profile.scp"))
+    assert list(ours) == list(theirs) == ["rec-1", "réunion_2"]
+    for reco in ours:
+        assert ours[reco].shape == (2, 16)
+        np.testing.assert_allclose(ours[reco], theirs[reco], rtol=1e-6, atol=1e-6)
 
 
 def test_job_refuses_bad_job_values_before_any_work(tmp_path: Path, enrollment: Path) -> None:

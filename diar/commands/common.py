@@ -31,7 +31,7 @@ def add_config_option(parser: argparse.ArgumentParser, example: str = "configs/d
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """``--config``, ``--set``, ``--model``, ``--model-dir``, ``--device`` (embedder commands)."""
-    add_config_option(parser, "configs/xvector.yaml")
+    add_config_option(parser, "configs/profile.yaml")
     parser.add_argument(
         "--model",
         default=None,
