@@ -73,12 +73,12 @@ def no_model(*args: object, **kwargs: object) -> object:
 @pytest.fixture
 def no_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any model load fails the test: setup errors must come first."""
+    import diar.models.build
     import diar.pipelines
-    import diar.pipelines.clustering
     import diar.pipelines.profile
 
     monkeypatch.setattr(diar.pipelines, "build_diarizer", no_model)
-    monkeypatch.setattr(diar.pipelines.clustering, "build_embedder", no_model)
+    monkeypatch.setattr(diar.models.build, "build_embedder", no_model)
     monkeypatch.setattr(diar.pipelines.profile, "ProfileMaker", no_model)
 
 

@@ -97,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
     from diar.commands.common import config_from_args, input_files
     from diar.commands.diarize import collect_inputs
     from diar.errors import DiarError
+    from diar.models.build import build_embedder, build_vad, set_torch_threads
     from diar.models.ge2e import preprocess_wav
     from diar.outputs import check_outputs, writing
     from diar.pipelines import steps
-    from diar.pipelines.clustering import build_embedder, build_vad, set_torch_threads
 
     config = config_from_args(args)
     sources = collect_inputs(args.inputs, allow_pipes=config.job.allow_pipes)

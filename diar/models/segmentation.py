@@ -55,7 +55,8 @@ from torch.torch_version import TorchVersion
 
 from diar.errors import ModelLoadError
 from diar.models.base import FRAME_MODELS
-from diar.models.wavlm_sd import AUTOCAST_DTYPES, resolve_device
+from diar.models.build import resolve_device, set_torch_threads
+from diar.models.wavlm_sd import AUTOCAST_DTYPES
 from diar.models.weights import BundledFile, WeightSource
 
 logger = logging.getLogger(__name__)
@@ -646,9 +647,8 @@ class PyannoteSegmentation:
             )
         if batch_size is not None and batch_size < 1:
             raise ModelLoadError(f"frame_model.batch_size must be >= 1, got {batch_size}")
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
-        self.device = resolve_device(device)
+        set_torch_threads(num_threads)
+        self.device = resolve_device(device, "frame_model.device")
         self.batch_size = batch_size or DEFAULT_BATCH_SIZES[self.device.type]
         self.autocast_dtype = AUTOCAST_DTYPES[autocast]
         self.path = WEIGHTS.resolve(model)

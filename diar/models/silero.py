@@ -17,6 +17,7 @@ import numpy as np
 
 from diar.errors import ModelLoadError
 from diar.models.base import VADS
+from diar.models.build import set_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +49,13 @@ class SileroVAD:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"silero-vad threshold must be in (0, 1), got {threshold}")
         try:
-            import torch
             from silero_vad import load_silero_vad
         except ImportError as e:
             raise ModelLoadError(
                 f"silero-vad is not installed (pip install 'silero-vad[onnx-cpu]'): {e}"
             ) from e
         # importing silero_vad calls torch.set_num_threads(1); restore what the caller asked for
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
+        set_torch_threads(num_threads)
         try:
             with warnings.catch_warnings():
                 # silero's loader uses the deprecated importlib.resources.path

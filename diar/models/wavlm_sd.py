@@ -30,6 +30,7 @@ import torch
 
 from diar.errors import ModelLoadError
 from diar.models.base import FRAME_MODELS
+from diar.models.build import resolve_device, set_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -38,25 +39,10 @@ DEFAULT_MODEL = "microsoft/wavlm-base-plus-sd"
 SAMPLE_RATE = 16000
 #: ``frame_model.autocast`` values and the dtypes they select.
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEVICES = ("auto", "cpu", "cuda")
 #: Windows per forward pass when the config leaves it open. On CPU one 10 s window
 #: at a time was the fastest (1.56 s per window against 1.74 s in pairs, 2 threads)
 #: and peaks 160 MiB lower; a GPU wants many.
 DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 16}
-
-
-def resolve_device(device: str, setting: str = "frame_model.device") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA is an error.
-
-    ``setting`` names the config key in error messages.
-    """
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise ModelLoadError(f"{setting} {device!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"{setting} is {device!r} but torch sees no CUDA device; use device=auto or cpu")
-    return torch.device(device)
 
 
 def load_wavlm_sd(model: str = DEFAULT_MODEL) -> tuple[Any, Any]:
@@ -162,9 +148,8 @@ class WavLMSpeakerActivity:
             )
         if batch_size is not None and batch_size < 1:
             raise ModelLoadError(f"frame_model.batch_size must be >= 1, got {batch_size}")
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
-        self.device = resolve_device(device)
+        set_torch_threads(num_threads)
+        self.device = resolve_device(device, "frame_model.device")
         self.batch_size = batch_size or DEFAULT_BATCH_SIZES[self.device.type]
         self.autocast_dtype = AUTOCAST_DTYPES[autocast]
         if self.autocast_dtype is not None and self.device.type == "cpu":

@@ -41,6 +41,7 @@ from torch import nn
 
 from diar.errors import ModelLoadError
 from diar.models.base import EMBEDDERS
+from diar.models.build import resolve_device, set_torch_threads
 from diar.models.weights import looks_like_hub_id, modelscope_cache_dirs
 
 logger = logging.getLogger(__name__)
@@ -531,9 +532,7 @@ class XVectorEmbedder:
         directory = resolve_model_dir(model_dir)
         config_path, weights_path = model_files(directory)
         self.params = read_sv_config(config_path)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device, "embedding.device")
         self.batch_size = max(1, int(batch_size))
         self.network = build_network(self.params, load_state_dict(weights_path), str(weights_path)).to(
             self.device
@@ -613,6 +612,5 @@ def xvector(
 ) -> XVectorEmbedder:
     """Registry factory: ``model_dir`` is a ModelScope directory (configuration.json, sv.yaml,
     sv.pb) or a model id in the ModelScope cache; default :data:`DEFAULT_MODEL_ID`."""
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
+    set_torch_threads(num_threads)
     return XVectorEmbedder(model_dir, device=device, batch_size=batch_size)

@@ -1,4 +1,5 @@
-"""Offline default diarization (mode ``cluster``): silero VAD, GE2E window embeddings, clustering.
+"""Window-clustering diarization (mode ``cluster``, ``configs/ge2e.yaml``): silero VAD, window
+embeddings (GE2E there), clustering.
 
 Nothing here needs the network: the VAD and embedder weights ship in their wheels.
 """
@@ -6,13 +7,12 @@ Nothing here needs the network: the VAD and embedder weights ship in their wheel
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 
 from diar.cluster import build_clusterer, speaker_shortfall
-from diar.config import Config, ConfigError
-from diar.models.base import EMBEDDERS, VADS, Embedder, VoiceActivityDetector
+from diar.config import Config
+from diar.models.build import build_embedder, build_vad, set_torch_threads
 from diar.pipelines import steps
 from diar.pipelines.base import (
     DIARIZERS,
@@ -25,49 +25,8 @@ from diar.pipelines.base import (
     timed,
 )
 from diar.postprocess import labels_to_annotation
-from diar.registry import Registry, UnknownNameError
 
 logger = logging.getLogger(__name__)
-
-
-def set_torch_threads(num_threads: int) -> None:
-    """Set torch's intra-op threads (importing silero_vad silently sets 1)."""
-    import torch
-
-    if num_threads > 0 and torch.get_num_threads() != num_threads:
-        torch.set_num_threads(num_threads)
-
-
-def _lookup(registry: Registry, name: str, key: str) -> Any:
-    try:
-        return registry.get(name)
-    except UnknownNameError as e:
-        raise ConfigError(f"{key}: {e}") from None
-
-
-def build_vad(config: Config) -> VoiceActivityDetector:
-    """The VAD ``config.vad.name`` names, with its thresholds from ``config.vad``."""
-    import diar.models  # noqa: F401  (registers the models)
-
-    vad_config = config.vad
-    return _lookup(VADS, vad_config.name, "vad.name")(
-        threshold=vad_config.threshold,
-        min_speech_duration=vad_config.min_speech_duration,
-        min_silence_duration=vad_config.min_silence_duration,
-        speech_pad=vad_config.speech_pad,
-        num_threads=config.num_threads,
-        sample_rate=config.sample_rate,
-    )
-
-
-def build_embedder(config: Config) -> Embedder:
-    """The embedder ``config.embedding.name`` names (model_dir, device from ``config.embedding``)."""
-    import diar.models  # noqa: F401  (registers the models)
-
-    emb = config.embedding
-    return _lookup(EMBEDDERS, emb.name, "embedding.name")(
-        model_dir=emb.model_dir, device=emb.device, num_threads=config.num_threads
-    )
 
 
 @DIARIZERS.register("cluster")

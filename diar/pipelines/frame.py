@@ -24,7 +24,8 @@ from diar.audio import SpooledAudio, Waveform
 from diar.cluster import build_clusterer, speaker_shortfall
 from diar.config import Config
 from diar.memory import release_free_memory
-from diar.models.base import FRAME_MODELS, Embedder, FrameModel
+from diar.models.base import Embedder, FrameModel
+from diar.models.build import build_embedder, build_frame_model, set_torch_threads
 from diar.pipelines.base import (
     DIARIZERS,
     Diarization,
@@ -35,7 +36,6 @@ from diar.pipelines.base import (
     speaker_traces,
     timed,
 )
-from diar.pipelines.clustering import build_embedder, set_torch_threads
 from diar.postprocess import labels_to_annotation, model_frames_to_labels
 from diar.stitching import (
     WindowCollector,
@@ -53,21 +53,6 @@ from diar.stitching import (
 from diar.types import FRAME_SHIFT, Annotation
 
 logger = logging.getLogger(__name__)
-
-
-def build_frame_model(config: Config) -> FrameModel:
-    """The frame model ``config.frame_model.name`` names, built from ``config.frame_model``."""
-    import diar.models  # noqa: F401  (registers the models)
-
-    fm = config.frame_model
-    model: FrameModel = FRAME_MODELS.get(fm.name)(
-        model=fm.model,
-        device=fm.device,
-        batch_size=fm.batch_size,
-        autocast=fm.autocast,
-        num_threads=config.num_threads,
-    )
-    return model
 
 
 def first_turn_names(annotation: Annotation) -> dict[str, str]:

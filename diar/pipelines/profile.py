@@ -29,9 +29,9 @@ from diar.cluster import l2_normalize
 from diar.config import Config, ProfileConfig
 from diar.errors import NoSpeechError, quote
 from diar.models.base import Embedder, VoiceActivityDetector
+from diar.models.build import build_embedder, build_vad, set_torch_threads
 from diar.pipelines import steps
 from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
-from diar.pipelines.clustering import build_embedder, build_vad, set_torch_threads
 from diar.postprocess import labels_to_annotation
 from diar.types import Annotation, seconds_to_frames
 
