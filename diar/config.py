@@ -13,6 +13,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,7 +104,7 @@ class _Checks:
             raise ConfigError("; ".join(self.problems))
 
 
-@dataclass
+@dataclass(frozen=True)
 class VadConfig:
     """Speech activity detection (silero-vad)."""
 
@@ -123,7 +124,7 @@ class VadConfig:
         c.raise_if_any()
 
 
-@dataclass
+@dataclass(frozen=True)
 class EmbeddingConfig:
     """Speaker embedder and the sliding windows it sees."""
 
@@ -153,7 +154,7 @@ class EmbeddingConfig:
         c.raise_if_any()
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClusteringConfig:
     """Clustering of window embeddings into speakers (mode: cluster)."""
 
@@ -206,7 +207,7 @@ class ClusteringConfig:
         c.raise_if_any()
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProfileConfig:
     """Scoring of window embeddings against enrolled speaker profiles (mode: profile).
 
@@ -263,7 +264,7 @@ class ProfileConfig:
         c.raise_if_any()
 
 
-@dataclass
+@dataclass(frozen=True)
 class FrameModelConfig:
     """Frame-level speaker-activity model (mode: frame): pyannote segmentation-3.0 (the
     offline default) or WavLM-Base-Plus-SD.
@@ -318,7 +319,7 @@ class FrameModelConfig:
         c.raise_if_any()
 
 
-@dataclass
+@dataclass(frozen=True)
 class PostprocessConfig:
     """Frame-level post-processing shared by every model (ModelScope's names, 10 ms frames)."""
 
@@ -333,7 +334,7 @@ class PostprocessConfig:
         c.raise_if_any()
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobConfig:
     """How the Ray job shards the corpus and runs actors (``python -m jobs.diarize``).
 
@@ -387,7 +388,7 @@ class JobConfig:
         c.raise_if_any()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     """Everything one diarization run needs."""
 
@@ -630,8 +631,15 @@ def read_config_text(path: str | Path) -> str:
         ) from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file at ``path`` (if any), then ``KEY=VALUE`` overrides, validated.
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``KEY=VALUE`` overrides, then
+    ``values`` (dotted keys with values as they are, e.g. a command's shortcut options: a path
+    is not parsed as YAML), validated once. The config is immutable: to change it, load it
+    again with more overrides, or ``dataclasses.replace`` a validated copy.
 
     Raises:
         ConfigError: an unreadable or non-UTF-8 file, invalid YAML, an alias bomb, an unknown
@@ -645,6 +653,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data = loaded or {}
     if overrides:
         data = _deep_merge(data, parse_overrides(overrides))
+    for key, value in (values or {}).items():
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
     try:
         config = from_dict(Config, data)
     except ConfigError as e:

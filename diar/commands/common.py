@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -53,14 +52,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
     from diar.models.base import EMBEDDERS
     from diar.registry import UnknownNameError
 
-    config = load_config(args.config, list(args.overrides))
-    # set directly, not as KEY=VALUE overrides: a path must not be parsed as YAML
-    for flag in ("model", "model_dir", "device"):
-        value = getattr(args, flag)
-        if value is not None:
-            field = "name" if flag == "model" else flag
-            config.embedding = dataclasses.replace(config.embedding, **{field: value})
-    config.validate()  # the shortcuts' values too
+    # typed values, not KEY=VALUE overrides: a path must not be parsed as YAML
+    shortcuts = {"model": "embedding.name", "model_dir": "embedding.model_dir", "device": "embedding.device"}
+    values = {key: getattr(args, flag) for flag, key in shortcuts.items() if getattr(args, flag) is not None}
+    config = load_config(args.config, list(args.overrides), values)
     import diar.models  # noqa: F401  (registers the embedders)
 
     try:

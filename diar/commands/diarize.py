@@ -19,7 +19,6 @@ skipped; the others are still written, and the exit status is 1.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import time
@@ -87,31 +86,21 @@ def build_config(args: argparse.Namespace) -> Config:
     """``--config`` + ``--set`` + the speaker-count and thread shortcuts."""
     from diar.config import ConfigError, load_config
 
-    config = load_config(args.config, list(args.overrides))
-    changes = {
-        "num_speakers": args.num_speakers,
-        "min_speakers": args.min_speakers,
-        "max_speakers": args.max_speakers,
-    }
-    for key, value in changes.items():
+    values: dict[str, object] = {}
+    for key in ("num_speakers", "min_speakers", "max_speakers", "threads"):
+        value = getattr(args, key)
         if value is not None and value < 1:
             raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {value}")
-    changes = {k: v for k, v in changes.items() if v is not None}
-    if changes:
-        config.clustering = dataclasses.replace(config.clustering, **changes)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
-        config.num_threads = args.threads
+        if value is not None:
+            values["num_threads" if key == "threads" else f"clustering.{key}"] = value
     if args.enroll is not None or args.profile_scp is not None:
-        config.mode = "profile"
-        config.profile = dataclasses.replace(
-            config.profile,
-            enroll=args.enroll if args.enroll is not None else config.profile.enroll,
-            profile_scp=args.profile_scp if args.profile_scp is not None else config.profile.profile_scp,
-        )
-    config.validate()  # the shortcuts' values too (e.g. --min-speakers above max_speakers)
-    return config
+        values["mode"] = "profile"
+        if args.enroll is not None:
+            values["profile.enroll"] = args.enroll
+        if args.profile_scp is not None:
+            values["profile.profile_scp"] = args.profile_scp
+    # validated once with the shortcuts' values (e.g. --min-speakers above max_speakers)
+    return load_config(args.config, list(args.overrides), values)
 
 
 def collect_inputs(inputs: list[str], allow_pipes: bool = False) -> dict[str, str]:

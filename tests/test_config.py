@@ -1,0 +1,55 @@
+"""The typed config: immutable, loaded and validated once, shortcuts as typed values."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from diar.config import Config, ConfigError, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_configs_are_immutable() -> None:
+    config = load_config(None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.mode = "cluster"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.clustering.num_speakers = 3  # type: ignore[misc]
+    # a changed copy is made, not an edit in place
+    changed = dataclasses.replace(config, num_threads=4)
+    assert changed.num_threads == 4 and config.num_threads == 1
+
+
+def test_values_are_taken_as_they_are_and_validated_with_the_rest(tmp_path: Path) -> None:
+    odd = str(tmp_path / "[not yaml]: {x")  # a path YAML would not read back as itself
+    config = load_config(None, ["clustering.max_speakers=3"], {"embedding.model_dir": odd, "num_threads": 2})
+    assert config.embedding.model_dir == odd and config.num_threads == 2
+    assert config.clustering.max_speakers == 3
+    with pytest.raises(ConfigError, match=r"clustering\.min_speakers"):
+        load_config(None, ["clustering.max_speakers=3"], {"clustering.min_speakers": 5})
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("job.num_actors=abc", "job.num_actors"),
+        ("clustering.num_speakers=-3", "clustering.num_speakers"),
+        ("embedding.device=tpu", "embedding.device"),
+        ("vad.threshold=2", "vad.threshold"),
+        ("frame_model.embed_every=0", "frame_model.embed_every"),
+        ("frame_model.min_speaker_seconds=-1", "frame_model.min_speaker_seconds"),
+    ],
+)
+def test_bad_values_fail_at_load_time_naming_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as e:
+        load_config(None, [override])
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_config_loads(name: str) -> None:
+    config = load_config(CONFIGS / name)
+    assert isinstance(config, Config)
