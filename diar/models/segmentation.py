@@ -42,7 +42,6 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -55,8 +54,7 @@ from torch.torch_version import TorchVersion
 
 from diar.errors import ModelLoadError
 from diar.models.base import FRAME_MODELS
-from diar.models.build import resolve_device, set_torch_threads
-from diar.models.wavlm_sd import AUTOCAST_DTYPES
+from diar.models.batches import autocast, frame_model_setup, run_in_batches
 from diar.models.weights import BundledFile, WeightSource
 
 logger = logging.getLogger(__name__)
@@ -641,16 +639,9 @@ class PyannoteSegmentation:
         autocast: str = "none",
         num_threads: int | None = None,
     ) -> None:
-        if autocast not in AUTOCAST_DTYPES:
-            raise ModelLoadError(
-                f"frame_model.autocast {autocast!r} is not one of {', '.join(AUTOCAST_DTYPES)}"
-            )
-        if batch_size is not None and batch_size < 1:
-            raise ModelLoadError(f"frame_model.batch_size must be >= 1, got {batch_size}")
-        set_torch_threads(num_threads)
-        self.device = resolve_device(device, "frame_model.device")
-        self.batch_size = batch_size or DEFAULT_BATCH_SIZES[self.device.type]
-        self.autocast_dtype = AUTOCAST_DTYPES[autocast]
+        self.device, self.batch_size, self.autocast_dtype = frame_model_setup(
+            device, batch_size, autocast, num_threads, DEFAULT_BATCH_SIZES
+        )
         self.path = WEIGHTS.resolve(model)
         self.network = load_segmentation(self.path).to(self.device)
         self.network.sincnet_chunk = 1 if self.device.type == "cpu" else 0
@@ -696,12 +687,6 @@ class PyannoteSegmentation:
         """Output frames for a window of ``num_samples`` samples (589 for 160000)."""
         return conv_output_length(num_samples, self._layers)
 
-    def _autocast(self) -> Any:
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-
-    @torch.inference_mode()
     def log_probs(self, waveforms: np.ndarray) -> np.ndarray:
         """Powerset log-probabilities (pyannote's own model output), ``batch_size`` windows per pass.
 
@@ -711,21 +696,15 @@ class PyannoteSegmentation:
         Returns:
             shape (batch, num_frames, num_classes) float32.
         """
-        x = np.asarray(waveforms, dtype=np.float32)
-        if x.ndim != 2:
-            raise ValueError(f"waveforms must have shape (batch, samples), got {x.shape}")
-        num_frames = self.num_frames(x.shape[1])
-        if x.shape[0] == 0 or num_frames == 0:
-            return np.zeros((x.shape[0], num_frames, self.num_classes), dtype=np.float32)
-        out = []
-        for i in range(0, len(x), self.batch_size):
+
+        def forward(chunk: np.ndarray) -> torch.Tensor:
             # a copy: the input may be read-only (a memory map, a Ray object)
-            chunk = torch.tensor(x[i : i + self.batch_size], device=self.device)
-            with self._autocast():
-                log_probs = self.network(chunk)
-            # shape: (chunk, num_frames, num_classes)
-            out.append(log_probs.float().cpu().numpy())
-        return np.concatenate(out)
+            with autocast(self.device, self.autocast_dtype):
+                return self.network(torch.tensor(chunk, device=self.device))
+
+        x = np.asarray(waveforms, dtype=np.float32)
+        frames = self.num_frames(x.shape[-1]) if x.ndim == 2 else 0
+        return run_in_batches(x, self.batch_size, frames, self.num_classes, forward)
 
     def __call__(self, waveforms: np.ndarray, soft: bool = False) -> np.ndarray:
         """Speaker activity per frame.

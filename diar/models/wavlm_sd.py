@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import torch
 
 from diar.errors import ModelLoadError
 from diar.models.base import FRAME_MODELS
-from diar.models.build import resolve_device, set_torch_threads
+from diar.models.batches import autocast, frame_model_setup, run_in_batches
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "microsoft/wavlm-base-plus-sd"
 SAMPLE_RATE = 16000
 #: ``frame_model.autocast`` values and the dtypes they select.
-AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Windows per forward pass when the config leaves it open. On CPU one 10 s window
 #: at a time was the fastest (1.56 s per window against 1.74 s in pairs, 2 threads)
 #: and peaks 160 MiB lower; a GPU wants many.
@@ -142,16 +140,9 @@ class WavLMSpeakerActivity:
         autocast: str = "none",
         num_threads: int | None = None,
     ) -> None:
-        if autocast not in AUTOCAST_DTYPES:
-            raise ModelLoadError(
-                f"frame_model.autocast {autocast!r} is not one of {', '.join(AUTOCAST_DTYPES)}"
-            )
-        if batch_size is not None and batch_size < 1:
-            raise ModelLoadError(f"frame_model.batch_size must be >= 1, got {batch_size}")
-        set_torch_threads(num_threads)
-        self.device = resolve_device(device, "frame_model.device")
-        self.batch_size = batch_size or DEFAULT_BATCH_SIZES[self.device.type]
-        self.autocast_dtype = AUTOCAST_DTYPES[autocast]
+        self.device, self.batch_size, self.autocast_dtype = frame_model_setup(
+            device, batch_size, autocast, num_threads, DEFAULT_BATCH_SIZES
+        )
         if self.autocast_dtype is not None and self.device.type == "cpu":
             # CPU autocast of WavLM moved a tiny random checkpoint's logits by up to 10 (out of 5)
             # on an AMX machine (torch 2.13): mixed precision is for GPUs here
@@ -198,12 +189,6 @@ class WavLMSpeakerActivity:
         """Output frames for a window of ``num_samples`` samples."""
         return conv_output_length(num_samples, self._kernels, self._strides)
 
-    def _autocast(self) -> Any:
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-
-    @torch.inference_mode()
     def logits(self, waveforms: np.ndarray) -> np.ndarray:
         """Raw logits of a batch of equal-length windows, ``batch_size`` windows per forward pass.
 
@@ -213,26 +198,19 @@ class WavLMSpeakerActivity:
         Returns:
             shape (batch, num_frames, num_speakers) float32.
         """
-        x = np.asarray(waveforms, dtype=np.float32)
-        if x.ndim != 2:
-            raise ValueError(f"waveforms must have shape (batch, samples), got {x.shape}")
-        num_frames = self.num_frames(x.shape[1])
-        if x.shape[0] == 0 or num_frames == 0:
-            return np.zeros((x.shape[0], num_frames, self.num_speakers), dtype=np.float32)
-        out = []
-        for i in range(0, len(x), self.batch_size):
+
+        def forward(chunk: np.ndarray) -> torch.Tensor:
             # A 2-D array without padding: the extractor normalises each row on its own.
-            inputs = self.extractor(
-                x[i : i + self.batch_size], return_tensors="pt", sampling_rate=SAMPLE_RATE
-            )
+            inputs = self.extractor(chunk, return_tensors="pt", sampling_rate=SAMPLE_RATE)
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            with self._autocast(), warnings.catch_warnings():
+            with autocast(self.device, self.autocast_dtype), warnings.catch_warnings():
                 # transformers' WavLM attention mixes a bool padding mask with a float bias (harmless)
                 warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
-                logits = self.network(**inputs).logits
-            # shape: (chunk, num_frames, num_speakers)
-            out.append(logits.float().cpu().numpy())
-        return np.concatenate(out)
+                return self.network(**inputs).logits
+
+        x = np.asarray(waveforms, dtype=np.float32)
+        frames = self.num_frames(x.shape[-1]) if x.ndim == 2 else 0
+        return run_in_batches(x, self.batch_size, frames, self.num_speakers, forward)
 
     def __call__(self, waveforms: np.ndarray) -> np.ndarray:
         """Speaker-activity probabilities ``sigmoid(logits)``.
