@@ -580,8 +580,8 @@ def write_profiles(
     * ``.names``: ``<reco-id> <name1> <name2> ...`` (one name per matrix row), only
       for recordings whose names are given; not written when none are.
 
-    The scp is renamed into place last, after removing any old one, so a reader
-    never sees a scp pointing into a half-written ark.
+    The scp is written last, after removing any old one, so a reader never sees a scp
+    pointing into a half-written ark (:func:`diar.formats.kaldi.write_ark`).
 
     Args:
         profiles: reco_id -> (matrix of shape (num_speakers, dim), names or None).
@@ -589,82 +589,49 @@ def write_profiles(
     Returns:
         path of the written scp.
     """
-    import kaldiio
+    from diar.formats.kaldi import check_key, write_ark
 
     ark_path, scp_path, names_path = profile_paths(out_dir_or_prefix)
-    ark_path.parent.mkdir(parents=True, exist_ok=True)
-    scp_lines: list[str] = []
     names_lines: list[str] = []
-    tmp_ark = _temp_beside(ark_path)
-    try:
-        with open(tmp_ark, "wb") as ark:
-            for reco_id, (matrix, names) in profiles.items():
-                _check_id(reco_id)
-                mat = np.asarray(matrix)
-                if mat.ndim != 2 or mat.shape[0] == 0:
-                    raise ValueError(
-                        f"profile of {quote(reco_id)} must be (speakers, dim), got shape {mat.shape}"
-                    )
-                ark.write(reco_id.encode("utf-8") + b" ")
-                scp_lines.append(f"{reco_id} {ark_path}:{ark.tell()}\n")
-                kaldiio.save_mat(ark, np.ascontiguousarray(mat, dtype=np.float32))
-                if names is not None:
-                    names = [str(n) for n in names]
-                    if len(names) != mat.shape[0]:
-                        raise ValueError(
-                            f"{len(names)} names for {mat.shape[0]} profiles of {quote(reco_id)}"
-                        )
-                    for name in names:
-                        _check_id(name, "speaker name")
-                    names_lines.append(" ".join([reco_id, *names]) + "\n")
-            ark.flush()
-            os.fsync(ark.fileno())
-        scp_path.unlink(missing_ok=True)
-        os.replace(tmp_ark, ark_path)
-    finally:
-        Path(tmp_ark).unlink(missing_ok=True)
+
+    def checked() -> Iterable[tuple[str, np.ndarray]]:
+        for reco_id, (matrix, names) in profiles.items():
+            mat = np.asarray(matrix)
+            if mat.ndim != 2 or mat.shape[0] == 0:
+                raise ValueError(
+                    f"profile of {quote(reco_id)} must be (speakers, dim), got shape {mat.shape}"
+                )
+            if names is not None:
+                names = [str(n) for n in names]
+                if len(names) != mat.shape[0]:
+                    raise ValueError(f"{len(names)} names for {mat.shape[0]} profiles of {quote(reco_id)}")
+                for name in names:
+                    check_key(name, "speaker name")
+                names_lines.append(" ".join([reco_id, *names]) + "\n")
+            yield reco_id, mat
+
+    write_ark(ark_path, scp_path, checked())
     if names_lines:
         write_text_atomic(names_path, "".join(names_lines))
     else:
         names_path.unlink(missing_ok=True)
-    write_text_atomic(scp_path, "".join(scp_lines))
     return scp_path
-
-
-def _check_id(value: str, what: str = "recording id") -> None:
-    if not value or any(c.isspace() for c in value):
-        raise ValueError(
-            f"{what} {quote(value)} cannot be written to a Kaldi manifest (empty or has whitespace)"
-        )
-
-
-def _temp_beside(path: Path) -> str:
-    from diar.outputs import create_temp
-
-    fd, tmp = create_temp(str(path.parent), path.name)  # permissions from the umask, not 0600
-    os.close(fd)
-    return tmp
 
 
 def write_text_atomic(path: PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(target)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    from diar.formats import atomic_open
+
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 def write_table(f: IO[str], rows: Mapping[str, object]) -> None:
     """Write ``<id> <value>`` lines (e.g. a wav.scp or reco2num_spk) to a text file object."""
+    from diar.formats.kaldi import check_key
+
     for key, value in rows.items():
-        _check_id(key)
+        check_key(key)
         f.write(f"{key} {value}\n")
 
 

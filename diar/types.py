@@ -26,11 +26,10 @@ def frames_to_seconds(frames: int, shift: float = FRAME_SHIFT) -> float:
     return round(frames * shift, 6)
 
 
-def check_token(value: str, what: str) -> str:
-    """Return ``value`` if it is a non-empty token without whitespace, else raise ``ValueError``."""
-    if not value or any(c.isspace() for c in value):
-        raise ValueError(f"{what} must be a non-empty string without whitespace, got {quote(value)}")
-    return value
+def is_token(value: str) -> bool:
+    """Whether ``value`` can be one field of a whitespace-separated line (RTTM, vad, Kaldi
+    manifests): non-empty, without whitespace."""
+    return bool(value) and not any(c.isspace() for c in value)
 
 
 @dataclass(frozen=True, order=True)

@@ -27,8 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from diar.errors import quote
-
 HELP = "whole-utterance speaker embeddings of audio files (Kaldi ark/scp)"
 
 logger = logging.getLogger(__name__)
@@ -63,32 +61,10 @@ def write_vectors(ark: str | os.PathLike[str], vectors: dict[str, np.ndarray]) -
     The ark is written to a temporary file and renamed; the scp, written last, is
     only ever complete and points into a complete ark.
     """
-    import kaldiio
+    from diar.formats.kaldi import write_ark
 
-    from diar.manifests import write_text_atomic
-
-    ark_path = Path(ark).absolute()
-    scp_path = scp_path_for(ark_path)
-    ark_path.parent.mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
-    tmp = ark_path.with_name(f".{ark_path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            for reco_id, vec in vectors.items():
-                if not reco_id or any(c.isspace() for c in reco_id):
-                    raise ValueError(
-                        f"recording id {quote(reco_id)} cannot be a Kaldi key (empty or has whitespace)"
-                    )
-                f.write(reco_id.encode("utf-8") + b" ")
-                lines.append(f"{reco_id} {ark_path}:{f.tell()}\n")
-                kaldiio.save_mat(f, np.ascontiguousarray(vec, dtype=np.float32))
-            f.flush()
-            os.fsync(f.fileno())
-        scp_path.unlink(missing_ok=True)
-        os.replace(tmp, ark_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    write_text_atomic(scp_path, "".join(lines))
+    scp_path = scp_path_for(ark)
+    write_ark(ark, scp_path, vectors.items())
     return scp_path
 
 

@@ -25,11 +25,11 @@ from typing import IO
 
 from diar.errors import FormatError, ManifestError, quote
 from diar.formats import as_annotations, read_text
-from diar.types import Annotation, Turn
+from diar.types import Annotation, Turn, is_token
 
 
 def _check(value: str, what: str, reco_id: str) -> None:
-    if not value or any(c.isspace() for c in value):
+    if not is_token(value):
         raise FormatError(
             f"RTTM cannot hold {what} {quote(value)} of recording {quote(reco_id)}: "
             "it is empty or contains whitespace"

@@ -22,7 +22,7 @@ from typing import IO
 
 from diar.errors import FormatError, ManifestError, quote
 from diar.formats import as_annotations, read_text
-from diar.types import Annotation, Turn
+from diar.types import Annotation, Turn, is_token
 
 _LINE = re.compile(r"^(?P<reco>\S+)\s+(?P<speaker>\S+):(?:\s+(?P<spans>.*?))?\s*$")
 _SPAN = re.compile(r"\[\s*(?P<start>[^,\s\]]+)\s*,\s*(?P<end>[^,\s\]]+)\s*\]")
@@ -37,7 +37,7 @@ def _fmt(cs: int) -> str:
 
 
 def _check(value: str, what: str, reco_id: str) -> None:
-    if not value or any(c.isspace() for c in value):
+    if not is_token(value):
         raise FormatError(
             f"vad format cannot hold {what} {quote(value)} of recording {quote(reco_id)}: "
             "empty or contains whitespace"
