@@ -44,10 +44,10 @@ from jobs.actors import (
     run_ray,
     wait_until_placeable,
 )
-from jobs.diarize import EXIT_OVER_BUDGET, JobError
+from jobs.errors import JobError
 from jobs.progress import Progress
 from jobs.records import Failure
-from jobs.reduce import failure_budget, failures_tsv
+from jobs.reduce import EXIT_OVER_BUDGET, failure_budget, failures_tsv
 from jobs.shards import Shard, plan_recordings
 
 logger = logging.getLogger(__name__)

@@ -399,7 +399,7 @@ def test_default_config_shows_every_job_default() -> None:
 def test_durations_for_balancing(tmp_path: Path, http_root: tuple[str, Path]) -> None:
     import soundfile as sf
 
-    from jobs.diarize import source_seconds
+    from jobs.plan import source_seconds
 
     base, www = http_root
     sf.write(tmp_path / "a.wav", np.zeros(16000 * 3, np.float32), 16000, subtype="PCM_16")
