@@ -34,16 +34,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from diar.config import Config, load_config, to_dict
-from jobs.actors import (
-    Outcome,
-    actor_spec,
-    num_actors_for,
-    ray_session,
-    run_local,
-    run_ray,
-    wait_until_placeable,
-)
+from diar.config import Config, load_config
+from jobs.actors import Outcome
 from jobs.errors import JobError
 from jobs.plan import (
     Inputs,
@@ -68,9 +60,10 @@ from jobs.reduce import (
     json_bytes,
     merge_annotations,
 )
+from jobs.runner import RunStats, run_shards
 from jobs.shards import Shard
 from jobs.storage import OutDir
-from jobs.summary import keep_previous_run
+from jobs.summary import keep_previous_run, run_summary
 from jobs.worker import DiarizerFactory, DiarizeWorker, model_name
 
 logger = logging.getLogger(__name__)
@@ -194,13 +187,11 @@ def _run_job(
             records[shard.shard_id] = record
     lost: list[Failure] = []
     reused = len(records)
-    num_actors = 0
     total_seconds = sum(r.seconds or 0.0 for r in recordings)
     done_seconds = sum(s.seconds for s in shards if s.shard_id in records)
     done_count = sum(len(s.items) for s in shards if s.shard_id in records)
 
-    t_work = time.perf_counter()  # reset once Ray is up: work = actors starting + shards
-    work_seconds = 0.0
+    stats = RunStats()
     if todo:
         bar = Progress(len(recordings), total_seconds, done_count, done_seconds, show=progress)
 
@@ -216,28 +207,11 @@ def _run_job(
                 failed = len(shard.items)
             bar.advance(len(shard.items), shard.seconds, failed)
 
-        factory = functools.partial(DiarizeWorker, config, out.url, diarizer_factory)
+        worker = functools.partial(DiarizeWorker, config, out.url, diarizer_factory)
         with bar:
-            if local:
-                num_actors = 1
-                if config.job.recording_timeout is not None:
-                    logger.warning("job.recording_timeout is enforced on Ray actors only, not with --local")
-                run_local(factory, todo, on_outcome)
-                work_seconds = time.perf_counter() - t_work
-            else:
-                import ray
-
-                with ray_session(address):
-                    t_work = time.perf_counter()
-                    cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
-                    spec = actor_spec(config.job, cluster)
-                    wait_until_placeable(spec, config.job.placement_timeout)
-                    num_actors = num_actors_for(config.job, spec, cluster, len(todo))
-                    factory = functools.partial(
-                        DiarizeWorker, config, out.url, diarizer_factory, spec.num_threads, in_actor=True
-                    )
-                    run_ray(factory, todo, spec, num_actors, on_outcome, bar.partial)
-                    work_seconds = time.perf_counter() - t_work
+            stats = run_shards(
+                worker, todo, config.job, on_outcome, address=address, local=local, on_partial=bar.partial
+            )
 
     finished = [records[s.shard_id] for s in shards if s.shard_id in records]
     totals = Totals(recordings=len(recordings))
@@ -262,27 +236,22 @@ def _run_job(
     over = bool(reason)
     processed_seconds = sum(sum(records[s.shard_id].done.values()) for s in todo if s.shard_id in records)
     wall = time.perf_counter() - t0
-    summary: dict[str, Any] = {
-        "status": "over_budget" if over else "ok",
-        "recordings": {"total": len(recordings), "done": totals.done, "failed": totals.failed},
-        "audio_hours": round(totals.audio_seconds / 3600.0, 6),
-        "wall_seconds": round(wall, 3),
-        "work_seconds": round(work_seconds, 3),
-        "processed_audio_seconds": round(processed_seconds, 3),
-        "real_time_factor": round(wall / processed_seconds, 6) if processed_seconds > 0 else None,
-        "compute_seconds": round(totals.compute_seconds, 3),
-        "step_seconds": {k: round(v, 3) for k, v in sorted(totals.step_seconds.items())},
-        "num_actors": num_actors,
-        "shards": {
+    summary = run_summary(
+        status="over_budget" if over else "ok",
+        totals=totals,
+        wall_seconds=wall,
+        processed_seconds=processed_seconds,
+        stats=stats,
+        shards={
             "total": len(shards),
             "run": len(todo),
             "reused": reused,
             "lost": len(todo) - (len(records) - reused),
         },
-        "failure_budget": {"max_failures": config.job.max_failures, "allowed": allowed},
-        "outputs": [*outputs, "summary.json"],
-        "config": to_dict(config),
-    }
+        allowed_failures=allowed,
+        outputs=[*outputs, "summary.json"],
+        config=config,
+    )
     new_summary = summary if todo else keep_previous_run(out, summary)
     if new_summary is not None:
         summary = new_summary
@@ -290,7 +259,7 @@ def _run_job(
     else:  # a rerun that changed nothing: summary.json stays byte-identical
         summary = json.loads(out.read_text("summary.json"))
     out.write_many(files)
-    return JobReport(summary, EXIT_OVER_BUDGET if over else 0, reason, len(todo), num_actors)
+    return JobReport(summary, EXIT_OVER_BUDGET if over else 0, reason, len(todo), stats.num_actors)
 
 
 # --------------------------------------------------------------------------- command line

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from diar.config import Config, JobConfig, to_dict
+from diar.config import Config, to_dict
 from diar.errors import shorten
 from jobs.errors import JobError
 from jobs.records import CrashJournal, ShardRecord, done_name, file_digest
@@ -67,11 +67,6 @@ class Recording:
             "profiles": None if self.profiles is None else digest(self.profiles),
             "profile_names": self.profile_names,
         }
-
-
-def check_job_config(job: JobConfig) -> None:
-    """Reject impossible ``job`` values before any work, naming the key (ConfigError)."""
-    job.validate()
 
 
 def config_digest(config: Config) -> str:

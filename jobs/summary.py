@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from diar.config import Config, to_dict
+from jobs.reduce import Totals
+from jobs.runner import RunStats
 from jobs.storage import OutDir
 
 #: Summary fields that describe the run which did the work; a rerun with nothing left to do keeps them.
@@ -35,3 +38,46 @@ def keep_previous_run(out: OutDir, summary: dict[str, Any]) -> dict[str, Any] | 
         if summary == previous:
             return None
     return summary
+
+
+def run_summary(
+    *,
+    status: str,
+    totals: Totals,
+    wall_seconds: float,
+    processed_seconds: float,
+    stats: RunStats,
+    shards: dict[str, int],
+    allowed_failures: int,
+    outputs: list[str],
+    config: Config,
+) -> dict[str, Any]:
+    """The summary of a run (``OUT/summary.json``), its keys in the order they are written.
+
+    Args:
+        status: ``ok`` or ``over_budget``.
+        totals: what the done records of the whole job add up to.
+        wall_seconds: the run from start to reduce.
+        processed_seconds: audio processed by this run (not by earlier ones).
+        stats: the actors and work time of this run.
+        shards: total, run, reused and lost shard counts.
+        allowed_failures: the failure budget as a count.
+        outputs: the files written at the top of OUT.
+        config: the config used.
+    """
+    return {
+        "status": status,
+        "recordings": {"total": totals.recordings, "done": totals.done, "failed": totals.failed},
+        "audio_hours": round(totals.audio_seconds / 3600.0, 6),
+        "wall_seconds": round(wall_seconds, 3),
+        "work_seconds": round(stats.work_seconds, 3),
+        "processed_audio_seconds": round(processed_seconds, 3),
+        "real_time_factor": round(wall_seconds / processed_seconds, 6) if processed_seconds > 0 else None,
+        "compute_seconds": round(totals.compute_seconds, 3),
+        "step_seconds": {k: round(v, 3) for k, v in sorted(totals.step_seconds.items())},
+        "num_actors": stats.num_actors,
+        "shards": shards,
+        "failure_budget": {"max_failures": config.job.max_failures, "allowed": allowed_failures},
+        "outputs": outputs,
+        "config": to_dict(config),
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from diar.config import Config
 from diar.types import Annotation
-from jobs.actors import time_limit
+from jobs.actors import ActorSpec, time_limit
 from jobs.errors import JobError
 from jobs.plan import Recording
 from jobs.records import CrashJournal, Failure, ShardRecord, done_name
@@ -25,6 +26,8 @@ if TYPE_CHECKING:  # the pipelines import torch: only the workers need them
     from diar.audio import Waveform
     from diar.pipelines.base import Diarizer, StepHook
 
+
+logger = logging.getLogger(__name__)
 
 DiarizerFactory = Callable[[Config], "Diarizer"]
 
@@ -43,9 +46,16 @@ class DiarizeWorker:
     of a shard's recordings itself, diarizes them, and writes the shard's files, the done
     record last. A recording that fails (unreadable audio, model error) becomes a
     failure row and the others go on; so does one during which the actor process died
-    twice (see :class:`~jobs.records.CrashJournal`), and, in an actor (``in_actor``),
+    twice (see :class:`~jobs.records.CrashJournal`), and, in a Ray actor (``actor`` given),
     one that runs past ``job.recording_timeout``: the actor ends itself, and Ray's
     restart skips it.
+
+    Args:
+        config: the job's config; in an actor, ``num_threads`` becomes the actor's CPUs.
+        out_url: OUT, where the shard files go.
+        diarizer_factory: builds the diarizer (default ``build_diarizer``).
+        actor: the resources of the Ray actor this worker lives in; None in the driver's
+            process (``--local``).
     """
 
     def __init__(
@@ -53,20 +63,21 @@ class DiarizeWorker:
         config: Config,
         out_url: str,
         diarizer_factory: DiarizerFactory | None = None,
-        num_threads: int | None = None,
-        in_actor: bool = False,
+        actor: ActorSpec | None = None,
     ) -> None:
         from diar.pipelines import build_diarizer
 
-        if num_threads is not None:
-            config = replace(config, num_threads=num_threads)
+        if actor is not None:
+            config = replace(config, num_threads=actor.num_threads)
+        elif config.job.recording_timeout is not None:
+            logger.warning("job.recording_timeout is enforced on Ray actors only, not with --local")
         self.config = config
         self.out = OutDir(out_url)
         self.diarizer = (diarizer_factory or build_diarizer)(config)
         #: (recordings, audio seconds) done in the current shard, read by the progress bar
         self.progress: tuple[int, float] = (0, 0.0)
         #: seconds per recording before the process ends itself (only a restartable actor may)
-        self.time_limit = config.job.recording_timeout if in_actor else None
+        self.time_limit = config.job.recording_timeout if actor is not None else None
 
     def __call__(self, shard: Shard[Recording]) -> ShardRecord:
         t0 = time.perf_counter()
