@@ -242,6 +242,7 @@ def _run_job(
         wall_seconds=wall,
         processed_seconds=processed_seconds,
         stats=stats,
+        nodes=len({records[s.shard_id].node_id for s in todo if s.shard_id in records} - {None}),
         shards={
             "total": len(shards),
             "run": len(todo),

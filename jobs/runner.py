@@ -2,9 +2,11 @@
 
 A job hands :func:`run_shards` its shards, a worker builder and a callback; the
 runner connects to Ray (or starts a local one), sizes the actors from
-``job.num_cpus`` / ``job.num_gpus``, checks that a node can hold one, decides
-how many to start, and reports each shard's :class:`~jobs.actors.Outcome` as it
-arrives. ``local=True`` runs the same worker in this process, without Ray.
+``job.num_cpus`` / ``job.num_gpus``, checks that a node can hold one (on a
+cluster that cannot grow), decides how many to ask for (on an autoscaling
+cluster: what the corpus needs, ``job.max_actors``), and reports each shard's
+:class:`~jobs.actors.Outcome` as it arrives. ``local=True`` runs the same worker
+in this process, without Ray.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from jobs.actors import (
     ActorSpec,
     Outcome,
     actor_spec,
+    cluster_autoscales,
     num_actors_for,
     ray_session,
     run_local,
@@ -41,13 +44,26 @@ class RunStats:
     """How the shards were run.
 
     Attributes:
-        num_actors: actors started (1 in this process, 0 when there was nothing to run).
+        num_actors: actors asked for (1 in this process, 0 when there was nothing to run).
+        actors_ready: actors that built their worker and took shards.
+        ray_seconds: connecting to Ray, or starting a local one (one-time start-up).
+        first_actor_seconds: from asking for the actors to the first one ready: placing it
+            (an autoscaler may add a node first), its process, loading the model (one-time
+            start-up; in this process: building the worker).
         work_seconds: from Ray being up (or from the start, in this process) to the last
             shard's outcome: actors starting and the shards.
     """
 
     num_actors: int = 0
+    actors_ready: int = 0
+    ray_seconds: float = 0.0
+    first_actor_seconds: float = 0.0
     work_seconds: float = 0.0
+
+    @property
+    def process_seconds(self) -> float:
+        """From the first actor ready to the last outcome: the work after the one-time start-up."""
+        return max(0.0, self.work_seconds - self.first_actor_seconds)
 
 
 def run_shards(
@@ -80,18 +96,29 @@ def run_shards(
         return stats
     if local:
         t_work = time.perf_counter()
-        stats.num_actors = 1
-        run_local(functools.partial(worker, None), shards, on_outcome)
+        stats.num_actors = stats.actors_ready = 1
+
+        def built() -> None:
+            stats.first_actor_seconds = time.perf_counter() - t_work
+
+        run_local(functools.partial(worker, None), shards, on_outcome, on_built=built)
         stats.work_seconds = time.perf_counter() - t_work
         return stats
     import ray
 
+    t_ray = time.perf_counter()
     with ray_session(address):
         t_work = time.perf_counter()
+        stats.ray_seconds = t_work - t_ray
         cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
         spec = actor_spec(job, cluster)
-        wait_until_placeable(spec, job.placement_timeout)
-        stats.num_actors = num_actors_for(job, spec, cluster, len(shards))
-        run_ray(functools.partial(worker, spec), shards, spec, stats.num_actors, on_outcome, on_partial)
+        autoscales = cluster_autoscales()
+        wait_until_placeable(spec, job.placement_timeout, autoscales=lambda: autoscales)
+        stats.num_actors = num_actors_for(job, spec, cluster, len(shards), autoscales=autoscales)
+        pool = run_ray(
+            functools.partial(worker, spec), shards, spec, stats.num_actors, on_outcome, on_partial
+        )
+        stats.actors_ready = pool.ready
+        stats.first_actor_seconds = pool.first_ready_seconds
         stats.work_seconds = time.perf_counter() - t_work
     return stats

@@ -17,6 +17,10 @@ RUN_FIELDS = (
     "processed_audio_seconds",
     "real_time_factor",
     "num_actors",
+    "actors_ready",
+    "nodes",
+    "startup_seconds",
+    "process_seconds",
     "shards",
 )
 
@@ -47,6 +51,7 @@ def run_summary(
     wall_seconds: float,
     processed_seconds: float,
     stats: RunStats,
+    nodes: int,
     shards: dict[str, int],
     allowed_failures: int,
     outputs: list[str],
@@ -60,6 +65,7 @@ def run_summary(
         wall_seconds: the run from start to reduce.
         processed_seconds: audio processed by this run (not by earlier ones).
         stats: the actors and work time of this run.
+        nodes: Ray nodes whose actors finished this run's shards (0 in one process).
         shards: total, run, reused and lost shard counts.
         allowed_failures: the failure budget as a count.
         outputs: the files written at the top of OUT.
@@ -71,11 +77,18 @@ def run_summary(
         "audio_hours": round(totals.audio_seconds / 3600.0, 6),
         "wall_seconds": round(wall_seconds, 3),
         "work_seconds": round(stats.work_seconds, 3),
+        "startup_seconds": {
+            "ray": round(stats.ray_seconds, 3),
+            "first_actor": round(stats.first_actor_seconds, 3),
+        },
+        "process_seconds": round(stats.process_seconds, 3),
         "processed_audio_seconds": round(processed_seconds, 3),
         "real_time_factor": round(wall_seconds / processed_seconds, 6) if processed_seconds > 0 else None,
         "compute_seconds": round(totals.compute_seconds, 3),
         "step_seconds": {k: round(v, 3) for k, v in sorted(totals.step_seconds.items())},
         "num_actors": stats.num_actors,
+        "actors_ready": stats.actors_ready,
+        "nodes": nodes,
         "shards": shards,
         "failure_budget": {"max_failures": config.job.max_failures, "allowed": allowed_failures},
         "outputs": outputs,

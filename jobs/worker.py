@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from diar.config import Config
 from diar.types import Annotation
-from jobs.actors import ActorSpec, time_limit
+from jobs.actors import ActorSpec, ray_node_id, time_limit
 from jobs.errors import JobError
 from jobs.plan import Recording
 from jobs.records import CrashJournal, Failure, ShardRecord, done_name
@@ -30,6 +31,16 @@ if TYPE_CHECKING:  # the pipelines import torch: only the workers need them
 logger = logging.getLogger(__name__)
 
 DiarizerFactory = Callable[[Config], "Diarizer"]
+
+
+def peak_rss_mib() -> float | None:
+    """Peak resident memory of this process since it started (MiB); None where unknown."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0), 1)
 
 
 def model_name(config: Config) -> str:
@@ -78,6 +89,7 @@ class DiarizeWorker:
         self.progress: tuple[int, float] = (0, 0.0)
         #: seconds per recording before the process ends itself (only a restartable actor may)
         self.time_limit = config.job.recording_timeout if actor is not None else None
+        self.in_actor = actor is not None
 
     def __call__(self, shard: Shard[Recording]) -> ShardRecord:
         t0 = time.perf_counter()
@@ -120,6 +132,8 @@ class DiarizeWorker:
         self._write(shard, record, b"".join(rttm_parts), annotations)
         record.compute_seconds = round(time.perf_counter() - t0, 6)
         record.step_seconds = {k: round(v, 6) for k, v in steps.items()}
+        record.node_id = ray_node_id() if self.in_actor else None
+        record.max_rss_mib = peak_rss_mib()
         self.out.write_text(done_name(shard.shard_id), record.to_json())
         journal.close()
         return record
