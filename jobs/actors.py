@@ -347,11 +347,13 @@ class PoolStats:
         ready: actors that built their worker (loaded their model) and took shards.
         first_ready_seconds: from asking for the actors to the first one ready (the
             one-time start-up: placing it, maybe a new node, the worker process, the model).
+        last_ready_seconds: ... to the last one that became ready.
     """
 
     requested: int = 0
     ready: int = 0
     first_ready_seconds: float = 0.0
+    last_ready_seconds: float = 0.0
 
 
 def run_ray(
@@ -457,8 +459,9 @@ def run_ray(
             return
         if error is not None:
             raise WorkerStartError(error)
+        stats.last_ready_seconds = time.perf_counter() - t_start
         if stats.ready == 0:
-            stats.first_ready_seconds = time.perf_counter() - t_start
+            stats.first_ready_seconds = stats.last_ready_seconds
         stats.ready += 1
         logger.info("actor %d is ready (%d of %d)", index, stats.ready, num_actors)
         submit(index)

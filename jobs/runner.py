@@ -50,6 +50,7 @@ class RunStats:
         first_actor_seconds: from asking for the actors to the first one ready: placing it
             (an autoscaler may add a node first), its process, loading the model (one-time
             start-up; in this process: building the worker).
+        last_actor_seconds: ... to the last actor that became ready.
         work_seconds: from Ray being up (or from the start, in this process) to the last
             shard's outcome: actors starting and the shards.
     """
@@ -58,6 +59,7 @@ class RunStats:
     actors_ready: int = 0
     ray_seconds: float = 0.0
     first_actor_seconds: float = 0.0
+    last_actor_seconds: float = 0.0
     work_seconds: float = 0.0
 
     @property
@@ -99,7 +101,7 @@ def run_shards(
         stats.num_actors = stats.actors_ready = 1
 
         def built() -> None:
-            stats.first_actor_seconds = time.perf_counter() - t_work
+            stats.first_actor_seconds = stats.last_actor_seconds = time.perf_counter() - t_work
 
         run_local(functools.partial(worker, None), shards, on_outcome, on_built=built)
         stats.work_seconds = time.perf_counter() - t_work
@@ -120,5 +122,6 @@ def run_shards(
         )
         stats.actors_ready = pool.ready
         stats.first_actor_seconds = pool.first_ready_seconds
+        stats.last_actor_seconds = pool.last_ready_seconds
         stats.work_seconds = time.perf_counter() - t_work
     return stats

@@ -80,6 +80,7 @@ def run_summary(
         "startup_seconds": {
             "ray": round(stats.ray_seconds, 3),
             "first_actor": round(stats.first_actor_seconds, 3),
+            "last_actor": round(stats.last_actor_seconds, 3),
         },
         "process_seconds": round(stats.process_seconds, 3),
         "processed_audio_seconds": round(processed_seconds, 3),
