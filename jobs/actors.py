@@ -126,14 +126,31 @@ def _fits(resources: dict[str, float], spec: ActorSpec) -> bool:
     return cpus_ok and (spec.num_gpus <= 0 or resources.get("GPU", 0.0) + 1e-9 >= spec.num_gpus)
 
 
-def cluster_autoscales() -> bool:
+def cluster_autoscales(wait_seconds: float = 20.0, poll_seconds: float = 0.5) -> bool:
     """Whether the connected Ray cluster has an autoscaler that can add nodes.
 
     A cluster started by hand (``ray start``, or a local ``ray.init``) runs Ray's read-only
     autoscaler, which names every node type after the node itself (``node_<id>``); an
     autoscaling cluster names its node types (``ray.worker.gpu``, a KubeRay worker group, ...)
     or has nodes pending. What ``ray status`` shows, read through Ray's autoscaler API.
+    The autoscaler of a cluster that has just started reports only after a few seconds:
+    until it has, this waits (at most ``wait_seconds``; then the cluster counts as fixed).
     """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        autoscales = _autoscaler_report()
+        if autoscales is not None:
+            return autoscales
+        if time.monotonic() >= deadline:
+            logger.info(
+                "no autoscaler report after %g s: taking the cluster as one that cannot grow", wait_seconds
+            )
+            return False
+        time.sleep(poll_seconds)
+
+
+def _autoscaler_report() -> bool | None:
+    """True: the cluster autoscales; False: it cannot grow; None: its autoscaler has not reported yet."""
     import ray
 
     try:
@@ -159,7 +176,10 @@ def cluster_autoscales() -> bool:
         return False
     if report.get("pending_nodes") or report.get("pending_launches"):
         return True
-    return any(not str(t).startswith("node_") for t in (report.get("node_type_mapping") or {}).values())
+    types = (report.get("node_type_mapping") or {}).values()
+    if not types:
+        return None  # (v1) the autoscaler has not reported the node types yet
+    return any(not str(t).startswith("node_") for t in types)
 
 
 def wait_until_placeable(

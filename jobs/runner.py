@@ -114,9 +114,14 @@ def run_shards(
         stats.ray_seconds = t_work - t_ray
         cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
         spec = actor_spec(job, cluster)
+        wait_until_placeable(spec, job.placement_timeout)
         autoscales = cluster_autoscales()
-        wait_until_placeable(spec, job.placement_timeout, autoscales=lambda: autoscales)
         stats.num_actors = num_actors_for(job, spec, cluster, len(shards), autoscales=autoscales)
+        logger.info(
+            "the cluster %s: asking for %d actors",
+            "autoscales" if autoscales else "cannot grow",
+            stats.num_actors,
+        )
         pool = run_ray(
             functools.partial(worker, spec), shards, spec, stats.num_actors, on_outcome, on_partial
         )
