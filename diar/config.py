@@ -341,7 +341,11 @@ class JobConfig:
     Attributes:
         num_shards: number of shards; None derives it from ``shard_seconds``.
         shard_seconds: audio per shard when ``num_shards`` is None.
-        num_actors: number of model actors; None: as many as the cluster's resources hold.
+        num_actors: number of model actors; None: one per shard, up to ``max_actors``, and on
+            a cluster without autoscaler no more than it holds.
+        max_actors: most actors the job asks for when ``num_actors`` is None (None: one per
+            shard). On an autoscaling cluster the actors that do not fit yet are demand: the
+            autoscaler adds nodes for them, and each takes shards once it is ready.
         num_cpus: CPUs per actor (also its torch threads).
         num_gpus: GPUs per actor (fractions share a GPU); None: 1 on a GPU cluster, else 0.
         max_failures: failure budget: a count if >= 1, a fraction of the recordings if < 1.
@@ -360,6 +364,7 @@ class JobConfig:
     num_shards: int | None = None
     shard_seconds: float = 600.0
     num_actors: int | None = None
+    max_actors: int | None = None
     num_cpus: float = 1.0
     num_gpus: float | None = None
     max_failures: float = 0.0
@@ -375,7 +380,15 @@ class JobConfig:
         c = _Checks("job")
         c.number("num_shards", self.num_shards, 1, null="one per job.shard_seconds of audio")
         c.number("shard_seconds", self.shard_seconds, 0.0, low_open=True)
-        c.number("num_actors", self.num_actors, 1, null="as many as the cluster holds")
+        c.number("num_actors", self.num_actors, 1, null="one per shard, up to job.max_actors")
+        c.number("max_actors", self.max_actors, 1, null="one per shard")
+        if isinstance(self.num_actors, int) and isinstance(self.max_actors, int):
+            c.require(
+                "num_actors",
+                self.num_actors,
+                self.num_actors <= self.max_actors,
+                f"at most job.max_actors ({self.max_actors}), or null",
+            )
         c.number("num_cpus", self.num_cpus, 0.0, low_open=True)
         c.number("num_gpus", self.num_gpus, 0.0, null="1 on a GPU cluster, else 0")
         c.number("max_failures", self.max_failures, 0.0)

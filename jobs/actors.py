@@ -2,12 +2,14 @@
 
 A *worker* is any callable ``worker(shard) -> result`` built once by a
 picklable ``factory()`` (loading its models there), then called for shard
-after shard. :func:`run_ray` gives each actor one shard at a time and hands
-the next one to whichever actor finishes first, so slow recordings do not
-hold up the others. Actors are restarted by Ray when their process dies
-(``max_restarts``) and the interrupted call is retried (``max_task_retries``);
-a shard whose actor is gone for good comes back as an :class:`Outcome` with an
-error, never silently dropped.
+after shard. :func:`run_ray` asks for all its actors at once and gives a shard
+only to an actor that is ready, one shard at a time, the next to whichever
+finishes first: slow recordings do not hold up the others, and actors that the
+cluster cannot place yet (the demand an autoscaler adds nodes for) hold none.
+Actors are restarted by Ray when their process dies (``max_restarts``) and
+the interrupted call is retried (``max_task_retries``); a shard whose actor is
+gone for good comes back as an :class:`Outcome` with an error, never silently
+dropped.
 
 :func:`run_local` runs the same workers in this process without Ray (tests,
 debugging, and ``--local``).
@@ -87,23 +89,30 @@ def actor_spec(job: JobConfig, cluster: dict[str, float]) -> ActorSpec:
     return ActorSpec(float(job.num_cpus), float(num_gpus), job.max_restarts, job.max_task_retries)
 
 
-def num_actors_for(job: JobConfig, spec: ActorSpec, cluster: dict[str, float], num_shards: int) -> int:
-    """``job.num_actors``, or as many actors as the cluster's CPUs (and GPUs) hold.
+def num_actors_for(
+    job: JobConfig, spec: ActorSpec, cluster: dict[str, float], num_shards: int, autoscales: bool = False
+) -> int:
+    """How many actors to ask for: ``job.num_actors``, else one per shard up to ``job.max_actors``.
 
-    Never more than the cluster holds now, nor more than one per shard.
+    On a cluster that cannot grow, never more than its CPUs (and GPUs) hold now: an actor
+    that can never start would only wait. On an autoscaling cluster (``autoscales``), what
+    the corpus needs: the actors that do not fit yet are pending demand, for which the
+    autoscaler adds nodes; they take shards once they are ready. Never more than one per
+    shard.
     """
-    fit = max(1, math.floor(cluster.get("CPU", 1.0) / spec.num_cpus + 1e-9))
-    if spec.num_gpus > 0:
-        fit = min(fit, max(1, math.floor(cluster.get("GPU", 0.0) / spec.num_gpus + 1e-9)))
-    wanted = fit
     if job.num_actors is not None:
         if job.num_actors < 1:
             raise ValueError(f"job.num_actors must be >= 1, got {job.num_actors}")
         wanted = job.num_actors
-        if wanted > fit:
-            # an actor that cannot be placed would hold its shard forever
+    else:
+        wanted = min(job.max_actors or num_shards, num_shards)
+    if not autoscales:
+        fit = max(1, math.floor(cluster.get("CPU", 1.0) / spec.num_cpus + 1e-9))
+        if spec.num_gpus > 0:
+            fit = min(fit, max(1, math.floor(cluster.get("GPU", 0.0) / spec.num_gpus + 1e-9)))
+        if job.num_actors is not None and wanted > fit:
             logger.warning("job.num_actors=%d but the cluster holds only %d such actors", wanted, fit)
-            wanted = fit
+        wanted = min(wanted, fit)
     return max(1, min(wanted, num_shards))
 
 
@@ -117,14 +126,31 @@ def _fits(resources: dict[str, float], spec: ActorSpec) -> bool:
     return cpus_ok and (spec.num_gpus <= 0 or resources.get("GPU", 0.0) + 1e-9 >= spec.num_gpus)
 
 
-def cluster_autoscales() -> bool:
+def cluster_autoscales(wait_seconds: float = 20.0, poll_seconds: float = 0.5) -> bool:
     """Whether the connected Ray cluster has an autoscaler that can add nodes.
 
     A cluster started by hand (``ray start``, or a local ``ray.init``) runs Ray's read-only
     autoscaler, which names every node type after the node itself (``node_<id>``); an
     autoscaling cluster names its node types (``ray.worker.gpu``, a KubeRay worker group, ...)
     or has nodes pending. What ``ray status`` shows, read through Ray's autoscaler API.
+    The autoscaler of a cluster that has just started reports only after a few seconds:
+    until it has, this waits (at most ``wait_seconds``; then the cluster counts as fixed).
     """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        autoscales = _autoscaler_report()
+        if autoscales is not None:
+            return autoscales
+        if time.monotonic() >= deadline:
+            logger.info(
+                "no autoscaler report after %g s: taking the cluster as one that cannot grow", wait_seconds
+            )
+            return False
+        time.sleep(poll_seconds)
+
+
+def _autoscaler_report() -> bool | None:
+    """True: the cluster autoscales; False: it cannot grow; None: its autoscaler has not reported yet."""
     import ray
 
     try:
@@ -150,7 +176,10 @@ def cluster_autoscales() -> bool:
         return False
     if report.get("pending_nodes") or report.get("pending_launches"):
         return True
-    return any(not str(t).startswith("node_") for t in (report.get("node_type_mapping") or {}).values())
+    types = (report.get("node_type_mapping") or {}).values()
+    if not types:
+        return None  # (v1) the autoscaler has not reported the node types yet
+    return any(not str(t).startswith("node_") for t in types)
 
 
 def wait_until_placeable(
@@ -218,11 +247,15 @@ def run_local(
     factory: WorkerFactory,
     shards: Sequence[Shard[Any]],
     on_outcome: Callable[[Outcome[Any]], None],
+    on_built: Callable[[], None] | None = None,
 ) -> None:
-    """Process ``shards`` in order in this process with one worker from ``factory``."""
+    """Process ``shards`` in order in this process with one worker from ``factory``;
+    ``on_built()`` is called once the worker is built."""
     if not shards:
         return
     worker = build_worker(factory)
+    if on_built is not None:
+        on_built()
     for shard in shards:
         try:
             result = worker(shard)
@@ -325,6 +358,24 @@ class ShardActor:
         return os.getpid()
 
 
+@dataclass
+class PoolStats:
+    """What became of the actors of :func:`run_ray`.
+
+    Attributes:
+        requested: actors asked for.
+        ready: actors that built their worker (loaded their model) and took shards.
+        first_ready_seconds: from asking for the actors to the first one ready (the
+            one-time start-up: placing it, maybe a new node, the worker process, the model).
+        last_ready_seconds: ... to the last one that became ready.
+    """
+
+    requested: int = 0
+    ready: int = 0
+    first_ready_seconds: float = 0.0
+    last_ready_seconds: float = 0.0
+
+
 def run_ray(
     factory: WorkerFactory,
     shards: Sequence[Shard[Any]],
@@ -333,19 +384,30 @@ def run_ray(
     on_outcome: Callable[[Outcome[Any]], None],
     on_partial: Callable[[int, float], None] | None = None,
     poll_seconds: float = 1.0,
-) -> None:
-    """Process ``shards`` on ``num_actors`` Ray actors (Ray must be initialised).
+    note_seconds: float = 60.0,
+) -> PoolStats:
+    """Process ``shards`` on up to ``num_actors`` Ray actors (Ray must be initialised).
 
-    Each actor holds at most one shard at a time; outcomes are reported as they arrive.
+    All the actors are asked for at once, but a shard goes only to an actor that is ready
+    (its worker built), one shard at a time, the next to whichever finishes first. Actors
+    that the cluster cannot place yet hold no shard: on an autoscaling cluster they are the
+    demand for which nodes are added, and the ready actors work meanwhile. Once no shard is
+    left to hand out, the actors still starting and those without a shard are ended, so
+    that their nodes can be released. Outcomes are reported as they arrive.
     ``on_partial(items, seconds)`` is called about every ``poll_seconds`` with what the
     busy actors have done of their current shards (workers with a ``progress`` attribute),
     asked through a separate concurrency group so that it does not wait for the shard.
+    While no actor is ready, a line is logged every ``note_seconds``.
+
+    Raises:
+        WorkerStartError: an actor could not build its worker (the job cannot run).
     """
     import ray
     from ray.exceptions import RayActorError, RayError, RayTaskError
 
+    stats = PoolStats()
     if not shards:
-        return
+        return stats
     remote: Any = ray.remote
     actor_cls: Any = remote(concurrency_groups={"monitor": 1})(ShardActor).options(
         num_cpus=spec.num_cpus,
@@ -354,22 +416,34 @@ def run_ray(
         max_task_retries=spec.max_task_retries,
     )
     num_actors = max(1, min(num_actors, len(shards)))
+    t_start = time.perf_counter()
     actors: list[Any] = [actor_cls.remote(factory, spec.num_threads) for _ in range(num_actors)]
+    stats.requested = num_actors
     logger.info(
-        "started %d actors (%s CPU, %s GPU each) for %d shards",
+        "asked for %d actors (%s CPU, %s GPU each) for %d shards",
         num_actors,
         spec.num_cpus,
         spec.num_gpus,
         len(shards),
     )
     pending: deque[Shard[Any]] = deque(shards)
-    inflight: dict[Any, tuple[int, Shard[Any]]] = {}
-    alive = set(range(num_actors))
+    inflight: dict[Any, tuple[int, Shard[Any]]] = {}  # shard call -> (actor, shard)
+    starting: dict[Any, int] = {actors[i].start_error.remote(): i for i in range(num_actors)}
+    ended: set[int] = set()
+
+    def end(index: int) -> None:
+        """End actor ``index`` (no restart): it has nothing to do, or is of no more use."""
+        if index not in ended:
+            ended.add(index)
+            ray.kill(actors[index], no_restart=True)
 
     def submit(index: int) -> None:
-        if pending and index in alive:
+        """Give ready actor ``index`` the next shard, or end it when none is left."""
+        if pending:
             shard = pending.popleft()
             inflight[actors[index].process.remote(shard)] = (index, shard)
+        else:
+            end(index)
 
     partial: dict[int, tuple[str, int, float]] = {}  # actor -> (shard id, items, seconds)
     asked: dict[Any, tuple[int, str]] = {}  # progress request -> (actor, shard id)
@@ -394,38 +468,85 @@ def run_ray(
         if on_partial is not None:
             on_partial(sum(v[1] for v in current), sum(v[2] for v in current))
 
+    def started(ref: Any) -> None:
+        """Actor ``starting[ref]`` answered whether its worker was built: it takes a shard."""
+        index = starting.pop(ref)
+        try:
+            error = ray.get(ref)
+        except RayActorError as e:
+            logger.error("actor %d died for good while starting: %s", index, e)
+            end(index)
+            return
+        if error is not None:
+            raise WorkerStartError(error)
+        stats.last_ready_seconds = time.perf_counter() - t_start
+        if stats.ready == 0:
+            stats.first_ready_seconds = stats.last_ready_seconds
+        stats.ready += 1
+        logger.info("actor %d is ready (%d of %d)", index, stats.ready, num_actors)
+        submit(index)
+
+    def finished(ref: Any) -> None:
+        """Actor ``inflight[ref]`` ended its shard (or died): report it, then its next shard."""
+        index, shard = inflight.pop(ref)
+        partial.pop(index, None)
+        try:
+            result = ray.get(ref)
+        except RayActorError as e:
+            logger.error("actor %d died for good while processing %s: %s", index, shard.shard_id, e)
+            end(index)
+            on_outcome(Outcome(shard, error=e, stage="actor"))
+            return
+        except RayTaskError as e:
+            cause = e.cause if isinstance(e.cause, BaseException) else e
+            if isinstance(cause, WorkerStartError):
+                raise WorkerStartError(str(cause)) from None
+            on_outcome(Outcome(shard, error=cause, stage="shard"))
+        else:
+            on_outcome(Outcome(shard, result=result))
+        submit(index)
+
+    noted = time.perf_counter()
     try:
-        for index in range(num_actors):
-            submit(index)
-        while inflight:
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=poll_seconds)
+        while inflight or (pending and starting):
+            ready, _ = ray.wait([*inflight, *starting], num_returns=1, timeout=poll_seconds)
             if not ready:
                 poll()
+                if not inflight and time.perf_counter() - noted >= note_seconds:
+                    noted = time.perf_counter()
+                    logger.warning(
+                        "no actor ready after %.0f s: %d waiting for the cluster to place them "
+                        "(`ray status` shows the pending demand)",
+                        noted - t_start,
+                        len(starting),
+                    )
                 continue
             for ref in ready:
-                index, shard = inflight.pop(ref)
-                partial.pop(index, None)
-                try:
-                    result = ray.get(ref)
-                except RayActorError as e:
-                    logger.error("actor %d died for good while processing %s: %s", index, shard.shard_id, e)
-                    alive.discard(index)
-                    on_outcome(Outcome(shard, error=e, stage="actor"))
-                except RayTaskError as e:
-                    cause = e.cause if isinstance(e.cause, BaseException) else e
-                    if isinstance(cause, WorkerStartError):
-                        raise WorkerStartError(str(cause)) from None
-                    on_outcome(Outcome(shard, error=cause, stage="shard"))
+                if ref in starting:
+                    started(ref)
                 else:
-                    on_outcome(Outcome(shard, result=result))
-                submit(index)
-            if not alive and pending:
-                error = RuntimeError("every actor died (see max_restarts); shard not processed")
-                while pending:
-                    on_outcome(Outcome(pending.popleft(), error=error, stage="actor"))
+                    finished(ref)
+            if not pending:  # nothing left for the actors still starting: withdraw the demand
+                for index in starting.values():
+                    end(index)
+                starting.clear()
+        if pending:
+            error = RuntimeError("every actor died (see max_restarts); shard not processed")
+            while pending:
+                on_outcome(Outcome(pending.popleft(), error=error, stage="actor"))
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)
+    return stats
+
+
+def ray_node_id() -> str | None:
+    """The id of the Ray node this process runs on (hex), None outside Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_node_id())
 
 
 @contextmanager

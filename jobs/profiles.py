@@ -3,8 +3,8 @@
 Run it as ``python -m jobs.profiles --enroll ENROLL --out OUT [--config configs/profile.yaml]``.
 The same as ``diar profiles`` (one process), with the recordings' enrollment files
 embedded on Ray actors: each actor loads the embedder once and makes the profiles
-of one shard of recordings after another (the sharding and actor pool of the
-diarization job, :mod:`jobs.shards` and :mod:`jobs.actors`). ``--local`` runs
+of one shard of recordings after another (the sharding and the runner of the
+diarization job, :mod:`jobs.shards` and :mod:`jobs.runner`). ``--local`` runs
 without Ray.
 
 Output folder (local, since profile.scp names the ark by absolute path)::
@@ -35,19 +35,12 @@ import numpy as np
 from diar.audio import audio_duration, is_url
 from diar.config import Config
 from diar.errors import AudioError, NoSpeechError
-from jobs.actors import (
-    Outcome,
-    actor_spec,
-    num_actors_for,
-    ray_session,
-    run_local,
-    run_ray,
-    wait_until_placeable,
-)
-from jobs.diarize import EXIT_OVER_BUDGET, JobError
+from jobs.actors import ActorSpec, Outcome
+from jobs.errors import JobError
 from jobs.progress import Progress
 from jobs.records import Failure
-from jobs.reduce import failure_budget, failures_tsv
+from jobs.reduce import EXIT_OVER_BUDGET, failure_budget, failures_tsv
+from jobs.runner import run_shards
 from jobs.shards import Shard, plan_recordings
 
 logger = logging.getLogger(__name__)
@@ -77,13 +70,17 @@ class ShardProfiles:
 
 
 class ProfileWorker:
-    """Makes the profiles of a shard's recordings; built once per actor (loads the embedder)."""
+    """Makes the profiles of a shard's recordings; built once per actor (loads the embedder).
 
-    def __init__(self, config: Config, num_threads: int | None = None) -> None:
+    ``actor``: the resources of the Ray actor it lives in (its CPUs become torch threads);
+    None in the driver's process.
+    """
+
+    def __init__(self, config: Config, actor: ActorSpec | None = None) -> None:
         from diar.pipelines.profile import ProfileMaker
 
-        if num_threads is not None:
-            config = replace(config, num_threads=num_threads)
+        if actor is not None:
+            config = replace(config, num_threads=actor.num_threads)
         self.maker = ProfileMaker(config)
 
     def __call__(self, shard: Shard[Enrollment]) -> ShardProfiles:
@@ -182,18 +179,10 @@ def run_profiles_job(
         bar.advance(len(shard.items), shard.seconds, failed)
 
     with bar:
-        if local:
-            run_local(functools.partial(ProfileWorker, config), shards, on_outcome)
-        elif shards:
-            import ray
-
-            with ray_session(address):
-                cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
-                spec = actor_spec(config.job, cluster)
-                wait_until_placeable(spec, config.job.placement_timeout)
-                num_actors = num_actors_for(config.job, spec, cluster, len(shards))
-                factory = functools.partial(ProfileWorker, config, spec.num_threads)
-                run_ray(factory, shards, spec, num_actors, on_outcome, bar.partial)
+        worker = functools.partial(ProfileWorker, config)
+        run_shards(
+            worker, shards, config.job, on_outcome, address=address, local=local, on_partial=bar.partial
+        )
 
     os.makedirs(out_dir, exist_ok=True)
     # profiles in enrollment-list order; arrays from Ray's object store are read-only, which is fine here

@@ -57,6 +57,10 @@ class ShardRecord:
         files: data files written for the shard (relative to ``OUT/shards``).
         digests: file (as in ``files``) -> ``{"bytes": size, "sha256": hex digest}`` of what was
             written; a file that no longer matches makes the shard run again.
+        node_id: the Ray node whose actor processed the shard (hex); None in the driver's
+            process (``--local``).
+        max_rss_mib: peak resident memory of the process that processed the shard, since
+            that process started (MiB); None where the system does not tell.
     """
 
     shard_id: str
@@ -67,6 +71,8 @@ class ShardRecord:
     compute_seconds: float = 0.0
     files: list[str] = field(default_factory=list)
     digests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    node_id: str | None = None
+    max_rss_mib: float | None = None
 
     def add_file(self, name: str, data: bytes) -> None:
         """Record data file ``name`` (relative to ``OUT/shards``) and the digest of ``data``."""
@@ -92,6 +98,8 @@ class ShardRecord:
             compute_seconds=float(data.get("compute_seconds", 0.0)),
             files=[str(f) for f in data.get("files", [])],
             digests={str(k): dict(v) for k, v in data.get("digests", {}).items()},
+            node_id=None if data.get("node_id") is None else str(data["node_id"]),
+            max_rss_mib=None if data.get("max_rss_mib") is None else float(data["max_rss_mib"]),
         )
 
     @property

@@ -19,6 +19,9 @@ from diar.types import Annotation
 from jobs.records import Failure, ShardRecord
 from jobs.storage import OutDir, OutError
 
+#: Exit code when more recordings failed than ``job.max_failures`` allows.
+EXIT_OVER_BUDGET = 1
+
 #: Header of ``failures.tsv``.
 FAILURES_HEADER = ("reco_id", "stage", "error_type", "message")
 

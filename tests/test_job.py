@@ -70,7 +70,12 @@ def test_outputs_of_a_clean_run(reference: Path) -> None:
     assert set(summary["step_seconds"]) == {"vad", "cluster"}
     assert summary["real_time_factor"] > 0
     assert summary["shards"] == {"total": 1, "run": 1, "reused": 0, "lost": 0}
+    assert (summary["num_actors"], summary["actors_ready"], summary["nodes"]) == (1, 1, 0)
+    assert summary["startup_seconds"]["ray"] == 0 and summary["startup_seconds"]["first_actor"] >= 0
+    assert 0 < summary["process_seconds"] <= summary["work_seconds"]
     assert summary["config"]["job"]["num_shards"] == 1
+    done = json.loads((reference / "shards" / "shard-00000.done.json").read_text())
+    assert done["node_id"] is None and done["max_rss_mib"] > 0  # no Ray node in one process
     assert sorted(p.name for p in (reference / "shards").iterdir()) == [
         "shard-00000.done.json",
         "shard-00000.parquet",
@@ -300,6 +305,21 @@ def test_actor_resources_follow_the_cluster() -> None:
     assert actor_spec(JobConfig(num_gpus=1), cpu_only).num_gpus == 0.0
 
 
+def test_an_autoscaling_cluster_is_asked_for_the_actors_the_corpus_needs() -> None:
+    from diar.config import JobConfig
+    from jobs.actors import actor_spec, num_actors_for
+
+    head_only = {"CPU": 0.0}  # an autoscaling cluster's head: nothing fits yet
+    spec = actor_spec(JobConfig(), head_only)
+    assert num_actors_for(JobConfig(), spec, head_only, num_shards=7, autoscales=True) == 7
+    assert num_actors_for(JobConfig(max_actors=3), spec, head_only, num_shards=7, autoscales=True) == 3
+    assert num_actors_for(JobConfig(num_actors=5), spec, head_only, num_shards=7, autoscales=True) == 5
+    assert num_actors_for(JobConfig(num_actors=9), spec, head_only, num_shards=7, autoscales=True) == 7
+    # a cluster that cannot grow: no more than it holds
+    assert num_actors_for(JobConfig(), spec, {"CPU": 2.0}, num_shards=7) == 2
+    assert num_actors_for(JobConfig(max_actors=1), spec, {"CPU": 2.0}, num_shards=7) == 1
+
+
 def test_diar_run_command_is_the_job(scp: Path, reference: Path, tmp_path: Path) -> None:
     import argparse
 
@@ -399,7 +419,7 @@ def test_default_config_shows_every_job_default() -> None:
 def test_durations_for_balancing(tmp_path: Path, http_root: tuple[str, Path]) -> None:
     import soundfile as sf
 
-    from jobs.diarize import source_seconds
+    from jobs.plan import source_seconds
 
     base, www = http_root
     sf.write(tmp_path / "a.wav", np.zeros(16000 * 3, np.float32), 16000, subtype="PCM_16")
@@ -451,13 +471,15 @@ def test_a_fixed_file_is_diarized_on_the_next_run(tmp_path: Path) -> None:
         ("job.num_cpus=0", "job.num_cpus"),
         ("job.recording_timeout=0", "job.recording_timeout"),
         ("job.out_formats=[rttm,csv]", "'csv'"),
+        ("job.max_actors=0", "job.max_actors"),
+        ("job.num_actors=3 job.max_actors=2", r"job.num_actors: 3 .*at most job.max_actors \(2\)"),
     ],
 )
 def test_bad_job_values_stop_before_any_work(override: str, key: str, scp: Path, tmp_path: Path) -> None:
     from diar.config import ConfigError
 
     with pytest.raises(ConfigError, match=key):
-        run_local(config(override), scp, tmp_path / "out", never_built)
+        run_local(config(*override.split()), scp, tmp_path / "out", never_built)
     assert not (tmp_path / "out").exists()
 
 

@@ -54,6 +54,9 @@ def test_two_actors_many_shards_equal_one_local_shard(
     assert report.exit_code == 0
     assert report.summary["num_actors"] == 2
     assert report.summary["shards"] == {"total": 3, "run": 3, "reused": 0, "lost": 0}
+    records = [json.loads(p.read_text()) for p in sorted((out / "shards").glob("*.done.json"))]
+    assert len(records) == 3 and all(r["node_id"] for r in records)  # the node that did each shard
+    assert report.summary["nodes"] == 1
     for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
 
@@ -210,6 +213,31 @@ def test_progress_inside_a_running_shard_reaches_the_driver(ray_address: str) ->
     )
     assert [o.result for o in outcomes] == [["a", "b", "c", "d", "e"]]
     assert any(0 < n < 5 for n, _ in partials), partials
+
+
+def test_actors_the_cluster_cannot_place_yet_hold_no_shard(ray_address: str) -> None:  # noqa: F811
+    """Three actors asked for on two CPUs: the ready ones do every shard while the third waits for
+    a node (the demand an autoscaler adds one for), and it is withdrawn once no shard is left."""
+    from job_helpers import SlowCounter
+
+    from jobs.actors import ActorSpec, run_ray
+    from jobs.shards import Shard
+
+    shards = [Shard(f"shard-{i:05d}", (f"r{i}",), 1.0) for i in range(4)]
+    spec = ActorSpec(num_cpus=1, num_gpus=0, max_restarts=0, max_task_retries=0)
+    outcomes: list = []
+    stats: list = []
+
+    def run() -> None:
+        factory = functools.partial(SlowCounter, 0.5)
+        stats.append(run_ray(factory, shards, spec, 3, outcomes.append, poll_seconds=0.2))
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout=180)  # a shard given to the actor that cannot start would never finish
+    assert not runner.is_alive(), f"shards still waiting: {[o.shard.shard_id for o in outcomes]} done"
+    assert sorted(o.result[0] for o in outcomes) == ["r0", "r1", "r2", "r3"]
+    assert stats[0].requested == 3 and 1 <= stats[0].ready <= 2 and stats[0].first_ready_seconds > 0
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,176 @@
+"""The diarization job's shard worker: built once per actor (it loads the model), called per shard."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from diar.config import Config
+from diar.types import Annotation
+from jobs.actors import ActorSpec, ray_node_id, time_limit
+from jobs.errors import JobError
+from jobs.plan import Recording
+from jobs.records import CrashJournal, Failure, ShardRecord, done_name
+from jobs.reduce import (
+    parquet_bytes,
+    rttm_bytes,
+    vad_bytes,
+)
+from jobs.shards import Shard
+from jobs.storage import OutDir
+
+if TYPE_CHECKING:  # the pipelines import torch: only the workers need them
+    from diar.audio import Waveform
+    from diar.pipelines.base import Diarizer, StepHook
+
+
+logger = logging.getLogger(__name__)
+
+DiarizerFactory = Callable[[Config], "Diarizer"]
+
+
+def peak_rss_mib() -> float | None:
+    """Peak resident memory of this process since it started (MiB); None where unknown."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0), 1)
+
+
+def model_name(config: Config) -> str:
+    """The Parquet ``model`` column: what produced the turns (as ``diar diarize`` writes it)."""
+    from diar.commands.diarize import model_name as diarize_model_name
+
+    return diarize_model_name(config)
+
+
+class DiarizeWorker:
+    """Diarizes the recordings of one shard after another; built once per actor.
+
+    Loads the model in ``__init__`` (``build_diarizer(config)``); each call reads the audio
+    of a shard's recordings itself, diarizes them, and writes the shard's files, the done
+    record last. A recording that fails (unreadable audio, model error) becomes a
+    failure row and the others go on; so does one during which the actor process died
+    twice (see :class:`~jobs.records.CrashJournal`), and, in a Ray actor (``actor`` given),
+    one that runs past ``job.recording_timeout``: the actor ends itself, and Ray's
+    restart skips it.
+
+    Args:
+        config: the job's config; in an actor, ``num_threads`` becomes the actor's CPUs.
+        out_url: OUT, where the shard files go.
+        diarizer_factory: builds the diarizer (default ``build_diarizer``).
+        actor: the resources of the Ray actor this worker lives in; None in the driver's
+            process (``--local``).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        out_url: str,
+        diarizer_factory: DiarizerFactory | None = None,
+        actor: ActorSpec | None = None,
+    ) -> None:
+        from diar.pipelines import build_diarizer
+
+        if actor is not None:
+            config = replace(config, num_threads=actor.num_threads)
+        elif config.job.recording_timeout is not None:
+            logger.warning("job.recording_timeout is enforced on Ray actors only, not with --local")
+        self.config = config
+        self.out = OutDir(out_url)
+        self.diarizer = (diarizer_factory or build_diarizer)(config)
+        #: (recordings, audio seconds) done in the current shard, read by the progress bar
+        self.progress: tuple[int, float] = (0, 0.0)
+        #: seconds per recording before the process ends itself (only a restartable actor may)
+        self.time_limit = config.job.recording_timeout if actor is not None else None
+        self.in_actor = actor is not None
+
+    def __call__(self, shard: Shard[Recording]) -> ShardRecord:
+        t0 = time.perf_counter()
+        record = ShardRecord(shard.shard_id, shard.fingerprint)
+        steps = record.step_seconds
+
+        def hook(step: str, seconds: float) -> None:
+            steps[step] = steps.get(step, 0.0) + seconds
+
+        rate = self.diarizer.sample_rate
+        self.progress = (0, 0.0)
+        rttm_parts: list[bytes] = []
+        annotations: list[Annotation] = []
+        seconds_done = 0.0  # header durations, as the progress bar counts them
+        journal = CrashJournal(self.out, shard.shard_id)
+        for count, rec in enumerate(shard.items):
+            self.progress = (count, seconds_done)
+            seconds_done += rec.seconds or 0.0
+            if journal.is_poison(rec.reco_id):
+                record.failures.append(journal.failure(rec.reco_id))
+                continue
+            journal.start(rec.reco_id)
+            with time_limit(self.time_limit, journal.time_out):
+                outcome = self._diarize(rec, hook)
+            if isinstance(outcome, Failure):
+                record.failures.append(outcome)
+                continue
+            waveform, annotation = outcome
+            try:  # a label a format cannot hold fails this recording, not the shard
+                rttm = rttm_bytes([annotation])
+                if "vad" in self.config.job.out_formats:
+                    vad_bytes([annotation])
+            except Exception as e:
+                record.failures.append(Failure.from_exception(rec.reco_id, "write", e, rec.source))
+                continue
+            rttm_parts.append(rttm)
+            annotations.append(annotation)
+            record.done[rec.reco_id] = round(len(waveform) / rate, 6)
+        journal.start(None)
+        self._write(shard, record, b"".join(rttm_parts), annotations)
+        record.compute_seconds = round(time.perf_counter() - t0, 6)
+        record.step_seconds = {k: round(v, 6) for k, v in steps.items()}
+        record.node_id = ray_node_id() if self.in_actor else None
+        record.max_rss_mib = peak_rss_mib()
+        self.out.write_text(done_name(shard.shard_id), record.to_json())
+        journal.close()
+        return record
+
+    def _diarize(self, rec: Recording, hook: StepHook) -> tuple[Waveform, Annotation] | Failure:
+        """Read and diarize one recording: its audio and turns, or the failure row."""
+        from diar.pipelines.base import RecordingInput
+
+        try:
+            allow_pipes = self.config.job.allow_pipes
+            waveform = self.diarizer.load(rec.source, rec.reco_id, allow_pipes=allow_pipes)
+        except Exception as e:
+            return Failure.from_exception(rec.reco_id, "read", e, rec.source)
+        try:
+            # shape: (num_samples,) float32 at the diarizer's rate
+            recording = RecordingInput(
+                rec.reco_id, waveform, rec.num_speakers, rec.profiles, rec.profile_names
+            )
+            annotation = self.diarizer.apply(recording, hook)
+            if annotation.reco_id != rec.reco_id:
+                raise ValueError(f"diarizer returned turns of {annotation.reco_id!r} for {rec.reco_id!r}")
+        except Exception as e:
+            return Failure.from_exception(rec.reco_id, "diarize", e, rec.source)
+        return waveform, annotation
+
+    def _write(
+        self, shard: Shard[Recording], record: ShardRecord, rttm: bytes, annotations: list[Annotation]
+    ) -> None:
+        stem = f"shards/{shard.shard_id}"
+        try:
+            self.out.write_bytes(f"{stem}.rttm", rttm)
+            record.add_file(f"{shard.shard_id}.rttm", rttm)
+            if "parquet" in self.config.job.out_formats:
+                table = parquet_bytes(annotations, model=model_name(self.config))
+                self.out.write_bytes(f"{stem}.parquet", table)
+                record.add_file(f"{shard.shard_id}.parquet", table)
+        except Exception as e:
+            raise JobError(
+                f"cannot write the outputs of {shard.shard_id} to {self.out.display('shards')}: {e}"
+            ) from e
