@@ -23,18 +23,21 @@ How (:func:`link_traces`):
    ``threshold`` kept (ties by position). Memory is O(N·k), never N×N; time is
    O(N²·D) multiply-adds, which BLAS does at 100 000 traces in about a minute.
 3. **Constrained average-linkage agglomeration on that graph.** Every trace starts as
-   its own cluster (the traces of one enrolled name start as one). The closest pair of
-   clusters joined by a graph edge is merged, then the next, while their distance is
-   at most ``threshold``; a pair that would put two speakers of one recording (or two
-   names) together is never merged. The distance is exact *average linkage*: the mean
-   cosine distance over all pairs of traces of the two clusters, ``1 - μA·μB`` with
-   ``μ`` the clusters' (unnormalised) mean embeddings, so it needs only each cluster's
-   embedding sum. A merged cluster's candidates are its parts' candidates (average
-   linkage is reducible: ``d(A∪B, X)`` lies between ``d(A, X)`` and ``d(B, X)``, so a
-   cluster with no edge to A or B within the threshold cannot come within it of A∪B).
-   Only the candidate pairs are approximate: clusters with no k-nearest-neighbour edge
-   between any of their traces are not compared. Merges are taken from a heap ordered
-   by (distance, cluster ids), so ties are broken the same way every time.
+   its own cluster (the traces of one enrolled name start as one). Clusters joined by a
+   graph edge merge, closest pair first, while their distance is at most ``threshold``;
+   a pair that would put two speakers of one recording (or two names) together never
+   merges. The distance is exact *average linkage*: the mean cosine distance over all
+   pairs of traces of the two clusters, ``1 - ΣA·ΣB / (|A| |B|)``, so a cluster needs only
+   its embedding sum. A merged cluster's candidates are its parts' candidates: average
+   linkage is reducible (``d(A∪B, X)`` lies between ``d(A, X)`` and ``d(B, X)``), and so is
+   it with the constraints (a merged cluster is only ever less admissible), so a cluster
+   with no edge to A or B within the threshold cannot come within it of A∪B. Being
+   reducible, closest-pair-first merging is done by the nearest-neighbour chain
+   algorithm (Murtagh 1983: follow nearest candidates until two clusters are each
+   other's nearest, merge them), which gives the same clusters in O(merges × candidates)
+   and ties broken by cluster id. Only the candidate pairs are approximate: clusters with
+   no k-nearest-neighbour edge between any of their traces are not compared (a test
+   checks the result against a dense all-pairs reference).
 4. **Speakers with little speech** (below ``min_seconds``; their embeddings are noisy)
    found no global speaker of their own: once the others are clustered, the small
    speakers of each recording are assigned together to the most similar global
@@ -54,7 +57,6 @@ in two recordings are at most 0.15 apart and traces of two readers at least 0.57
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -141,30 +143,51 @@ def top_k(sim: np.ndarray, k: int, floor: float = -np.inf) -> tuple[np.ndarray, 
 
     Returns:
         (rows, cols): shape (E,) int64 each, sorted by row, then by decreasing value, then by
-        column (ties are broken by column index whenever a row's candidates are all looked at;
-        rows with far more than ``k`` candidates are first cut to ``k`` by ``np.argpartition``).
+        column.
+    """
+    rows, cols, vals = _candidates(sim, k, floor)
+    return best_per_row(rows, cols, vals, k)
+
+
+def _candidates(sim: np.ndarray, k: int, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The entries of ``sim`` (B, N) that are at least ``floor``: (rows, cols, values), row-major.
+
+    When the rows hold far more than ``k`` such entries each (a loose threshold), every row
+    is first cut to its ``k`` largest (``np.argpartition``), so memory stays O(B·k).
     """
     b, n = sim.shape
     if b == 0 or n == 0 or k <= 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=sim.dtype)
     mask = sim >= floor
-    if int(np.count_nonzero(mask)) > 4 * b * k and k < n:  # dense rows: cut each to k first
-        part = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    if k < n and int(np.count_nonzero(mask)) > b * max(4 * k, n // 8):
+        part = np.sort(np.argpartition(-sim, k - 1, axis=1)[:, :k], axis=1)
         rows = np.repeat(np.arange(b), k)
         cols = part.reshape(-1)
         keep = mask[rows, cols]
         rows, cols = rows[keep], cols[keep]
     else:
         rows, cols = np.nonzero(mask)
-    vals = sim[rows, cols]
-    order = np.lexsort((cols, -vals, rows))  # by row, best first, ties by column
-    rows, cols = rows[order], cols[order]
-    if len(rows) == 0:
-        return rows.astype(np.int64), cols.astype(np.int64)
-    row_start = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-    rank = np.arange(len(rows)) - np.repeat(row_start, np.diff(np.r_[row_start, len(rows)]))
-    keep = rank < k
-    return rows[keep].astype(np.int64), cols[keep].astype(np.int64)
+    return rows.astype(np.int64), cols.astype(np.int64), sim[rows, cols]
+
+
+def best_per_row(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` best (row, col, value) entries, sorted by row, decreasing value, column."""
+    index = _best_index(rows, cols, vals, k)
+    return rows[index].astype(np.int64), cols[index].astype(np.int64)
+
+
+def _best_index(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int) -> np.ndarray:
+    """Positions of each row's ``k`` best entries, by row, decreasing value, column."""
+    order = np.lexsort((cols, -vals, rows))
+    if len(order) == 0:
+        return order
+    sorted_rows = rows[order]
+    row_start = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    rank = np.arange(len(order)) - np.repeat(row_start, np.diff(np.r_[row_start, len(order)]))
+    return order[rank < k]
 
 
 def knn_graph(
@@ -172,41 +195,82 @@ def knn_graph(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``neighbors`` most similar rows of other groups within cosine distance ``threshold``.
 
+    Exact, by brute force over blocks of rows, each multiplied only with its own and the
+    later rows (the similarity matrix is symmetric): a block's rows take their candidates
+    among later rows from that product, and those among earlier rows from the products of
+    the earlier blocks, kept (above the threshold) until their block comes.
+
     Args:
         x: shape (N, D) float32 unit rows.
         groups: shape (N,) int, non-decreasing (rows of one group are contiguous): a row's
             own group is never its neighbour.
         neighbors: k.
         threshold: largest cosine distance kept (with a small float32 slack).
+        block_bytes: the most one block's similarities may take.
 
     Returns:
         (rows, cols): shape (E,) int64 each, the edges ``rows[e] -> cols[e]``, sorted by
         row, then by decreasing similarity, then by column.
     """
-    n = len(x)
+    n, k = len(x), neighbors
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if np.any(np.diff(groups) < 0):
         raise ValueError("knn_graph needs the rows sorted by group")
     # shape: (G + 1,) where each group's rows start
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1], True])
-    first = np.repeat(starts[:-1], np.diff(starts))  # shape: (N,) first row of each row's group
-    last = np.repeat(starts[1:], np.diff(starts))  # shape: (N,) one past its last row
+    last = np.repeat(starts[1:], np.diff(starts))  # shape: (N,) one past the last row of its group
     floor = 1.0 - threshold - SLACK
     xt = np.ascontiguousarray(x.T)
     step = max(1, min(n, block_bytes // (4 * n)))
+    num_blocks = -(-n // step)
+    # candidates of later blocks' rows found in earlier products: (rows, cols, values) per block
+    pending: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(num_blocks)]
+    pending_size = [0] * num_blocks
     out_rows: list[np.ndarray] = []
     out_cols: list[np.ndarray] = []
-    for lo in range(0, n, step):
+    for block, lo in enumerate(range(0, n, step)):
         hi = min(n, lo + step)
-        sim = x[lo:hi] @ xt  # shape: (b, N) cosine similarities
-        for r in range(lo, hi):
-            sim[r - lo, first[r] : last[r]] = -np.inf  # cannot-link: the row's own recording
-        rows, cols = top_k(sim, neighbors, floor)
-        out_rows.append(rows + lo)
+        sim = x[lo:hi] @ xt[:, lo:]  # shape: (b, N - lo) similarities with this and later rows
+        # cannot-link: a row's own recording (its rows are consecutive, near the diagonal)
+        c1 = int(last[hi - 1])
+        own = groups[lo:hi, None] == groups[None, lo:c1]
+        sim[:, : c1 - lo][own] = -np.inf
+        rows, cols, vals = _candidates(sim, k, floor)
+        parts = [(rows + lo, cols + lo, vals), *pending[block]]
+        pending[block] = []
+        rows, cols = best_per_row(
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+            k,
+        )
+        out_rows.append(rows)
         out_cols.append(cols)
-    if not out_rows:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        # the same products seen from the later rows: (later row, this row, value)
+        later = sim[:, hi - lo :]
+        if later.size:
+            i, j = np.nonzero(later >= floor)
+            if len(i):
+                vals = later[i, j]
+                dest_rows, dest_cols = j + hi, i + lo
+                dest = dest_rows // step
+                order = np.argsort(dest, kind="stable")
+                bounds = np.searchsorted(dest[order], np.arange(block + 1, num_blocks + 1))
+                start = 0
+                for target, end in zip(range(block + 1, num_blocks), bounds[1:].tolist(), strict=True):
+                    if end > start:
+                        sel = order[start:end]
+                        pending[target].append((dest_rows[sel], dest_cols[sel], vals[sel]))
+                        pending_size[target] += end - start
+                        if pending_size[target] > 8 * step * k:  # a loose threshold: keep k per row
+                            r = np.concatenate([p[0] for p in pending[target]])
+                            c = np.concatenate([p[1] for p in pending[target]])
+                            v = np.concatenate([p[2] for p in pending[target]])
+                            best = _best_index(r, c, v, k)
+                            pending[target] = [(r[best], c[best], v[best])]
+                            pending_size[target] = len(best)
+                    start = end
     return np.concatenate(out_rows), np.concatenate(out_cols)
 
 
@@ -232,83 +296,104 @@ def agglomerate(
     n = len(x)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    x32 = np.ascontiguousarray(x, dtype=np.float32)
-    # initial clusters: one per trace, or one per enrolled name
+    # initial clusters: one per trace, or one per enrolled name (numbered by first row)
     init = np.arange(n)
     first_of_name: dict[int, int] = {}
     for row in np.flatnonzero(names >= 0).tolist():
         init[row] = first_of_name.setdefault(int(names[row]), row)
-    _, start_of, member_of = np.unique(init, return_index=True, return_inverse=True)
-    num = len(start_of)
-    # slot arrays hold the live clusters; cluster id -> slot; merged clusters take a new id
-    sums = np.zeros((num, x.shape[1]), dtype=np.float64)
-    np.add.at(sums, member_of, x.astype(np.float64))
-    counts = np.bincount(member_of, minlength=num).astype(np.float64)
+    _, cluster = np.unique(init, return_inverse=True)  # shape: (N,) cluster of each trace
+    num = int(cluster.max()) + 1
+    sums = np.zeros((num, x.shape[1]), dtype=np.float64)  # shape: (C, D) embedding sums
+    np.add.at(sums, cluster, x.astype(np.float64))
+    counts = np.bincount(cluster, minlength=num).astype(np.float64)  # shape: (C,)
+    cname = np.full(num, -1, dtype=np.int64)  # shape: (C,) enrolled name, -1 for none
+    cname[cluster[names >= 0]] = names[names >= 0]
+
+    # cluster id -> its recordings; merged clusters take new ids (num, num + 1, ...)
     recos: list[set[int]] = [set() for _ in range(num)]
-    for member, group in zip(member_of.tolist(), groups.tolist(), strict=True):
-        recos[member].add(group)
-    cname = np.full(num, -1, dtype=np.int64)
-    named = names >= 0
-    cname[member_of[named]] = names[named]
-    slot = list(range(num))  # cluster id -> row of sums
-    alive = [True] * num
+    for c, g in zip(cluster.tolist(), groups.tolist(), strict=True):
+        recos[c].add(g)
+    slot = list(range(num))  # cluster id -> its row in sums, counts, cname
     parent = list(range(num))  # cluster id -> the cluster it was merged into (itself while alive)
-    nbrs: list[set[int]] = [set() for _ in range(num)]
+    alive = [True] * num
 
-    def admissible(a: int, b: int) -> bool:
-        if cname[slot[a]] >= 0 and cname[slot[b]] >= 0:
-            return False  # two names (one name is one cluster from the start)
-        small, large = (recos[a], recos[b]) if len(recos[a]) <= len(recos[b]) else (recos[b], recos[a])
-        return not any(g in large for g in small)
+    rows, cols = knn_graph(np.ascontiguousarray(x, dtype=np.float32), groups, neighbors, threshold)
+    edges = _unique_pairs(cluster[rows], cluster[cols])  # shape: (E, 2) a < b
+    dist = _average_distance(sums, counts, edges)
+    # a pair may merge only within the threshold, never two names, never two clusters holding
+    # speakers of one recording (only enrolled names start with several traces)
+    keep = (dist <= threshold) & ~((cname[edges[:, 0]] >= 0) & (cname[edges[:, 1]] >= 0))
+    keep &= ~_share_a_recording(edges, cluster, groups)
+    # nbrs[c]: the clusters c may merge with -> their average-linkage distance
+    nbrs: list[dict[int, float]] = [{} for _ in range(num)]
+    for (a, b), d in zip(edges[keep].tolist(), dist[keep].tolist(), strict=True):
+        nbrs[a][b] = d
+        nbrs[b][a] = d
 
-    def distances(a: int, others: np.ndarray) -> np.ndarray:
-        mean_a = sums[slot[a]] / counts[slot[a]]
-        rows = np.asarray([slot[o] for o in others], dtype=np.int64)
-        return 1.0 - (sums[rows] @ mean_a) / counts[rows]
+    def nearest(c: int, prefer: int) -> int:
+        """c's nearest candidate (ties: ``prefer``, then the lower id), -1 if none."""
+        if not nbrs[c]:
+            return -1
+        best = min(nbrs[c].items(), key=lambda item: (item[1], item[0]))
+        if prefer >= 0 and nbrs[c].get(prefer) == best[1]:
+            return prefer
+        return best[0]
 
-    rows, cols = knn_graph(x32, groups, neighbors, threshold)
-    a_ids, b_ids = member_of[rows], member_of[cols]
-    pairs = np.unique(np.stack([np.minimum(a_ids, b_ids), np.maximum(a_ids, b_ids)], axis=1), axis=0)
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    heap: list[tuple[float, int, int]] = []
-    if len(pairs):
-        means = sums / counts[:, None]
-        dist = 1.0 - np.einsum("ij,ij->i", means[pairs[:, 0]], means[pairs[:, 1]])
-        for (a, b), d in zip(pairs.tolist(), dist.tolist(), strict=True):
-            if d <= threshold and admissible(a, b):
-                heap.append((d, a, b))
-                nbrs[a].add(b)
-                nbrs[b].add(a)
-    heapq.heapify(heap)
-    while heap:
-        _, a, b = heapq.heappop(heap)
-        if not (alive[a] and alive[b]):
-            continue
-        c = len(alive)  # the merged cluster: a new id, the slot of the older part
-        keep, drop = slot[a], slot[b]
-        sums[keep] += sums[drop]
-        counts[keep] += counts[drop]
-        cname[keep] = max(cname[keep], cname[drop])
-        slot.append(keep)
+    def merge(a: int, b: int) -> int:
+        c = len(alive)
+        keep_row, drop_row = slot[a], slot[b]
+        sums[keep_row] += sums[drop_row]
+        counts[keep_row] += counts[drop_row]
+        cname[keep_row] = max(cname[keep_row], cname[drop_row])
+        slot.append(keep_row)
+        parent.append(c)
+        parent[a] = parent[b] = c
         alive[a] = alive[b] = False
         alive.append(True)
-        parent[a] = parent[b] = c
-        parent.append(c)
         recos.append(recos[a] | recos[b])
         recos[a] = recos[b] = set()
-        candidates = sorted(o for o in nbrs[a] | nbrs[b] if alive[o])
-        nbrs[a] = nbrs[b] = set()
-        nbrs.append(set())
+        candidates = sorted((nbrs[a].keys() | nbrs[b].keys()) - {a, b})
+        nbrs[a] = nbrs[b] = {}
         for o in candidates:
-            nbrs[o].discard(a)
-            nbrs[o].discard(b)
-        ok = np.asarray([o for o in candidates if admissible(c, o)], dtype=np.int64)
-        if len(ok):
-            for o, d in zip(ok.tolist(), distances(c, ok).tolist(), strict=True):
+            nbrs[o].pop(a, None)
+            nbrs[o].pop(b, None)
+        ok = [
+            o
+            for o in candidates
+            if recos[o].isdisjoint(recos[c]) and not (cname[keep_row] >= 0 <= cname[slot[o]])
+        ]
+        mine: dict[int, float] = {}
+        if ok:
+            at = np.asarray([slot[o] for o in ok], dtype=np.int64)
+            # average linkage: the mean cosine distance over all pairs of traces of the two
+            dist_c = 1.0 - (sums[at] @ sums[keep_row]) / (counts[at] * counts[keep_row])
+            for o, d in zip(ok, dist_c.tolist(), strict=True):
                 if d <= threshold:
-                    heapq.heappush(heap, (d, o, c))
-                    nbrs[c].add(o)
-                    nbrs[o].add(c)
+                    mine[o] = d
+                    nbrs[o][c] = d
+        nbrs.append(mine)
+        return c
+
+    # nearest-neighbour chain: follow nearest candidates until two clusters are each other's
+    # nearest, merge them, go on from the chain's rest (exact for reducible linkages)
+    for start in range(num):
+        if not alive[start] or not nbrs[start]:
+            continue
+        chain = [start]
+        while chain:
+            a = chain[-1]
+            previous = chain[-2] if len(chain) > 1 else -1
+            b = nearest(a, previous)
+            if b < 0:
+                chain.pop()  # a is final
+            elif b == previous:
+                chain.pop()
+                chain.pop()
+                c = merge(a, b)
+                if not chain:
+                    chain.append(c)
+            else:
+                chain.append(b)
 
     def root(c: int) -> int:
         while parent[c] != c:
@@ -316,13 +401,53 @@ def agglomerate(
             c = parent[c]
         return c
 
-    roots = np.asarray([root(int(c)) for c in member_of], dtype=np.int64)
-    _, first_row, labels = np.unique(roots, return_index=True, return_inverse=True)
+    cluster = np.asarray([root(c) for c in cluster.tolist()], dtype=np.int64)
     # renumber by first row
+    _, first_row, labels = np.unique(cluster, return_index=True, return_inverse=True)
     order = np.argsort(first_row, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     return rank[labels].astype(np.int64)
+
+
+def _unique_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """shape (E, 2) sorted unique (min, max) pairs of ``a[i], b[i]``, self pairs dropped."""
+    pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1).astype(np.int64)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+
+
+def _average_distance(
+    sums: np.ndarray, counts: np.ndarray, edges: np.ndarray, chunk: int = 65536
+) -> np.ndarray:
+    """Average-linkage cosine distance of each pair: ``1 - (sum_a . sum_b) / (n_a n_b)``."""
+    out = np.empty(len(edges), dtype=np.float64)
+    for lo in range(0, len(edges), chunk):
+        e = edges[lo : lo + chunk]
+        dots = np.einsum("ij,ij->i", sums[e[:, 0]], sums[e[:, 1]])
+        out[lo : lo + chunk] = 1.0 - dots / (counts[e[:, 0]] * counts[e[:, 1]])
+    return out
+
+
+def _share_a_recording(edges: np.ndarray, cluster: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """shape (E,) whether the two clusters of each pair hold speakers of one recording.
+
+    ``groups`` is sorted, so the speakers of a recording are consecutive rows: every pair of
+    clusters found together in a recording is listed once (a recording has a few speakers).
+    """
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1], True])
+    sizes = np.diff(starts)
+    together: list[np.ndarray] = []
+    for size in np.unique(sizes[sizes > 1]).tolist():
+        first = starts[:-1][sizes == size]
+        for i, j in itertools.combinations(range(size), 2):
+            together.append(np.stack([cluster[first + i], cluster[first + j]], axis=1))
+    if not together:
+        return np.zeros(len(edges), dtype=bool)
+    pairs = np.concatenate(together)
+    pairs = np.stack([pairs.min(axis=1), pairs.max(axis=1)], axis=1)
+    width = int(max(edges.max(initial=0), pairs.max(initial=0))) + 1
+    return np.isin(edges[:, 0] * width + edges[:, 1], pairs[:, 0] * width + pairs[:, 1])
 
 
 def attach(

@@ -164,16 +164,21 @@ def test_agglomeration_equals_dense_average_linkage_with_enough_neighbours(seed:
         np.testing.assert_array_equal(got, dense_average_linkage(x, groups, threshold))
 
 
-def test_knn_graph_keeps_the_k_nearest_of_other_recordings_within_the_threshold() -> None:
+@pytest.mark.parametrize("block_rows", [1, 7, 40])
+@pytest.mark.parametrize("threshold", [0.5, 2.0])  # 2.0: every pair is a candidate
+def test_knn_graph_keeps_the_k_nearest_of_other_recordings_within_the_threshold(
+    block_rows: int, threshold: float
+) -> None:
     rng = np.random.default_rng(3)
     x = np.stack([unit(v) for v in rng.normal(size=(40, 4))])
-    groups = np.repeat(np.arange(10), 4)
-    rows, cols = knn_graph(x, groups, neighbors=3, threshold=0.5, block_bytes=4 * 40 * 7)  # 7-row blocks
+    groups = np.repeat(np.arange(14), [3, 3, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2])
+    rows, cols = knn_graph(x, groups, neighbors=3, threshold=threshold, block_bytes=4 * 40 * block_rows)
     sim = x @ x.T
     for i in range(40):
-        ok = [j for j in range(40) if groups[j] != groups[i] and 1 - sim[i, j] <= 0.5]
+        ok = [j for j in range(40) if groups[j] != groups[i] and 1 - sim[i, j] <= threshold]
         expected = sorted(ok, key=lambda j: (-sim[i, j], j))[:3]
         assert cols[rows == i].tolist() == expected
+    assert rows.tolist() == sorted(rows.tolist())
 
 
 def test_top_k_dense_and_sparse_rows_agree() -> None:
