@@ -69,6 +69,15 @@ from jobs.reduce import (
 )
 from jobs.shards import Shard, digest, plan_recordings
 from jobs.storage import TMP_MARKER, OutDir
+from jobs.traces import (  # speaker linking (issue 15)
+    LINK_FILES,
+    TRACE_SUFFIXES,
+    TraceCollector,
+    linked_files,
+    needs_traces,
+    remove_stale_link_files,
+    write_shard_traces,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +203,7 @@ class DiarizeWorker:
         self.progress: tuple[int, float] = (0, 0.0)
         #: seconds per recording before the process ends itself (only a restartable actor may)
         self.time_limit = config.job.recording_timeout if in_actor else None
+        self.traces = TraceCollector()  # issue 15: speaker traces of the shard in progress
 
     def __call__(self, shard: Shard[Recording]) -> ShardRecord:
         t0 = time.perf_counter()
@@ -254,7 +264,9 @@ class DiarizeWorker:
             recording = RecordingInput(
                 rec.reco_id, waveform, rec.num_speakers, rec.profiles, rec.profile_names
             )
-            annotation = self.diarizer.apply(recording, hook)
+            diarization = self.diarizer.diarize(recording, hook)  # issue 15: turns + speaker traces
+            annotation = diarization.annotation
+            self.traces.add(rec.reco_id, diarization.traces)
             if annotation.reco_id != rec.reco_id:
                 raise ValueError(f"diarizer returned turns of {annotation.reco_id!r} for {rec.reco_id!r}")
         except Exception as e:
@@ -272,6 +284,8 @@ class DiarizeWorker:
                 table = parquet_bytes(annotations, model=model_name(self.config))
                 self.out.write_bytes(f"{stem}.parquet", table)
                 record.add_file(f"{shard.shard_id}.parquet", table)
+            # issue 15: the shard's speaker traces (ark + table), recorded in the done record
+            write_shard_traces(self.out, shard.shard_id, record, self.traces, self.config.embedding.name)
         except Exception as e:
             raise JobError(
                 f"cannot write the outputs of {shard.shard_id} to {self.out.display('shards')}: {e}"
@@ -435,9 +449,10 @@ TOP_FILES = (
     "corpus.parquet",
     "corpus.vad",
     ".lock",
+    *LINK_FILES,  # issue 15: speakers.tsv, corpus.local.rttm
 )
 #: Files the job writes per shard, ``shards/<shard-id><suffix>``.
-SHARD_SUFFIXES = (".rttm", ".parquet", ".done.json", CrashJournal.SUFFIX)
+SHARD_SUFFIXES = (".rttm", ".parquet", ".done.json", CrashJournal.SUFFIX, *TRACE_SUFFIXES)  # + issue 15
 
 
 def owned_by_job(rel: str, shard_ids: Set[str] | None) -> bool:
@@ -809,7 +824,8 @@ def _run_job(
     todo: list[Shard[Recording]] = []
     for shard in shards:
         record = read_done(out, shard)
-        if record is None or (retry_failed and record.failures):
+        # issue 15: + a shard without the traces that linking needs
+        if record is None or (retry_failed and record.failures) or needs_traces(record, config.job):
             todo.append(shard)
         else:
             records[shard.shard_id] = record
@@ -874,6 +890,8 @@ def _run_job(
         ) from e
     # written together at the end: a full disk leaves the previous versions of all of them
     files = corpus_files(annotations, config.job.out_formats, model=model_name(config))
+    if config.job.link_speakers:  # issue 15: global speaker labels, speakers.tsv, corpus.local.rttm
+        files.update(linked_files(out, finished, annotations, config.job, model_name(config)))
     files["failures.tsv"] = failures_tsv(totals.failures).encode("utf-8")
     outputs = list(files)
 
@@ -911,6 +929,7 @@ def _run_job(
     else:  # a rerun that changed nothing: summary.json stays byte-identical
         summary = json.loads(out.read_text("summary.json"))
     out.write_many(files)
+    remove_stale_link_files(out, files)  # issue 15
     return JobReport(summary, EXIT_OVER_BUDGET if over else 0, reason, len(todo), num_actors)
 
 
