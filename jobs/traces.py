@@ -29,7 +29,8 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -306,15 +307,42 @@ def link_folders(
 
     Raises:
         LinkJobError: a folder without a job or traces, traces of different embedders, a
-            recording id in two folders, or a destination that is one of the merged folders.
+            recording id in two folders, a destination that is one of the merged folders, or
+            OUT being written by a running job.
     """
-    from diar.commands.diarize import model_name
-    from diar.config import Config, from_dict
-
     if dest is None:
         if len(folders) > 1:
             raise LinkJobError("with --also, give -o: the merged corpus belongs in a folder of its own")
         dest = folders[0]
+    with _not_running(OutDir(folders[0])):
+        return _link_folders(folders, dest, settings, formats)
+
+
+@contextmanager
+def _not_running(out: OutDir) -> Iterator[None]:
+    """Hold ``OUT/.lock`` (a local OUT) as the job's driver does, so that no job writes OUT meanwhile."""
+    if not out.is_local or not out.exists(""):
+        yield
+        return
+    import fcntl
+
+    with open(out.path(".lock"), "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LinkJobError(f"{out.display('')} is being written by a running job; wait for it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _link_folders(
+    folders: Sequence[str], dest: str, settings: LinkSettings, formats: Sequence[str]
+) -> LinkReport:
+    from diar.commands.diarize import model_name
+    from diar.config import Config, from_dict
+
     target = OutDir(dest)
     annotations: list[Annotation] = []
     traces: list[Trace] = []

@@ -6,6 +6,7 @@ the tones in its turns, a real (if simple) voice signature of the audio.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 from pathlib import Path
@@ -180,6 +181,10 @@ def test_diar_link_refusals(
     )
     assert "job.json does not exist" in fails(str(tmp_path / "nothing"))
     assert "link_threshold" in fails(str(unlinked), "--threshold", "3")
+    with open(unlinked / ".lock", "a") as held:  # a job writing OUT holds its lock
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert "being written by a running job" in fails(str(unlinked), "-o", str(tmp_path / "z"))
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
     # a shard made before diar wrote traces
     old = tmp_path / "old"
     run_local(config("job.num_shards=2"), scp, old)
