@@ -18,10 +18,12 @@ How (:func:`link_traces`):
    byte-identical for any shard or actor count.
 2. **Candidate pairs.** An exact k-nearest-neighbour graph over the traces with enough
    speech (``min_seconds``): cosine similarities by brute force, one block of rows at a
-   time (``x[block] @ x.T``, float32, at most ~256 MB per block), pairs of one
-   recording masked, and for every trace its ``neighbors`` most similar traces within
-   ``threshold`` kept (ties by position). Memory is O(N·k), never N×N; time is
-   O(N²·D) multiply-adds, which BLAS does at 100 000 traces in about a minute.
+   time against itself and the later rows (float32 BLAS, at most ~256 MB per block; the
+   matrix is symmetric, so each product serves both rows), pairs of one recording
+   masked, and for every trace its ``neighbors`` most similar traces within ``threshold``
+   kept (ties by position). Memory is O(N·k) besides one block, never N×N; time is
+   O(N²·D) multiply-adds. ``diar bench link``: 100 000 traces of 192 dims link in under
+   two minutes on two shared CPU cores, with a peak of about 1 GB.
 3. **Constrained average-linkage agglomeration on that graph.** Every trace starts as
    its own cluster (the traces of one enrolled name start as one). Clusters joined by a
    graph edge merge, closest pair first, while their distance is at most ``threshold``;

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "run a benchmark (default pipeline, WavLM-SD, Ray job) and print figures"
+HELP = "run a benchmark (default pipeline, WavLM-SD, Ray job, speaker linking) and print figures"
 
 #: Benchmark name -> module in diar.benchmarks with a ``main(argv) -> int``.
 BENCHMARKS = {
     "default": "diar.benchmarks.default",
     "wavlm": "diar.benchmarks.wavlm",
     "job": "diar.benchmarks.job",
+    "link": "diar.benchmarks.link",
 }
 
 

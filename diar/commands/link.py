@@ -39,18 +39,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         default=None,
         metavar="DIR",
-        help="folder for speakers.tsv and the corpus files (default: OUT itself; required with --also)",
+        help="folder for speakers.tsv and the corpus files; None: OUT itself (give one with --also)",
     )
     parser.add_argument(
         "--threshold",
         type=float,
         default=None,
-        help="shortcut for --set job.link_threshold=X (cosine distance)",
+        help="cosine distance up to which speakers are linked: shortcut for --set job.link_threshold=X "
+        "(None: OUT's setting)",
     )
     parser.add_argument(
-        "--min-seconds", type=float, default=None, help="shortcut for --set job.link_min_seconds=S"
+        "--min-seconds",
+        type=float,
+        default=None,
+        help="shortcut for --set job.link_min_seconds=S (None: OUT's setting)",
     )
-    parser.add_argument("--neighbors", type=int, default=None, help="shortcut for --set job.link_neighbors=K")
+    parser.add_argument(
+        "--neighbors",
+        type=int,
+        default=None,
+        help="shortcut for --set job.link_neighbors=K (None: OUT's setting)",
+    )
     add_config_option(parser)
 
 
