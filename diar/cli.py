@@ -15,7 +15,7 @@ import sys
 from diar.errors import DiarError, one_line
 
 #: Subcommands in the order ``diar --help`` lists them.
-COMMANDS = ("diarize", "embed", "profiles", "run", "score", "bench")
+COMMANDS = ("diarize", "embed", "profiles", "run", "link", "score", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

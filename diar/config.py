@@ -359,6 +359,13 @@ class JobConfig:
         placement_timeout: seconds to wait for a node that can hold one actor on a cluster
             that cannot grow (no autoscaler); past it the job stops (None: wait forever).
             On an autoscaling cluster such an actor is demand and the job waits.
+        link_speakers: the reduce step links speakers across recordings (``speakers.tsv``, corpus
+            files with global speaker labels; see :mod:`diar.linking`).
+        link_threshold: cosine distance (average linkage between speakers' mean embeddings) up to
+            which speakers of different recordings are linked.
+        link_min_seconds: speakers with less speech attach to the nearest global speaker instead
+            of founding one.
+        link_neighbors: nearest neighbours per speaker considered for linking.
     """
 
     num_shards: int | None = None
@@ -374,6 +381,10 @@ class JobConfig:
     out_formats: list[str] = field(default_factory=lambda: ["rttm", "parquet"])
     allow_pipes: bool = False
     placement_timeout: float | None = 60.0
+    link_speakers: bool = False
+    link_threshold: float = 0.4
+    link_min_seconds: float = 4.0
+    link_neighbors: int = 20
 
     def validate(self) -> None:
         """Raise ConfigError naming each ``job.*`` key whose value is impossible."""
@@ -396,6 +407,10 @@ class JobConfig:
         c.number("max_task_retries", self.max_task_retries, -1)
         c.number("recording_timeout", self.recording_timeout, 0.0, low_open=True, null="no limit")
         c.number("placement_timeout", self.placement_timeout, 0.0, null="wait forever")
+        c.require("link_speakers", self.link_speakers, isinstance(self.link_speakers, bool), "true or false")
+        c.number("link_threshold", self.link_threshold, 0.0, 2.0)
+        c.number("link_min_seconds", self.link_min_seconds, 0.0)
+        c.number("link_neighbors", self.link_neighbors, 1)
         unknown = [f for f in self.out_formats if f not in OUT_FORMATS]
         c.require("out_formats", self.out_formats, not unknown, f"formats among {', '.join(OUT_FORMATS)}")
         c.raise_if_any()

@@ -154,22 +154,36 @@ class Score:
 
 @dataclass(frozen=True)
 class ScoringResult:
-    """Per-recording scores (in reference-then-hypothesis order) and their corpus sum."""
+    """Per-recording scores (in reference-then-hypothesis order) and their corpus sum.
+
+    With one speaker mapping for the whole corpus (``corpus_mapping``), ``corpus_score``
+    holds the corpus figures: its DER components are the files' sums, its JER is the mean
+    over the corpus's reference speakers of their Jaccard error over all files.
+    """
 
     files: dict[str, Score] = field(default_factory=dict)
+    corpus_score: Score | None = None
+    #: The hypothesis speaker each reference speaker was mapped to, with ``corpus_mapping``.
+    speaker_map: dict[str, str] | None = None
 
     @property
     def corpus(self) -> Score:
         """Components summed over all files (rates computed on the sums)."""
+        if self.corpus_score is not None:
+            return self.corpus_score
         total = Score()
         for score in self.files.values():
             total = total + score
         return total
 
     def to_dict(self) -> dict[str, object]:
-        """The corpus figures plus ``"files": {reco_id: figures}`` (see :meth:`Score.to_dict`)."""
+        """The corpus figures plus ``"files": {reco_id: figures}`` (see :meth:`Score.to_dict`);
+        with a corpus-wide mapping also ``"mapping": "corpus"`` and ``"speaker_map": {ref: hyp}``."""
         out: dict[str, object] = dict(self.corpus.to_dict())
         out["files"] = {reco: score.to_dict() for reco, score in self.files.items()}
+        if self.speaker_map is not None:
+            out["mapping"] = "corpus"
+            out["speaker_map"] = dict(self.speaker_map)
         return out
 
 
@@ -179,6 +193,7 @@ def score(
     uem: Mapping[str, Sequence[Interval]] | None = None,
     collar: float = 0.0,
     skip_overlap: bool = False,
+    corpus_mapping: bool = False,
 ) -> ScoringResult:
     """Score every recording found in the reference or the hypothesis.
 
@@ -190,11 +205,16 @@ def score(
             scored recording must have an entry.
         collar: seconds not scored on each side of every reference boundary (md-eval ``-c``).
         skip_overlap: do not score regions where reference turns overlap.
+        corpus_mapping: map hypothesis to reference speakers once for the whole corpus (the
+            labels of both are taken to name the same person in every recording, e.g. after
+            speaker linking), so that a speaker split or merged across recordings is an error.
+            The mapping maximises the co-occurrence time summed over all files, which equals
+            scoring the recordings concatenated on one timeline.
 
     Raises:
         ScoringError: a recording has no UEM entry, or ``collar`` is negative or not finite.
     """
-    files: dict[str, Score] = {}
+    prepared: dict[str, _Prepared] = {}
     for reco_id in itertools.chain(reference, (r for r in hypothesis if r not in reference)):
         ref = reference.get(reco_id)
         hyp = hypothesis.get(reco_id)
@@ -209,14 +229,16 @@ def score(
                     f"recording {quote(reco_id)} is not in the UEM; add a line for it or score without a UEM"
                 )
             regions = uem[reco_id]
-        files[reco_id] = score_recording(
+        prepared[reco_id] = _prepare(
             ref.turns if ref is not None else (),
             hyp.turns if hyp is not None else (),
             uem=regions,
             collar=collar,
             skip_overlap=skip_overlap,
         )
-    return ScoringResult(files)
+    if not corpus_mapping:
+        return ScoringResult({reco_id: _score_per_file(p) for reco_id, p in prepared.items()})
+    return _score_corpus(prepared)
 
 
 def score_recording(
@@ -234,6 +256,30 @@ def score_recording(
         collar: seconds not scored on each side of every reference boundary.
         skip_overlap: do not score regions where reference turns overlap.
     """
+    return _score_per_file(_prepare(reference, hypothesis, uem, collar, skip_overlap))
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One recording cut into elementary intervals: who is active on each, and its scored seconds."""
+
+    #: Speakers with scored time; column j of the count matrices is speaker j.
+    ref_labels: list[str]
+    hyp_labels: list[str]
+    #: shape (K, R) and (K, H): active turns of each speaker on each interval
+    ref_counts: np.ndarray
+    hyp_counts: np.ndarray
+    #: shape (K,): scored seconds of each interval
+    weights: np.ndarray
+
+
+def _prepare(
+    reference: Iterable[Turn],
+    hypothesis: Iterable[Turn],
+    uem: Sequence[Interval] | None,
+    collar: float,
+    skip_overlap: bool,
+) -> _Prepared:
     if not math.isfinite(collar) or collar < 0:
         raise ScoringError(f"collar must be a finite number of seconds >= 0, got {quote(collar)}")
     ref = [t for t in reference if t.end - t.start > MIN_DURATION]
@@ -257,13 +303,13 @@ def score_recording(
         excluded.extend(_overlap_regions(ref))
     if excluded:
         region = _subtract(region, _union(excluded))
+    return _on_region(ref, hyp, region)
 
-    return _score_on_region(ref, hyp, region)
 
-
-def _score_on_region(ref: list[Turn], hyp: list[Turn], region: list[Interval]) -> Score:
+def _on_region(ref: list[Turn], hyp: list[Turn], region: list[Interval]) -> _Prepared:
     if not region:
-        return Score()
+        empty = np.zeros((0, 0), dtype=np.int64)
+        return _Prepared([], [], empty, empty, np.zeros(0))
     ref_labels = sorted({t.speaker for t in ref})
     hyp_labels = sorted({t.speaker for t in hyp})
     times = np.unique(
@@ -293,8 +339,19 @@ def _score_on_region(ref: list[Turn], hyp: list[Turn], region: list[Interval]) -
     hyp_counts = hyp_counts[:, hyp_keep]
     ref_labels = [s for s, k in zip(ref_labels, ref_keep, strict=True) if k]
     hyp_labels = [s for s, k in zip(hyp_labels, hyp_keep, strict=True) if k]
+    return _Prepared(ref_labels, hyp_labels, ref_counts, hyp_counts, weights)
 
-    mapping = _overlap_mapping(ref_counts, hyp_counts, weights)
+
+def _score_per_file(p: _Prepared) -> Score:
+    """The recording's score with its own optimal mapping."""
+    mapping = _overlap_mapping(p.ref_counts, p.hyp_counts, p.weights)
+    jaccard_errors = _jaccard_errors(p.ref_counts > 0, p.hyp_counts > 0, p.weights)
+    return _score_mapped(p, mapping, float(jaccard_errors.sum()))
+
+
+def _score_mapped(p: _Prepared, mapping: Sequence[tuple[int, int]], jaccard_error_sum: float) -> Score:
+    """DER components of a recording under ``mapping`` ((ref column, hyp column) pairs)."""
+    ref_counts, hyp_counts, weights = p.ref_counts, p.hyp_counts, p.weights
     n_ref = ref_counts.sum(axis=1)
     n_hyp = hyp_counts.sum(axis=1)
     correct = np.zeros_like(n_ref)
@@ -304,30 +361,98 @@ def _score_on_region(ref: list[Turn], hyp: list[Turn], region: list[Interval]) -
     missed = float(weights @ np.maximum(n_ref - n_hyp, 0))
     false_alarm = float(weights @ np.maximum(n_hyp - n_ref, 0))
     confusion = float(weights @ (np.minimum(n_ref, n_hyp) - correct))
-
-    jaccard_errors = _jaccard_errors(ref_counts > 0, hyp_counts > 0, weights)
     return Score(
         total=total,
         missed_seconds=missed,
         false_alarm_seconds=false_alarm,
         confusion_seconds=confusion,
-        jaccard_error_sum=float(jaccard_errors.sum()),
-        num_ref_speakers=len(ref_labels),
-        num_hyp_speakers=len(hyp_labels),
+        jaccard_error_sum=jaccard_error_sum,
+        num_ref_speakers=len(p.ref_labels),
+        num_hyp_speakers=len(p.hyp_labels),
     )
+
+
+def _score_corpus(prepared: Mapping[str, _Prepared]) -> ScoringResult:
+    """Every recording scored under one speaker mapping for the whole corpus.
+
+    The mapping maximises the co-occurrence seconds summed over the recordings (the
+    per-recording matrices added up in one label space): exactly what scoring the
+    recordings concatenated on one timeline would find. The corpus JER takes each
+    reference speaker's intersection and union over all recordings (dscore's mapping,
+    minimising the summed Jaccard errors).
+    """
+    ref_all = sorted({s for p in prepared.values() for s in p.ref_labels})
+    hyp_all = sorted({s for p in prepared.values() for s in p.hyp_labels})
+    ref_index = {s: i for i, s in enumerate(ref_all)}
+    hyp_index = {s: i for i, s in enumerate(hyp_all)}
+    # shape: (H, R) co-occurrence seconds; (R,) (H,) (R, H) speaking and shared seconds
+    cooc = np.zeros((len(hyp_all), len(ref_all)))
+    ref_time = np.zeros(len(ref_all))
+    hyp_time = np.zeros(len(hyp_all))
+    shared = np.zeros((len(ref_all), len(hyp_all)))
+    for p in prepared.values():
+        r = np.asarray([ref_index[s] for s in p.ref_labels], dtype=np.int64)
+        h = np.asarray([hyp_index[s] for s in p.hyp_labels], dtype=np.int64)
+        cooc[np.ix_(h, r)] += p.hyp_counts.T @ (p.ref_counts * p.weights[:, None])
+        ref_active, hyp_active = p.ref_counts > 0, p.hyp_counts > 0
+        ref_time[r] += p.weights @ ref_active
+        hyp_time[h] += p.weights @ hyp_active
+        shared[np.ix_(r, h)] += ref_active.T @ (hyp_active * p.weights[:, None])
+    mapped = {ref_all[r]: hyp_all[h] for r, h in _mapping_from_cooc(cooc)}
+    # Jaccard: per reference speaker, over the whole corpus, mapped to minimise the sum
+    corpus_jaccard = np.ones(len(ref_all))
+    jaccard_map: dict[int, int] = {}
+    if len(ref_all) and len(hyp_all):
+        union = ref_time[:, None] + hyp_time[None, :] - shared
+        errors = 1.0 - shared / np.maximum(union, MIN_DURATION)
+        rows, cols = linear_sum_assignment(errors)
+        corpus_jaccard[rows] = errors[rows, cols]
+        jaccard_map = dict(zip(rows.tolist(), cols.tolist(), strict=True))
+    files: dict[str, Score] = {}
+    for reco_id, p in prepared.items():
+        hyp_col = {s: j for j, s in enumerate(p.hyp_labels)}
+        pairs = [(i, hyp_col[mapped[s]]) for i, s in enumerate(p.ref_labels) if mapped.get(s) in hyp_col]
+        errors_here = 0.0
+        for i, s in enumerate(p.ref_labels):
+            partner = jaccard_map.get(ref_index[s])
+            col = hyp_col.get(hyp_all[partner]) if partner is not None else None
+            if col is None:
+                errors_here += 1.0
+            else:
+                ref_on, hyp_on = p.ref_counts[:, i] > 0, p.hyp_counts[:, col] > 0
+                union_here = float(p.weights @ (ref_on | hyp_on))
+                errors_here += 1.0 - float(p.weights @ (ref_on & hyp_on)) / union_here
+        files[reco_id] = _score_mapped(p, pairs, errors_here)
+    total = Score()
+    for score in files.values():
+        total = total + score
+    corpus = Score(
+        total=total.total,
+        missed_seconds=total.missed_seconds,
+        false_alarm_seconds=total.false_alarm_seconds,
+        confusion_seconds=total.confusion_seconds,
+        jaccard_error_sum=float(corpus_jaccard.sum()),
+        num_ref_speakers=len(ref_all),
+        num_hyp_speakers=len(hyp_all),
+    )
+    return ScoringResult(files, corpus, dict(sorted(mapped.items())))
 
 
 def _overlap_mapping(
     ref_counts: np.ndarray, hyp_counts: np.ndarray, weights: np.ndarray
 ) -> list[tuple[int, int]]:
-    """Optimal one-to-one (ref, hyp) column pairs maximising co-occurrence time.
-
-    The co-occurrence matrix is laid out in the label order pyannote.metrics builds
-    (labels renamed 'A', 'B', ... and 0, 1, ..., then sorted as strings), so that
-    exact ties are broken the same way.
-    """
+    """Optimal one-to-one (ref, hyp) column pairs maximising co-occurrence time."""
     # shape: (H, R) seconds of co-occurrence, counting turns with multiplicity
-    cooc = hyp_counts.T @ (ref_counts * weights[:, None])
+    return _mapping_from_cooc(hyp_counts.T @ (ref_counts * weights[:, None]))
+
+
+def _mapping_from_cooc(cooc: np.ndarray) -> list[tuple[int, int]]:
+    """Optimal one-to-one (ref, hyp) pairs of a (H, R) co-occurrence matrix, pairs with none left out.
+
+    The matrix is laid out in the label order pyannote.metrics builds (labels renamed
+    'A', 'B', ... and 0, 1, ..., then sorted as strings), so that exact ties are broken
+    the same way.
+    """
     if cooc.size == 0:
         return []
     hyp_order = sorted(range(cooc.shape[0]), key=str)

@@ -64,6 +64,7 @@ from jobs.runner import RunStats, run_shards
 from jobs.shards import Shard
 from jobs.storage import OutDir
 from jobs.summary import keep_previous_run, run_summary
+from jobs.traces import linked_files, needs_traces, remove_stale_link_files
 from jobs.worker import DiarizerFactory, DiarizeWorker, model_name
 
 logger = logging.getLogger(__name__)
@@ -181,7 +182,8 @@ def _run_job(
     todo: list[Shard[Recording]] = []
     for shard in shards:
         record = read_done(out, shard)
-        if record is None or (retry_failed and record.failures):
+        # + a shard without the traces that speaker linking needs
+        if record is None or (retry_failed and record.failures) or needs_traces(record, config.job):
             todo.append(shard)
         else:
             records[shard.shard_id] = record
@@ -227,6 +229,8 @@ def _run_job(
         ) from e
     # written together at the end: a full disk leaves the previous versions of all of them
     files = corpus_files(annotations, config.job.out_formats, model=model_name(config))
+    if config.job.link_speakers:  # global speaker labels, speakers.tsv, corpus.local.rttm
+        files.update(linked_files(out, finished, annotations, config.job, model_name(config)))
     files["failures.tsv"] = failures_tsv(totals.failures).encode("utf-8")
     outputs = list(files)
 
@@ -260,6 +264,7 @@ def _run_job(
     else:  # a rerun that changed nothing: summary.json stays byte-identical
         summary = json.loads(out.read_text("summary.json"))
     out.write_many(files)
+    remove_stale_link_files(out, files)
     return JobReport(summary, EXIT_OVER_BUDGET if over else 0, reason, len(todo), stats.num_actors)
 
 

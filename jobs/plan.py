@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # diar.outputs is only needed for a type here
     from diar.outputs import FileSet
 
 
+from jobs.traces import LINK_FILES, TRACE_SUFFIXES
+
 logger = logging.getLogger(__name__)
 
 #: Version of the layout of OUT; a different version is treated as another job.
@@ -249,10 +251,11 @@ TOP_FILES = (
     "corpus.rttm",
     "corpus.parquet",
     "corpus.vad",
+    *LINK_FILES,  # speakers.tsv, corpus.local.rttm (speaker linking)
     ".lock",
 )
 #: Files the job writes per shard, ``shards/<shard-id><suffix>``.
-SHARD_SUFFIXES = (".rttm", ".parquet", ".done.json", CrashJournal.SUFFIX)
+SHARD_SUFFIXES = (".rttm", ".parquet", ".done.json", CrashJournal.SUFFIX, *TRACE_SUFFIXES)
 
 
 def owned_by_job(rel: str, shard_ids: Set[str] | None) -> bool:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # the pipelines import torch: only the workers need them
     from diar.pipelines.base import Diarizer, StepHook
 
 
+from jobs.traces import TraceCollector, write_shard_traces
+
 logger = logging.getLogger(__name__)
 
 DiarizerFactory = Callable[[Config], "Diarizer"]
@@ -90,6 +92,8 @@ class DiarizeWorker:
         #: seconds per recording before the process ends itself (only a restartable actor may)
         self.time_limit = config.job.recording_timeout if actor is not None else None
         self.in_actor = actor is not None
+        #: speaker traces of the shard in progress, written with its files (speaker linking)
+        self.traces = TraceCollector()
 
     def __call__(self, shard: Shard[Recording]) -> ShardRecord:
         t0 = time.perf_counter()
@@ -152,7 +156,9 @@ class DiarizeWorker:
             recording = RecordingInput(
                 rec.reco_id, waveform, rec.num_speakers, rec.profiles, rec.profile_names
             )
-            annotation = self.diarizer.apply(recording, hook)
+            diarization = self.diarizer.diarize(recording, hook)  # turns + speaker traces
+            annotation = diarization.annotation
+            self.traces.add(rec.reco_id, diarization.traces)
             if annotation.reco_id != rec.reco_id:
                 raise ValueError(f"diarizer returned turns of {annotation.reco_id!r} for {rec.reco_id!r}")
         except Exception as e:
@@ -170,6 +176,8 @@ class DiarizeWorker:
                 table = parquet_bytes(annotations, model=model_name(self.config))
                 self.out.write_bytes(f"{stem}.parquet", table)
                 record.add_file(f"{shard.shard_id}.parquet", table)
+            # the shard's speaker traces (ark + table), recorded in the done record like the rest
+            write_shard_traces(self.out, shard.shard_id, record, self.traces, self.config.embedding.name)
         except Exception as e:
             raise JobError(
                 f"cannot write the outputs of {shard.shard_id} to {self.out.display('shards')}: {e}"

@@ -80,7 +80,10 @@ def test_outputs_of_a_clean_run(reference: Path) -> None:
         "shard-00000.done.json",
         "shard-00000.parquet",
         "shard-00000.rttm",
+        "shard-00000.traces.ark",  # speaker traces, written whether or not the job links speakers
+        "shard-00000.traces.parquet",
     ]
+    assert not (reference / "speakers.tsv").exists()  # job.link_speakers is off by default
 
 
 def test_many_shards_give_byte_identical_corpus_files(scp: Path, reference: Path, tmp_path: Path) -> None:

@@ -143,6 +143,21 @@ def test_synthetic_turns_overlap_and_names(fake_diarizer: ProfileDiarizer) -> No
     assert ann.speakers == ["spk1", "spk2"]
 
 
+def test_traces_are_the_adapted_profiles_of_the_speakers_who_talk(fake_diarizer: ProfileDiarizer) -> None:
+    wav = tone(300, 0.5, 6, 15) + tone(300, 11, 14, 15)  # only alice talks
+    profiles = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    result = fake_diarizer.diarize(RecordingInput("rec", wav, None, profiles, ("alice", "bob")))
+    (trace,) = result.traces
+    seconds = sum(t.end - t.start for t in result.annotation)
+    assert (trace.speaker, trace.enrolled, trace.seconds) == ("alice", True, pytest.approx(seconds, abs=1e-3))
+    assert trace.embedding.dtype == np.float32
+    assert float(np.linalg.norm(trace.embedding)) == pytest.approx(1.0, abs=1e-6)
+    assert float(trace.embedding @ profiles[0]) > 0.99
+    # without names the labels spk1..N are not identities
+    result = fake_diarizer.diarize(RecordingInput("rec", wav, None, profiles))
+    assert [(t.speaker, t.enrolled) for t in result.traces] == [("spk1", False)]
+
+
 def test_errors_name_the_recording(fake_diarizer: ProfileDiarizer) -> None:
     wav = tone(300, 0, 2, 2)
     with pytest.raises(ValueError, match="'r1' has no speaker profiles"):

@@ -293,7 +293,9 @@ def test_job_diarizes_every_good_recording_and_lists_every_bad_one(
     assert "failures within budget" in proc.stderr
     check_outputs(out, matrix, allowed=len(matrix.bad))
     assert sorted(p.name for p in (out / "shards").iterdir()) == sorted(
-        f"shard-0000{i}.{ext}" for i in range(3) for ext in ("done.json", "parquet", "rttm")
+        f"shard-0000{i}.{ext}"
+        for i in range(3)
+        for ext in ("done.json", "parquet", "rttm", "traces.ark", "traces.parquet")
     )
 
 

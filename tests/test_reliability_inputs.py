@@ -199,7 +199,11 @@ def test_overwrite_removes_only_the_jobs_own_files(
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert names == sorted(
         [".lock", "corpus.parquet", "corpus.rttm", "failures.tsv", "job.json", "summary.json"]
-        + [f"shards/shard-0000{i}.{ext}" for i in range(2) for ext in ("done.json", "parquet", "rttm")]
+        + [
+            f"shards/shard-0000{i}.{ext}"
+            for i in range(2)
+            for ext in ("done.json", "parquet", "rttm", "traces.ark", "traces.parquet")
+        ]
     )
     assert snapshot(scp.parent) == inputs
 

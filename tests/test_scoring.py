@@ -456,3 +456,105 @@ def test_exact_tie_broken_as_pyannote() -> None:
     for names in (("B", "A"), ("b", "a")):
         renamed = ref.rename(dict(zip("AB", names, strict=True)))
         assert_matches_pyannote({"t": renamed}, {"t": hyp}, None, 0.0, False)
+
+
+# --------------------------------------------------------------------------- one mapping for the corpus
+
+
+def concatenated(
+    reference: Mapping[str, Annotation], hypothesis: Mapping[str, Annotation], uem: Uem | None
+) -> tuple[Annotation, Annotation, list[tuple[float, float]] | None]:
+    """The recordings one after the other on one timeline (100 s apart), as one recording."""
+    recos = list(reference) + [r for r in hypothesis if r not in reference]
+    ref_turns, hyp_turns, regions = [], [], []
+    offset = 0.0
+    for reco in recos:
+        ref, hyp = reference.get(reco), hypothesis.get(reco)
+        turns = [*(ref.turns if ref else ()), *(hyp.turns if hyp else ())]
+        ends = [t.end for t in turns] + ([e for _, e in uem[reco]] if uem is not None else [])
+        ref_turns += [
+            Turn("all", t.start + offset, t.end + offset, t.speaker) for t in (ref.turns if ref else ())
+        ]
+        hyp_turns += [
+            Turn("all", t.start + offset, t.end + offset, t.speaker) for t in (hyp.turns if hyp else ())
+        ]
+        if uem is not None:
+            regions += [(s + offset, e + offset) for s, e in uem[reco]]
+        offset += max(ends, default=0.0) + 100.0
+    return Annotation("all", tuple(ref_turns)), Annotation("all", tuple(hyp_turns)), regions if uem else None
+
+
+@pytest.mark.parametrize("collar", [0.0, 0.25])
+@pytest.mark.parametrize("skip_overlap", [False, True])
+@pytest.mark.parametrize("with_uem", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_corpus_mapping_equals_pyannote_on_the_concatenated_recordings(
+    seed: int, with_uem: bool, skip_overlap: bool, collar: float
+) -> None:
+    reference, hypothesis, uem = synthetic_corpus(seed)
+    regions = uem if with_uem else None
+    result = score(
+        reference, hypothesis, uem=regions, collar=collar, skip_overlap=skip_overlap, corpus_mapping=True
+    )
+    ref, hyp, one_uem = concatenated(reference, hypothesis, regions)
+    der = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip_overlap)
+    kwargs = {"uem": Timeline([Segment(s, e) for s, e in one_uem])} if one_uem is not None else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = der(to_pyannote(ref, "all"), to_pyannote(hyp, "all"), detailed=True, **kwargs)
+    assert result.corpus.der == pytest.approx(expected["diarization error rate"], abs=TOL)
+    assert result.corpus.total == pytest.approx(expected["total"], abs=1e-6)
+    assert result.corpus.confusion_seconds == pytest.approx(expected["confusion"], abs=1e-6)
+    # the same as diar scoring the concatenation itself (one file, its own mapping)
+    alone = score(
+        {"all": ref},
+        {"all": hyp},
+        uem={"all": one_uem} if one_uem is not None else None,
+        collar=collar,
+        skip_overlap=skip_overlap,
+    )
+    assert result.corpus.der == pytest.approx(alone.corpus.der, abs=TOL)
+    assert result.corpus.jer == pytest.approx(alone.corpus.jer, abs=TOL)
+    # one mapping for all can only be worse than one per recording
+    per_file = score(reference, hypothesis, uem=regions, collar=collar, skip_overlap=skip_overlap)
+    assert result.corpus.der >= per_file.corpus.der - TOL
+    assert sum(s.total for s in result.files.values()) == pytest.approx(result.corpus.total)
+
+
+def test_corpus_mapping_counts_linking_errors_hand_computed() -> None:
+    # one reader in two recordings; the hypothesis calls her x in one and y in the other
+    reference = {"r1": _ann("r1", (0, 10, "A")), "r2": _ann("r2", (0, 10, "A"))}
+    split = {"r1": _ann("r1", (0, 10, "x")), "r2": _ann("r2", (0, 10, "y"))}
+    assert score(reference, split).corpus.der == 0.0  # per recording: perfect
+    result = score(reference, split, corpus_mapping=True)
+    assert result.corpus.der == pytest.approx(0.5)  # A -> x: r2's 10 s are confusion
+    assert result.corpus.confusion_seconds == pytest.approx(10.0)
+    assert result.speaker_map == {"A": "x"}
+    assert (result.files["r1"].der, result.files["r2"].der) == (0.0, 1.0)
+    assert result.corpus.jer == pytest.approx(0.5)  # |A ∩ x| = 10 of |A ∪ x| = 20
+    assert (result.files["r1"].jer, result.files["r2"].jer) == (0.0, 1.0)
+    # two readers that the hypothesis merged into one global speaker
+    merged_ref = {"r1": _ann("r1", (0, 10, "A")), "r2": _ann("r2", (0, 6, "B"))}
+    merged = {"r1": _ann("r1", (0, 10, "x")), "r2": _ann("r2", (0, 6, "x"))}
+    result = score(merged_ref, merged, corpus_mapping=True)
+    assert result.speaker_map == {"A": "x"}
+    assert result.corpus.der == pytest.approx(6 / 16)
+    assert result.corpus.jer == pytest.approx((1 - 10 / 16 + 1.0) / 2)  # A: 10 of 16 s; B unmapped
+    # a linked hypothesis scores as per recording
+    linked = {"r1": _ann("r1", (0, 10, "x")), "r2": _ann("r2", (0, 10, "x"))}
+    assert score(reference, linked, corpus_mapping=True).corpus.der == 0.0
+
+
+def test_command_corpus_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref_path = _write(tmp_path / "ref.rttm", [_ann("r1", (0, 10, "A")), _ann("r2", (0, 10, "A"))])
+    hyp_path = _write(tmp_path / "hyp.rttm", [_ann("r1", (0, 10, "x")), _ann("r2", (0, 10, "y"))])
+    code, out = _run_command(capsys, "--ref", ref_path, "--hyp", hyp_path, "--corpus", "--json")
+    figures = json.loads(out)
+    assert code == 0 and figures["der"] == pytest.approx(0.5)
+    assert figures["mapping"] == "corpus" and figures["speaker_map"] == {"A": "x"}
+    assert figures["files"]["r2"]["confusion"] == pytest.approx(1.0)
+    code, out = _run_command(capsys, "--ref", ref_path, "--hyp", hyp_path, "--corpus")
+    assert out.splitlines()[-2].split()[:2] == ["corpus", "50.00"]
+    assert "one speaker mapping for the corpus: 1 of 1 reference speakers mapped, 2 hypothesis" in out
+    code, out = _run_command(capsys, "--ref", ref_path, "--hyp", hyp_path, "--json")
+    assert json.loads(out)["der"] == 0.0 and "mapping" not in json.loads(out)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "run a benchmark (default pipeline, WavLM-SD, Ray job, its scaling) and print figures"
+HELP = "run a benchmark (default pipeline, WavLM-SD, Ray job, its scaling, speaker linking) and print figures"
 
 #: Benchmark name -> module in diar.benchmarks with a ``main(argv) -> int``.
 BENCHMARKS = {
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "wavlm": "diar.benchmarks.wavlm",
     "job": "diar.benchmarks.job",
     "scale": "diar.benchmarks.scale",
+    "link": "diar.benchmarks.link",
 }
 
 

@@ -7,6 +7,13 @@ speakers are mapped one-to-one to maximise overlap; overlapped speech is scored
 unless --skip-overlap; without --uem the scored region of a recording spans its
 reference and hypothesis. A recording missing from the hypothesis counts as all
 missed speech, one missing from the reference as all false alarm.
+
+--corpus maps speakers once for the whole corpus instead of once per recording: for a
+hypothesis whose labels name the same person in every recording (diar link, or the job
+with job.link_speakers: true, against a reference such as LibriSpeech reader ids), so
+that a person split into two labels, or two people under one, across recordings counts
+as speaker confusion. The mapping maximises the co-occurrence time summed over all
+recordings, which is the same as scoring them concatenated on one timeline.
 """
 
 from __future__ import annotations
@@ -39,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip-overlap", action="store_true", help="do not score regions where reference speakers overlap"
     )
     parser.add_argument(
+        "--corpus",
+        action="store_true",
+        help="one speaker mapping for the whole corpus (labels name the same person in every recording)",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object {der, jer, miss, false_alarm, confusion, total, files: {reco: {...}}}"
@@ -54,7 +66,14 @@ def run(args: argparse.Namespace) -> int:
     reference = read_rttm(args.ref)
     hypothesis = read_rttm(args.hyp)
     uem = read_uem(args.uem) if args.uem is not None else None
-    result = score(reference, hypothesis, uem=uem, collar=args.collar, skip_overlap=args.skip_overlap)
+    result = score(
+        reference,
+        hypothesis,
+        uem=uem,
+        collar=args.collar,
+        skip_overlap=args.skip_overlap,
+        corpus_mapping=args.corpus,
+    )
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     else:
@@ -77,4 +96,10 @@ def format_table(result: ScoringResult) -> str:
 
     lines = [header, rule, *(row(reco, s) for reco, s in result.files.items()), rule]
     lines.append(row("corpus", result.corpus))
+    if result.speaker_map is not None:
+        lines.append(
+            f"one speaker mapping for the corpus: {len(result.speaker_map)} of "
+            f"{result.corpus.num_ref_speakers} reference speakers mapped, "
+            f"{result.corpus.num_hyp_speakers} hypothesis speakers"
+        )
     return "\n".join(lines) + "\n"

@@ -66,11 +66,14 @@ class SpeakerTrace:
         embedding: shape (dim,) float32, unit norm: the speech-weighted mean of the embeddings
             of the speaker's clean speech, with the pipeline's embedder.
         seconds: the speaker's speech in the annotation (seconds).
+        enrolled: the label is an enrolled speaker's name (profile mode with named profiles):
+            the same person in every recording where it appears.
     """
 
     speaker: str
     embedding: np.ndarray
     seconds: float
+    enrolled: bool = False
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,20 @@ from diar.audio import load_audio
 from diar.cluster import l2_normalize
 from diar.config import Config, ProfileConfig
 from diar.errors import NoSpeechError, quote
+from diar.linking import speaker_seconds
 from diar.models.base import Embedder, VoiceActivityDetector
 from diar.models.build import build_embedder, build_vad, set_torch_threads
 from diar.pipelines import steps
-from diar.pipelines.base import DIARIZERS, Diarizer, RecordingInput, StepHook, no_hook, timed
+from diar.pipelines.base import (
+    DIARIZERS,
+    Diarization,
+    Diarizer,
+    RecordingInput,
+    SpeakerTrace,
+    StepHook,
+    no_hook,
+    timed,
+)
 from diar.postprocess import labels_to_annotation
 from diar.types import Annotation, seconds_to_frames
 
@@ -312,8 +322,9 @@ class ProfileDiarizer(Diarizer):
         )
         return self.apply(RecordingInput(reco_id, wav, None, profiles, names), hook)
 
-    def apply(self, recording: RecordingInput, hook: StepHook = no_hook) -> Annotation:
-        """Diarize one recording against ``recording.profiles``."""
+    def diarize(self, recording: RecordingInput, hook: StepHook = no_hook) -> Diarization:
+        """Diarize one recording against ``recording.profiles``, with a trace per speaker that
+        talks: its profile adapted to the recording (``enrolled`` when the profiles have names)."""
         cfg = self.config
         sr = self.sample_rate
         profiles, names_given = self.profiles_for(recording, hook)  # shape: (S, D)
@@ -365,4 +376,10 @@ class ProfileDiarizer(Diarizer):
             len(windows),
             len(names),
         )
-        return annotation
+        seconds = speaker_seconds(annotation)
+        traces = tuple(
+            SpeakerTrace(name, adapted[k], seconds[name], enrolled=names_given is not None)
+            for k, name in enumerate(names)
+            if name in seconds
+        )
+        return Diarization(annotation, tuple(sorted(traces, key=lambda t: t.speaker)))
