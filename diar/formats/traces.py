@@ -26,6 +26,7 @@ import numpy as np
 
 from diar.errors import FormatError, quote
 from diar.linking import Trace
+from diar.types import is_token
 
 COLUMNS = ("reco_id", "speaker", "seconds", "dim", "enrolled", "embedder")
 
@@ -68,7 +69,7 @@ def write_traces(traces: Iterable[Trace], ark: IO[bytes], table: IO[bytes], embe
     ordered = sorted(traces, key=lambda t: t.key)
     for t in ordered:
         for value, what in ((t.reco_id, "recording id"), (t.speaker, "speaker label")):
-            if not value or any(c.isspace() for c in value):
+            if not is_token(value):
                 raise FormatError(f"a trace file cannot hold {what} {quote(value)}: empty or with whitespace")
     for a, b in itertools.pairwise(ordered):
         if a.key == b.key:
