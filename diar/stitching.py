@@ -267,6 +267,7 @@ def piece_speech(
     stride: int,
     max_samples: int,
     context: int = 0,
+    pieces: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
     """Per piece, up to ``max_samples`` of its exclusive speech, nearest its window's stretch first.
 
@@ -275,11 +276,16 @@ def piece_speech(
     speaker who says little in the stretch its window owns still gets an embedding of a
     useful length, and the cost stays bounded per window.
 
+    Args:
+        pieces: the pieces to gather, by index (default: all).
+
     Returns:
         per piece, shape (n,) float32 samples in time order.
     """
     out = []
-    for piece, (lo, hi) in zip(outputs.pieces, regions, strict=True):
+    chosen = range(len(outputs.pieces)) if pieces is None else pieces
+    for i in chosen:
+        piece, (lo, hi) = outputs.pieces[i], regions[i]
         a, b = max(piece.start, int(lo) - context), min(piece.end, int(hi) + context)
         mask = piece.exclusive[a - piece.start : b - piece.start].copy() if a < b else np.zeros(0, bool)
         frames = np.flatnonzero(mask) + a

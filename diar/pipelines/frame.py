@@ -54,6 +54,9 @@ from diar.types import FRAME_SHIFT, Annotation
 
 logger = logging.getLogger(__name__)
 
+#: Local speakers whose speech is gathered and embedded at a time.
+EMBED_BATCH = 64
+
 
 def first_turn_names(annotation: Annotation) -> dict[str, str]:
     """``{label: spkN}``, numbering speakers ``spk1``, ``spk2``, ... in order of their first turn."""
@@ -185,21 +188,27 @@ class FrameDiarizer(Diarizer):
             outputs = run_windows(model, wav, fm.window, fm.hop, self.batch_size, fm.threshold)
         # every local speaker of every window, embedded once from its exclusive speech
         regions = embed_regions(outputs, fm.embed_every)  # shape: (P, 2) frames each window owns
-        speech = piece_speech(
-            outputs,
-            regions,
-            wav,
-            stride,
-            round(fm.embed_max_seconds * sr),
-            round(fm.embed_context * sr / stride),
-        )
-        seconds = np.array([len(x) / sr for x in speech])  # shape: (P,)
+
+        def speech_of(pieces: Sequence[int]) -> list[np.ndarray]:
+            max_samples, context = round(fm.embed_max_seconds * sr), round(fm.embed_context * sr / stride)
+            return piece_speech(outputs, regions, wav, stride, max_samples, context, pieces)
+
+        # a batch of local speakers at a time: memory stays flat with the recording's length
+        seconds = np.zeros(len(outputs.pieces))  # shape: (P,)
+        found: list[tuple[int, np.ndarray]] = []
+        for first in range(0, len(outputs.pieces), EMBED_BATCH):
+            batch = range(first, min(first + EMBED_BATCH, len(outputs.pieces)))
+            speech = speech_of(batch)
+            seconds[first : first + len(speech)] = [len(x) / sr for x in speech]
+            keep = [(i, x) for i, x in zip(batch, speech, strict=True) if len(x) >= fm.embed_min_seconds * sr]
+            if keep:
+                vectors = self._embed([x for _, x in keep], hook)
+                found.extend((i, v) for (i, _), v in zip(keep, vectors, strict=True))
+            del speech, keep
         reliable = seconds >= fm.embed_min_seconds  # shape: (P,)
-        embeddings = np.zeros((len(speech), 0), dtype=np.float32)
-        if reliable.any():
-            found = self._embed([speech[i] for i in np.flatnonzero(reliable)], hook)  # shape: (R, D)
-            embeddings = np.zeros((len(speech), found.shape[1]), dtype=np.float32)
-            embeddings[reliable] = found
+        embeddings = np.zeros((len(outputs.pieces), found[0][1].shape[0] if found else 0), dtype=np.float32)
+        for i, vector in found:
+            embeddings[i] = vector
         with timed(hook, "clustering"):
             labels, centroids = cluster_pieces(  # shape: (P,), (K, D)
                 embeddings,
@@ -216,8 +225,7 @@ class FrameDiarizer(Diarizer):
         # pieces that overlap no speaker and had too little speech: their own short embedding
         alone = np.flatnonzero((labels < 0) & (seconds > 0))
         if len(alone) and len(centroids):
-            found = self._embed([speech[i] for i in alone], hook)
-            labels[alone] = nearest_speaker(found, centroids)
+            labels[alone] = nearest_speaker(self._embed(speech_of(alone.tolist()), hook), centroids)
         elif len(labels) and labels.max() < 0:
             labels[:] = 0  # nothing to compare with: one speaker
         labels = relabel(labels)
