@@ -293,7 +293,7 @@ class FrameModelConfig:
     embed_every: int = 2
     embed_context: float = 1.5
     embed_min_seconds: float = 1.0
-    embed_max_seconds: float = 6.0
+    embed_max_seconds: float = 5.0
     min_speaker_seconds: float = 4.0
 
     def validate(self) -> None:
