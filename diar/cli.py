@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Callable, Sequence
 
 from diar.errors import DiarError, one_line
 
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="diar",
         description="Speaker diarization (who spoke when) as a distributed batch job on Ray.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    add_verbose(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"diar.commands.{name}")
@@ -32,24 +33,58 @@ def build_parser() -> argparse.ArgumentParser:
             help=module.HELP,
             description=module.__doc__,
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            add_help=not getattr(module, "FORWARDS_ARGUMENTS", False),
         )
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _forwards=getattr(module, "FORWARDS_ARGUMENTS", False))
     return parser
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``-v`` / ``-vv``: more logging."""
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+
+
+def run_command(prog: str, args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
+    """Set up logging (``args.verbose``), run, and turn a :class:`DiarError` into one line on
+    stderr and exit code 2 (130 for Ctrl-C)."""
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(run(args))
+    except KeyboardInterrupt:
+        return 130
+    except DiarError as e:
+        sys.stderr.write(one_line(f"{prog}: error: {e}") + "\n")
+        return 2
+
+
+def entry_point(
+    prog: str,
+    doc: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """``main()`` of a ``python -m`` entry point (the Ray jobs): parse, then :func:`run_command`."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=doc.split("\n\n")[0] if doc else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_verbose(parser)
+    add_arguments(parser)
+    return run_command(prog, parser.parse_args(argv), run)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args._run(args))
-    except KeyboardInterrupt:
-        return 130
-    except DiarError as e:
-        sys.stderr.write(one_line(f"diar {args.command}: error: {e}") + "\n")
-        return 2
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not args._forwards:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args._forwards:  # the options before the first positional, then the rest, in order
+        args.job_args = [*unknown, *args.job_args]
+    return run_command(f"diar {args.command}", args, args._run)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diar.config import Config, load_config
+from diar.formats.parquet import model_name
 from jobs.actors import Outcome
 from jobs.errors import JobError
 from jobs.plan import (
@@ -65,7 +66,7 @@ from jobs.shards import Shard
 from jobs.storage import OutDir
 from jobs.summary import keep_previous_run, run_summary
 from jobs.traces import linked_files, needs_traces, remove_stale_link_files
-from jobs.worker import DiarizerFactory, DiarizeWorker, model_name
+from jobs.worker import DiarizerFactory, DiarizeWorker
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +340,7 @@ def run(args: argparse.Namespace, diarizer_factory: DiarizerFactory | None = Non
 
 def main(argv: list[str] | None = None, diarizer_factory: DiarizerFactory | None = None) -> int:
     """Entry point of ``python -m jobs.diarize``; ``diarizer_factory`` replaces ``build_diarizer`` (tests)."""
-    from diar.commands.common import entry_point
+    from diar.cli import entry_point
 
     return entry_point(
         "python -m jobs.diarize", __doc__, add_arguments, lambda args: run(args, diarizer_factory), argv

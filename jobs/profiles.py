@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m jobs.profiles``."""
-    from diar.commands.common import entry_point
+    from diar.cli import entry_point
 
     return entry_point("python -m jobs.profiles", __doc__, add_arguments, run, argv)
 

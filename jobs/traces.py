@@ -340,8 +340,8 @@ def _not_running(out: OutDir) -> Iterator[None]:
 def _link_folders(
     folders: Sequence[str], dest: str, settings: LinkSettings, formats: Sequence[str]
 ) -> LinkReport:
-    from diar.commands.diarize import model_name
     from diar.config import Config, from_dict
+    from diar.formats.parquet import model_name
 
     target = OutDir(dest)
     annotations: list[Annotation] = []

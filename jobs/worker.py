@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from diar.config import Config
+from diar.formats.parquet import model_name
 from diar.types import Annotation
 from jobs.actors import ActorSpec, ray_node_id, time_limit
 from jobs.errors import JobError
@@ -43,13 +44,6 @@ def peak_rss_mib() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0), 1)
-
-
-def model_name(config: Config) -> str:
-    """The Parquet ``model`` column: what produced the turns (as ``diar diarize`` writes it)."""
-    from diar.commands.diarize import model_name as diarize_model_name
-
-    return diarize_model_name(config)
 
 
 class DiarizeWorker:

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
-
-from diar.errors import DiarError, one_line
 
 if TYPE_CHECKING:
     from diar.config import Config
@@ -85,32 +81,3 @@ def input_files(paths: Iterable[str | None], config: Config | None = None) -> Fi
             for value in read_profile_scp(config.profile.profile_scp).values():
                 files.add(ark_path(value))
     return files
-
-
-def entry_point(
-    prog: str,
-    doc: str | None,
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-    run: Callable[[argparse.Namespace], int],
-    argv: Sequence[str] | None = None,
-) -> int:
-    """``main()`` of a ``python -m`` entry point: parse, set up logging, run, one-line errors (exit 2)."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=doc.split("\n\n")[0] if doc else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        return 130
-    except DiarError as e:
-        sys.stderr.write(one_line(f"{prog}: error: {e}") + "\n")
-        return 2

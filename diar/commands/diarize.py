@@ -130,15 +130,9 @@ def collect_inputs(inputs: list[str], allow_pipes: bool = False) -> dict[str, st
     return sources
 
 
-def model_name(config: Config) -> str:
-    """What produced the turns, for the Parquet ``model`` column."""
-    if config.mode == "frame":
-        return config.frame_model.name
-    return config.embedding.name
-
-
 def run(args: argparse.Namespace) -> int:
     from diar.commands.common import input_files
+    from diar.formats.parquet import model_name
     from diar.manifests import read_reco2num_spk
     from diar.outputs import check_outputs, writing
     from diar.pipelines import RecordingInput, build_diarizer

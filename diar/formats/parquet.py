@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from diar.formats import as_annotations, atomic_open
 from diar.types import Annotation, Turn
+
+if TYPE_CHECKING:
+    from diar.config import Config
 
 COLUMNS = ("reco_id", "speaker", "start", "end", "duration", "model")
 
@@ -83,3 +86,10 @@ def read_parquet(path: str | os.PathLike[str] | IO[bytes]) -> dict[str, Annotati
     ):
         turns.setdefault(reco_id, []).append(Turn(reco_id, float(start), float(end), speaker))
     return {reco_id: Annotation(reco_id, tuple(ts)) for reco_id, ts in turns.items()}
+
+
+def model_name(config: Config) -> str:
+    """The ``model`` column: what produced the turns (the frame model in frame mode, else the embedder)."""
+    if config.mode == "frame":
+        return config.frame_model.name
+    return config.embedding.name
