@@ -218,7 +218,7 @@ def _url_error(reco_id: str | None, url: str, exc: BaseException) -> AudioNotFou
         # refused or reset connections and DNS failures are all OSErrors here
         detail = " ".join(str(cause).split()) or type(cause).__name__
         return AudioNotFoundError(reco_id, url, f"cannot reach URL: {detail}")
-    if isinstance(exc, FileNotFoundError) or "404" in str(cause) or "Not Found" in str(cause):
+    if isinstance(exc, FileNotFoundError) or re.search(r"\b404\b|Not Found", str(cause)):
         return AudioNotFoundError(reco_id, url, "not found (404 or missing object)")
     return AudioNotFoundError(reco_id, url, f"cannot read URL: {type(cause).__name__}: {cause}")
 

@@ -279,7 +279,7 @@ def test_unreachable_url_is_not_called_missing(http_root: tuple[str, Path]) -> N
     url = f"http://127.0.0.1:{port}/r.wav"
     with pytest.raises(AudioNotFoundError, match=r"'r'.*cannot reach URL.*127\.0\.0\.1") as info:
         load_audio(url, 16000, "r")
-    assert "404" not in str(info.value)
+    assert "not found" not in str(info.value)
     with pytest.raises(AudioNotFoundError, match="cannot reach URL"):
         audio_duration(url, "r")
     with pytest.raises(AudioNotFoundError, match=r"'r'.*HTTP 500"):

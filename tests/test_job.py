@@ -323,19 +323,26 @@ def test_an_autoscaling_cluster_is_asked_for_the_actors_the_corpus_needs() -> No
     assert num_actors_for(JobConfig(max_actors=1), spec, {"CPU": 2.0}, num_shards=7) == 1
 
 
-def test_diar_run_command_is_the_job(scp: Path, reference: Path, tmp_path: Path) -> None:
-    import argparse
+def test_diar_run_command_is_the_job(
+    scp: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``diar run`` finds the job through the 'diar.jobs' entry point and hands it its argv."""
+    import jobs.diarize
+    from diar.cli import main as diar_main
 
-    from diar.commands import run as run_command
+    real_main = jobs.diarize.main
+    seen: list[list[str]] = []
 
-    parser = argparse.ArgumentParser()
-    run_command.add_arguments(parser)
+    def main(argv: list[str]) -> int:
+        seen.append(argv)
+        return real_main(argv, energy_factory())
+
+    monkeypatch.setattr(jobs.diarize, "main", main)
     out = tmp_path / "out"
-    args = parser.parse_args(["--wav-scp", str(scp), "--out", str(out), "--local", "--no-progress"])
-    args.overrides += ["job.out_formats=[rttm,parquet,vad]"]
-    from jobs.diarize import run as run_job_command
-
-    assert run_job_command(args, energy_factory()) == 0
+    argv = ["--wav-scp", str(scp), "--out", str(out), "--local", "--no-progress"]
+    argv += ["--set", "job.out_formats=[rttm,parquet,vad]"]
+    assert diar_main(["run", *argv]) == 0
+    assert seen == [argv]
     assert (out / "corpus.rttm").read_bytes() == (reference / "corpus.rttm").read_bytes()
 
 
