@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diar.config import Config, load_config
+from diar.failures import Failure
 from diar.formats.parquet import model_name
 from jobs.actors import Outcome
 from jobs.errors import JobError
@@ -51,7 +52,7 @@ from jobs.plan import (
     read_inputs,
 )
 from jobs.progress import Progress
-from jobs.records import CrashJournal, Failure, ShardRecord
+from jobs.records import CrashJournal, ShardRecord
 from jobs.reduce import (
     EXIT_OVER_BUDGET,
     Totals,

@@ -35,10 +35,10 @@ import numpy as np
 from diar.audio import audio_duration, is_url
 from diar.config import Config
 from diar.errors import AudioError, NoSpeechError
+from diar.failures import Failure
 from jobs.actors import ActorSpec, Outcome
 from jobs.errors import JobError
 from jobs.progress import Progress
-from jobs.records import Failure
 from jobs.reduce import EXIT_OVER_BUDGET, failure_budget, failures_tsv
 from jobs.runner import run_shards
 from jobs.shards import Shard, plan_recordings

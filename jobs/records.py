@@ -13,34 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: Stages a recording can fail in: reading audio, the model, writing outputs, or the
-#: actor process dying for good (after its restarts and task retries).
-STAGES = ("manifest", "read", "diarize", "embed", "write", "actor")
-
-#: Longest message kept in a failure row (characters).
-MAX_MESSAGE = 1000
-
-
-@dataclass(frozen=True, order=True)
-class Failure:
-    """One failed recording: a row of ``failures.tsv``."""
-
-    reco_id: str
-    stage: str
-    error_type: str
-    message: str
-
-    @classmethod
-    def from_exception(
-        cls, reco_id: str, stage: str, error: BaseException, source: str | None = None
-    ) -> Failure:
-        """A row for ``error``; the message names ``source`` unless it already does."""
-        message = " ".join(str(error).split()) or type(error).__name__
-        if source and source not in message:
-            message = f"{source}: {message}"
-        if len(message) > MAX_MESSAGE:  # e.g. Ray's actor-death reports carry whole tracebacks
-            message = message[: MAX_MESSAGE - 3] + "..."
-        return cls(reco_id, stage, type(error).__name__, message)
+from diar.failures import Failure
 
 
 @dataclass

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diar.errors import DiarError, quote
+from diar.failures import Failure
 from diar.types import Annotation
-from jobs.records import Failure, ShardRecord
+from jobs.records import ShardRecord
 from jobs.storage import OutDir, OutError
 
 #: Exit code when more recordings failed than ``job.max_failures`` allows.

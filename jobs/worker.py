@@ -10,12 +10,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from diar.config import Config
+from diar.failures import Failure
 from diar.formats.parquet import model_name
 from diar.types import Annotation
 from jobs.actors import ActorSpec, ray_node_id, time_limit
 from jobs.errors import JobError
 from jobs.plan import Recording
-from jobs.records import CrashJournal, Failure, ShardRecord, done_name
+from jobs.records import CrashJournal, ShardRecord, done_name
 from jobs.reduce import (
     parquet_bytes,
     rttm_bytes,

@@ -540,10 +540,12 @@ def test_diar_diarize_in_one_process_gives_the_same_per_recording_results(
     assert sorted(got) == sorted(want) == sorted(SPEECH)
     for reco_id, ann in want.items():
         assert got[reco_id].turns == ann.turns, reco_id
-    # one line per bad recording: id, stage, a message naming the file and the problem
+    # one line per bad recording, the job's failure row: id, stage, error type, a message naming
+    # the file and the problem
     rows = [line.strip().split("\t") for line in capsys.readouterr().err.splitlines() if "\t" in line]
     assert sorted(r[0] for r in rows) == sorted(matrix.bad)
-    for reco_id, _stage, message in rows:
+    for reco_id, stage, error_type, message in rows:
+        assert (stage, error_type) == ("read", matrix.bad[reco_id].error_type), reco_id
         assert matrix.bad[reco_id].source in message and matrix.bad[reco_id].problem in message, message
 
 
@@ -570,7 +572,7 @@ def test_diar_diarize_goes_on_after_a_model_error(
     assert diar_main(["diarize", str(scp), "-o", str(out)]) == 1
     assert sorted(read_rttm(out)) == ["after", "before"]
     rows = [line.strip().split("\t") for line in capsys.readouterr().err.splitlines() if "\t" in line]
-    assert [r[0] for r in rows] == ["oom"] and "out of memory" in rows[0][2]
+    assert [r[:3] for r in rows] == [["oom", "diarize", "RuntimeError"]] and "out of memory" in rows[0][3]
 
 
 def test_a_pipe_command_runs_once_and_only_on_the_worker(matrix: Matrix, tmp_path: Path) -> None:

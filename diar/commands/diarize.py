@@ -132,6 +132,7 @@ def collect_inputs(inputs: list[str], allow_pipes: bool = False) -> dict[str, st
 
 def run(args: argparse.Namespace) -> int:
     from diar.commands.common import input_files
+    from diar.failures import Failure
     from diar.formats.parquet import model_name
     from diar.manifests import read_reco2num_spk
     from diar.outputs import check_outputs, writing
@@ -151,9 +152,9 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([("-o", args.output)], inputs)
     diarizer = build_diarizer(config)
     results: list[Annotation] = []
-    failures: list[tuple[str, str, str]] = []
+    failures: list[Failure] = []
     for i, (reco_id, source) in enumerate(sources.items(), start=1):
-        stage = "load"
+        stage = "read"
         try:
             t0 = time.perf_counter()
             waveform = diarizer.load(source, reco_id, allow_pipes=config.job.allow_pipes)
@@ -161,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
             recording = RecordingInput(reco_id, waveform, counts.get(reco_id))
             annotation = diarizer.apply(recording)
         except Exception as e:  # a model error on one recording must not lose the others
-            logger.error("recording %r (%s) failed at %s: %s", reco_id, source, stage, e)
-            failures.append((reco_id, stage, str(e)))
+            failures.append(Failure.from_exception(reco_id, stage, e, source))
+            logger.error("recording %r failed at %s: %s", reco_id, stage, failures[-1].message)
             continue
         results.append(annotation)
         seconds = len(waveform) / diarizer.sample_rate
@@ -180,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
         write_output(results, args.output, args.format, model_name(config))
     if failures:
         sys.stderr.write(f"diar diarize: {len(failures)} of {len(sources)} recordings failed:\n")
-        for reco_id, stage, reason in failures:
-            sys.stderr.write(f"  {reco_id}\t{stage}\t{reason}\n")
+        for f in failures:
+            sys.stderr.write(f"  {f.reco_id}\t{f.stage}\t{f.error_type}\t{f.message}\n")
         return 1
     return 0
 

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from diar.commands.common import config_from_args, input_files
     from diar.commands.diarize import collect_inputs
     from diar.errors import DiarError
+    from diar.failures import Failure
     from diar.models.build import build_embedder, build_vad, set_torch_threads
     from diar.models.ge2e import preprocess_wav
     from diar.outputs import check_outputs, writing
@@ -88,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
     vad = build_vad(config) if args.vad else None
     set_torch_threads(config.num_threads)
     vectors: dict[str, np.ndarray] = {}
-    failures: list[tuple[str, str]] = []
+    failures: list[Failure] = []
     for i, (reco_id, source) in enumerate(sources.items(), start=1):
+        wav = None
         try:
             wav = load_audio(
                 source, embedder.sample_rate, reco_id=reco_id, allow_pipes=config.job.allow_pipes
@@ -99,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
             # shape: (D,)
             vectors[reco_id] = steps.embed_utterance(embedder, wav, vad)
         except (DiarError, ValueError) as e:
-            logger.error("recording %r (%s) failed: %s", reco_id, source, e)
-            failures.append((reco_id, str(e)))
+            failures.append(Failure.from_exception(reco_id, "read" if wav is None else "embed", e, source))
+            logger.error("recording %r failed: %s", reco_id, failures[-1].message)
             continue
         logger.info("%d/%d %s: %.1f s embedded", i, len(sources), reco_id, len(wav) / embedder.sample_rate)
     with writing("-o", args.output):
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(f"{scp}\n")
     if failures:
         sys.stderr.write(f"diar embed: {len(failures)} of {len(sources)} files failed:\n")
-        for reco_id, reason in failures:
-            sys.stderr.write(f"  {reco_id}\t{reason}\n")
+        for f in failures:
+            sys.stderr.write(f"  {f.reco_id}\t{f.stage}\t{f.error_type}\t{f.message}\n")
         return 1
     return 0
