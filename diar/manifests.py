@@ -33,7 +33,7 @@ from typing import IO
 import numpy as np
 
 from diar.audio import is_pipe, is_url
-from diar.errors import InputError, ManifestError, quote, shorten
+from diar.errors import InputError, ManifestError, ProfileError, quote, shorten
 
 PathLike = str | os.PathLike[str]
 
@@ -322,7 +322,7 @@ def enrollment_from_list(items: Sequence[str]) -> tuple[str, list[tuple[str, str
         (recording source, [("spk1", enroll1), ("spk2", enroll2), ...]).
     """
     if isinstance(items, str) or len(items) < 2:
-        raise ValueError(
+        raise InputError(
             "expected a list [recording, enroll1, enroll2, ...] with at least one enrollment, "
             f"got {quote(items)}"
         )
@@ -598,13 +598,13 @@ def write_profiles(
         for reco_id, (matrix, names) in profiles.items():
             mat = np.asarray(matrix)
             if mat.ndim != 2 or mat.shape[0] == 0:
-                raise ValueError(
+                raise ProfileError(
                     f"profile of {quote(reco_id)} must be (speakers, dim), got shape {mat.shape}"
                 )
             if names is not None:
                 names = [str(n) for n in names]
                 if len(names) != mat.shape[0]:
-                    raise ValueError(f"{len(names)} names for {mat.shape[0]} profiles of {quote(reco_id)}")
+                    raise ProfileError(f"{len(names)} names for {mat.shape[0]} profiles of {quote(reco_id)}")
                 for name in names:
                     check_key(name, "speaker name")
                 names_lines.append(" ".join([reco_id, *names]) + "\n")
@@ -651,7 +651,7 @@ def safe_filename(reco_id: str) -> str:
     cut and end with a hash of the full id, which keeps them distinct.
     """
     if not reco_id:
-        raise ValueError("an empty recording id has no file name")
+        raise InputError("an empty recording id has no file name")
     parts: list[str] = []
     for i, char in enumerate(reco_id):
         if char in _SAFE and not (i == 0 and char == "."):

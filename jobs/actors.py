@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from diar.config import JobConfig
+from diar.config import ConfigError, JobConfig
 from diar.errors import DiarError
 from jobs.shards import Shard
 
@@ -76,12 +76,12 @@ def actor_spec(job: JobConfig, cluster: dict[str, float]) -> ActorSpec:
     fraction (e.g. 0.5) packs several actors on one GPU.
     """
     if job.num_cpus <= 0:
-        raise ValueError(f"job.num_cpus must be > 0, got {job.num_cpus}")
+        raise ConfigError(f"job.num_cpus must be > 0, got {job.num_cpus}")
     has_gpus = cluster.get("GPU", 0.0) > 0
     if job.num_gpus is None:
         num_gpus = 1.0 if has_gpus else 0.0
     elif job.num_gpus < 0:
-        raise ValueError(f"job.num_gpus must be >= 0, got {job.num_gpus}")
+        raise ConfigError(f"job.num_gpus must be >= 0, got {job.num_gpus}")
     else:
         num_gpus = job.num_gpus if has_gpus else 0.0
         if job.num_gpus > 0 and not has_gpus:
@@ -102,7 +102,7 @@ def num_actors_for(
     """
     if job.num_actors is not None:
         if job.num_actors < 1:
-            raise ValueError(f"job.num_actors must be >= 1, got {job.num_actors}")
+            raise ConfigError(f"job.num_actors must be >= 1, got {job.num_actors}")
         wanted = job.num_actors
     else:
         wanted = min(job.max_actors or num_shards, num_shards)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from diar.config import ConfigError
 from diar.errors import DiarError, quote
 from diar.failures import Failure
 from diar.types import Annotation
@@ -30,7 +31,7 @@ FAILURES_HEADER = ("reco_id", "stage", "error_type", "message")
 def allowed_failures(max_failures: float, num_recordings: int) -> int:
     """The failure budget as a count: ``max_failures`` if >= 1, else that fraction of the recordings."""
     if max_failures < 0 or math.isnan(max_failures):
-        raise ValueError(f"job.max_failures must be >= 0, got {max_failures}")
+        raise ConfigError(f"job.max_failures must be >= 0, got {max_failures}")
     if max_failures >= 1:
         return int(max_failures)
     return math.floor(max_failures * num_recordings + 1e-9)

@@ -26,8 +26,8 @@ from scipy.ndimage import maximum_filter1d
 
 from diar.audio import load_audio
 from diar.cluster import l2_normalize
-from diar.config import Config, ProfileConfig
-from diar.errors import NoSpeechError, quote
+from diar.config import Config, ConfigError, ProfileConfig
+from diar.errors import NoSpeechError, ProfileError, quote
 from diar.linking import speaker_seconds
 from diar.models.base import Embedder, VoiceActivityDetector
 from diar.models.build import build_embedder, build_vad, set_torch_threads
@@ -70,11 +70,11 @@ def check_enrollment_audio(wav: np.ndarray, speaker: str, reco_id: str | None, s
 
 
 def check_profiles(profiles: np.ndarray, names: Sequence[str], reco_id: str) -> None:
-    """Raise ValueError for a profile row that is all zeros (or not finite), naming its speaker."""
+    """Raise ProfileError for a profile row that is all zeros (or not finite), naming its speaker."""
     norms = np.linalg.norm(np.asarray(profiles, dtype=np.float64), axis=1)
     for row, norm in enumerate(norms):
         if not np.isfinite(norm) or norm < ZERO_NORM:
-            raise ValueError(
+            raise ProfileError(
                 f"recording {quote(reco_id)}: the profile of speaker {quote(names[row])} (row {row + 1}) "
                 "is all zeros or not finite; make it again from enrollment speech"
             )
@@ -103,10 +103,10 @@ def compute_profiles(
         of first appearance in ``enrollments``.
 
     Raises:
-        ValueError: for an empty enrollment; audio errors (AudioError) name the file.
+        ProfileError: for an empty enrollment; audio errors (AudioError) name the file.
     """
     if not enrollments:
-        raise ValueError(f"recording {reco_id!r} has no enrollment files")
+        raise ProfileError(f"recording {reco_id!r} has no enrollment files")
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     for speaker, source in enrollments:
@@ -263,8 +263,12 @@ class ProfileDiarizer(Diarizer):
         self.embedder = build_embedder(config)
         set_torch_threads(config.num_threads)
         self.sample_rate = self.embedder.sample_rate
-        if getattr(self.vad, "sample_rate", self.sample_rate) != self.sample_rate:
-            raise ValueError("the VAD and the embedder must run at the same sample rate")
+        vad_rate = getattr(self.vad, "sample_rate", self.sample_rate)
+        if vad_rate != self.sample_rate:
+            raise ConfigError(
+                f"vad.name {quote(config.vad.name)} runs at {vad_rate} Hz but embedding.name "
+                f"{quote(config.embedding.name)} at {self.sample_rate} Hz; choose models of one sample rate"
+            )
 
     def profiles_for(
         self, recording: RecordingInput, hook: StepHook = no_hook
@@ -287,7 +291,7 @@ class ProfileDiarizer(Diarizer):
             if path
         ]
         where = f" (not in {' or '.join(given)})" if given else ""
-        raise ValueError(
+        raise ProfileError(
             f"recording {recording.reco_id!r} has no speaker profiles{where}: mode 'profile' needs a "
             "profile.scp entry (--profile-scp, profile.profile_scp) or enrollment files "
             "(profile.enroll: '<reco-id> <speaker> <path>' lines) for it"
@@ -329,14 +333,14 @@ class ProfileDiarizer(Diarizer):
         sr = self.sample_rate
         profiles, names_given = self.profiles_for(recording, hook)  # shape: (S, D)
         if profiles.ndim != 2 or profiles.shape[0] == 0 or profiles.shape[1] != self.embedder.dimension:
-            raise ValueError(
+            raise ProfileError(
                 f"recording {recording.reco_id!r}: profiles of shape {profiles.shape} do not fit the "
                 f"{cfg.embedding.name} embedder (dimension {self.embedder.dimension}); make them with "
                 "the same embedder"
             )
         names = names_given or default_names(len(profiles))
         if len(names) != len(profiles):
-            raise ValueError(
+            raise ProfileError(
                 f"recording {recording.reco_id!r}: {len(names)} names for {len(profiles)} profiles"
             )
         check_profiles(profiles, names, recording.reco_id)
