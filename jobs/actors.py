@@ -233,16 +233,6 @@ def wait_until_placeable(
         time.sleep(min(poll_seconds, left))
 
 
-def set_num_threads(num_threads: int) -> None:
-    """Limit torch (and BLAS via the environment of children) to ``num_threads``."""
-    os.environ["OMP_NUM_THREADS"] = str(num_threads)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return
-    torch.set_num_threads(num_threads)
-
-
 def run_local(
     factory: WorkerFactory,
     shards: Sequence[Shard[Any]],
@@ -331,7 +321,9 @@ class ShardActor:
     """
 
     def __init__(self, factory: WorkerFactory, num_threads: int) -> None:
-        set_num_threads(num_threads)
+        from diar.models.build import set_torch_threads
+
+        set_torch_threads(num_threads, children=True)
         self._num_threads = num_threads
         self._worker: Callable[[Shard[Any]], Any] | None = None
         self._start_error: str | None = None
@@ -347,7 +339,9 @@ class ShardActor:
     def process(self, shard: Shard[Any]) -> Any:
         if self._worker is None:
             raise WorkerStartError(self._start_error or "worker not built")
-        set_num_threads(self._num_threads)  # the call may run on another thread than __init__
+        from diar.models.build import set_torch_threads
+
+        set_torch_threads(self._num_threads)  # the call may run on another thread than __init__
         return self._worker(shard)
 
     def progress(self) -> tuple[int, float]:

@@ -98,8 +98,8 @@ def machine() -> str:
 ONE_PROCESS = """
 import json, sys, time
 t0 = time.perf_counter()
-import torch
-torch.set_num_threads(1)
+from diar.models.build import set_torch_threads
+set_torch_threads(1)
 from diar.config import load_config
 from diar.formats.rttm import write_rttm
 from diar.manifests import read_wav_scp
