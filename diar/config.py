@@ -32,8 +32,6 @@ class ConfigError(DiarError, ValueError):
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 #: Names of modes, models and methods (looked up in their registries when built).
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
-#: Corpus formats ``job.out_formats`` may name.
-OUT_FORMATS = ("rttm", "parquet", "vad")
 #: ``clustering.linkage`` values (scipy linkage methods that work on cosine distances).
 LINKAGES = ("average", "complete", "single", "weighted")
 #: ``embedding.frame_method`` values.
@@ -411,8 +409,10 @@ class JobConfig:
         c.number("link_threshold", self.link_threshold, 0.0, 2.0)
         c.number("link_min_seconds", self.link_min_seconds, 0.0)
         c.number("link_neighbors", self.link_neighbors, 1)
-        unknown = [f for f in self.out_formats if f not in OUT_FORMATS]
-        c.require("out_formats", self.out_formats, not unknown, f"formats among {', '.join(OUT_FORMATS)}")
+        from diar.formats.writers import OUTPUT_FORMATS
+
+        unknown = [f for f in self.out_formats if f not in OUTPUT_FORMATS]
+        c.require("out_formats", self.out_formats, not unknown, f"formats among {', '.join(OUTPUT_FORMATS)}")
         c.raise_if_any()
 
 

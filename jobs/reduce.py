@@ -122,41 +122,11 @@ def merge_annotations(out: OutDir, records: Sequence[ShardRecord]) -> list[Annot
     return [by_id[k] for k in sorted(by_id)]
 
 
-def rttm_bytes(annotations: Sequence[Annotation]) -> bytes:
-    """RTTM text (channel 1) of ``annotations`` in the given order, as bytes."""
-    from diar.formats.rttm import write_rttm
-
-    buf = io.StringIO()
-    write_rttm(annotations, buf)
-    return buf.getvalue().encode("utf-8")
-
-
-def vad_bytes(annotations: Sequence[Annotation]) -> bytes:
-    """ModelScope ``vad`` text of ``annotations``, as bytes."""
-    from diar.formats.vad import write_vad
-
-    buf = io.StringIO()
-    write_vad(annotations, buf)
-    return buf.getvalue().encode("utf-8")
-
-
-def parquet_bytes(annotations: Sequence[Annotation], model: str) -> bytes:
-    """Parquet table of ``annotations``, as bytes."""
-    from diar.formats.parquet import write_parquet
-
-    buf = io.BytesIO()
-    write_parquet(annotations, buf, model=model)
-    return buf.getvalue()
-
-
 def corpus_files(annotations: Sequence[Annotation], formats: Sequence[str], model: str) -> dict[str, bytes]:
     """``corpus.<fmt>`` -> its bytes for each requested format (rttm always)."""
-    files = {"corpus.rttm": rttm_bytes(annotations)}
-    if "parquet" in formats:
-        files["corpus.parquet"] = parquet_bytes(annotations, model)
-    if "vad" in formats:
-        files["corpus.vad"] = vad_bytes(annotations)
-    return files
+    from diar.formats.writers import corpus_formats
+
+    return {f"corpus.{fmt.name}": fmt.to_bytes(annotations, model) for fmt in corpus_formats(formats)}
 
 
 def write_corpus(
