@@ -589,6 +589,7 @@ def write_profiles(
     Returns:
         path of the written scp.
     """
+    from diar.formats import atomic_open
     from diar.formats.kaldi import check_key, write_ark
 
     ark_path, scp_path, names_path = profile_paths(out_dir_or_prefix)
@@ -612,18 +613,11 @@ def write_profiles(
 
     write_ark(ark_path, scp_path, checked())
     if names_lines:
-        write_text_atomic(names_path, "".join(names_lines))
+        with atomic_open(names_path, "w") as f:
+            f.write("".join(names_lines))
     else:
         names_path.unlink(missing_ok=True)
     return scp_path
-
-
-def write_text_atomic(path: PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
-    from diar.formats import atomic_open
-
-    with atomic_open(path, "w") as f:
-        f.write(text)
 
 
 def write_table(f: IO[str], rows: Mapping[str, object]) -> None:

@@ -16,22 +16,18 @@ from collections.abc import Iterator, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from diar.config import Config, to_dict
 from diar.errors import shorten
+from diar.outputs import TMP_MARKER, FileSet
 from jobs.errors import JobError
 from jobs.records import CrashJournal, ShardRecord, done_name, file_digest
 from jobs.reduce import write_json
 from jobs.shards import Shard, digest, plan_recordings
-from jobs.storage import TMP_MARKER, OutDir
-
-if TYPE_CHECKING:  # diar.outputs is only needed for a type here
-    from diar.outputs import FileSet
-
-
+from jobs.storage import OutDir
 from jobs.traces import LINK_FILES, TRACE_SUFFIXES
 
 logger = logging.getLogger(__name__)
