@@ -1,4 +1,4 @@
-"""Kaldi-style manifests: wav.scp, profile.scp + ark, enrollment lists, reco2num_spk, uem, segments.
+"""Kaldi-style manifests: wav.scp, profile.scp + ark, enrollment lists, reco2num_spk, uem.
 
 Conventions (as FunASR and lhotse read Kaldi data directories):
 
@@ -52,19 +52,6 @@ class Line:
 
     def error(self, message: str, text: str | None = None) -> ManifestError:
         return ManifestError(self.path, self.number, message, self.text if text is None else text)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A Kaldi ``segments`` entry: ``seg_id`` is ``reco_id`` from ``start`` to ``end`` seconds.
-
-    ``end`` is ``math.inf`` where the file says ``-1`` (to the end of the recording).
-    """
-
-    seg_id: str
-    reco_id: str
-    start: float
-    end: float
 
 
 #: Longest manifest line read, in bytes: a longer one is not a manifest (audio, a binary file).
@@ -375,24 +362,6 @@ def read_uem(path: PathLike) -> dict[str, list[tuple[float, float]]]:
             else:
                 merged.append((start, end))
         out[reco_id] = merged
-    return out
-
-
-def read_segments(path: PathLike) -> dict[str, Segment]:
-    """Read Kaldi ``segments``: ``<seg-id> <reco-id> <start> <end>`` (``end`` -1: to the end)."""
-    out: dict[str, Segment] = {}
-    seen: dict[str, int] = {}
-    problems = LineProblems(os.fspath(path))
-    for line in _table(path, 4, "<seg-id> <reco-id> <start> <end>", problems):
-        with problems.catch():
-            seg_id, reco_id, start_s, end_s = line.fields
-            start = _parse_float(line, start_s, "start")
-            end = math.inf if end_s.strip() in ("-1", "-1.0", "-1.00") else _parse_float(line, end_s, "end")
-            if start < 0 or end <= start:
-                raise line.error(f"invalid segment start={start_s} end={end_s} (need 0 <= start < end)")
-            _unique(line, seg_id, seen)
-            out[seg_id] = Segment(seg_id, reco_id, start, end)
-    problems.check()
     return out
 
 

@@ -58,16 +58,6 @@ def failures_tsv(failures: Iterable[Failure]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_failures_tsv(text: str) -> list[Failure]:
-    """Parse ``failures.tsv`` text back into rows."""
-    rows = []
-    for line in text.splitlines()[1:]:
-        if line:
-            reco_id, stage, error_type, message = line.split("\t", 3)
-            rows.append(Failure(reco_id, stage, error_type, message))
-    return rows
-
-
 @dataclass
 class Totals:
     """What the done records of a job add up to."""

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from job_helpers import DURATIONS, energy_factory, make_corpus
+from job_helpers import DURATIONS, energy_factory, make_corpus, read_failures_tsv
 
 from diar.config import load_config
 from diar.errors import ManifestError
 from diar.formats.parquet import read_parquet
 from diar.formats.rttm import read_rttm
 from jobs.diarize import JobError, main, run_job
-from jobs.reduce import allowed_failures, read_failures_tsv
+from jobs.reduce import allowed_failures
 
 
 def config(*overrides: str):  # type: ignore[no-untyped-def]

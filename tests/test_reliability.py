@@ -28,6 +28,7 @@ import pytest
 import soundfile as sf
 import soxr
 from conftest import serve_folder
+from job_helpers import read_failures_tsv
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 
 from diar.config import load_config
@@ -37,7 +38,6 @@ from diar.manifests import write_profiles
 from diar.pipelines.base import Diarizer, RecordingInput, StepHook, no_hook
 from diar.types import Annotation, Turn
 from jobs.diarize import main, run_job
-from jobs.reduce import read_failures_tsv
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
