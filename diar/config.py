@@ -234,9 +234,10 @@ class ProfileConfig:
     spread: float = 0.25
     # embed only the VAD-detected speech of enrollment files
     enroll_vad: bool = True
-    # where a recording's profiles come from when the job gives none (e.g. `diar diarize`):
-    # a profile.scp (`<reco-id> <ark>:<offset>`, names from profile.names beside it), or an
-    # enrollment list (`<reco-id> <speaker> <path>`) embedded by the diarizer itself
+    # where a recording's profiles come from when --profile-scp gives none: a profile.scp
+    # (`<reco-id> <ark>:<offset>`, names from profile.names beside it), or an enrollment list
+    # (`<reco-id> <speaker> <path>`) whose files the diarizer embeds; read once by `diar
+    # diarize` or the job's driver, which hand each recording its own (ProfileSources)
     profile_scp: str | None = None
     enroll: str | None = None
 

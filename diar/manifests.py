@@ -26,7 +26,7 @@ import re
 import stat
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -531,6 +531,41 @@ def profile_paths(out_dir_or_prefix: PathLike) -> tuple[Path, Path, Path]:
         prefix.with_name(prefix.name + ".scp"),
         prefix.with_name(prefix.name + NAMES_SUFFIX),
     )
+
+
+#: One recording's enrollment files: ((speaker, path or URL), ...).
+Enrollment = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ProfileSources:
+    """The speaker profiles of a corpus's recordings (profile mode), read once by whoever
+    lists the recordings (``diar diarize``, the job's driver) and handed to each recording.
+
+    Attributes:
+        stored: reco_id -> (profiles of shape (num_speakers, dim), names or None), from a
+            profile.scp (and the profile.names beside it).
+        enrollment: reco_id -> its enrollment files, embedded when the recording comes.
+    """
+
+    stored: Mapping[str, tuple[np.ndarray, tuple[str, ...] | None]] = field(default_factory=dict)
+    enrollment: Mapping[str, Enrollment] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, profile_scp: PathLike | None = None, enroll: PathLike | None = None) -> ProfileSources:
+        """Read a profile.scp (with its ark files) and an enrollment list, either or both
+        (ManifestError naming the file and line for a bad one)."""
+        stored = read_profiles(profile_scp) if profile_scp else {}
+        enrollment = read_enrollment(enroll) if enroll else {}
+        return cls(stored, {reco_id: tuple(files) for reco_id, files in enrollment.items()})
+
+    def of(self, reco_id: str) -> tuple[np.ndarray | None, tuple[str, ...] | None, Enrollment | None]:
+        """``(profiles, names, None)`` from the profile.scp, else ``(None, None, enrollment files)``,
+        else all None."""
+        if reco_id in self.stored:
+            profiles, names = self.stored[reco_id]
+            return profiles, names, None
+        return None, None, self.enrollment.get(reco_id)
 
 
 def write_profiles(

@@ -47,6 +47,8 @@ class Recording:
         num_speakers: known speaker count (reco2num_spk), or None.
         profiles: shape (num_speakers, dim) enrolled speaker profiles (profile mode), or None.
         profile_names: one name per profile row, or None.
+        enrollment: ((speaker, path or URL), ...) to make the profiles from on the actor when
+            ``profiles`` is None (profile mode, ``profile.enroll``), or None.
     """
 
     reco_id: str
@@ -55,16 +57,20 @@ class Recording:
     num_speakers: int | None = None
     profiles: np.ndarray | None = field(default=None, compare=False)
     profile_names: tuple[str, ...] | None = None
+    enrollment: tuple[tuple[str, str], ...] | None = None
 
     def fingerprint_data(self) -> dict[str, Any]:
         """What about this recording determines its output (the duration does not)."""
-        return {
+        data: dict[str, Any] = {
             "reco_id": self.reco_id,
             "source": self.source,
             "num_speakers": self.num_speakers,
             "profiles": None if self.profiles is None else digest(self.profiles),
             "profile_names": self.profile_names,
         }
+        if self.enrollment is not None:  # absent otherwise: plans made before keep their digests
+            data["enrollment"] = [list(item) for item in self.enrollment]
+        return data
 
 
 def config_digest(config: Config) -> str:
@@ -113,7 +119,7 @@ def read_inputs(
     Durations are left unknown (``seconds=None``): a stored plan has them, and a new
     plan reads them (:func:`with_durations`).
     """
-    from diar.manifests import read_profiles, read_reco2num_spk, read_wav_scp, validate_ids
+    from diar.manifests import ProfileSources, read_profiles, read_reco2num_spk, read_wav_scp, validate_ids
 
     sources = read_wav_scp(wav_scp, allow_pipes=config.job.allow_pipes)
     num_spk: dict[str, int] = {}
@@ -124,14 +130,17 @@ def read_inputs(
     if profile_scp:
         validate_ids(profile_scp, sources, known_name=wav_scp)
         profiles = read_profiles(profile_scp)
+    # profiles of the recordings --profile-scp gives none: profile.profile_scp, profile.enroll
+    configured = ProfileSources()
+    if config.mode == "profile":
+        configured = ProfileSources.read(config.profile.profile_scp, config.profile.enroll)
     recordings = [
         Recording(
             reco_id,
             source,
             None,
             num_spk.get(reco_id),
-            profiles[reco_id][0] if reco_id in profiles else None,
-            profiles[reco_id][1] if reco_id in profiles else None,
+            *(profiles[reco_id] + (None,) if reco_id in profiles else configured.of(reco_id)),
         )
         for reco_id, source in sources.items()
     ]

@@ -148,7 +148,7 @@ class DiarizeWorker:
         try:
             # shape: (num_samples,) float32 at the diarizer's rate
             recording = RecordingInput(
-                rec.reco_id, waveform, rec.num_speakers, rec.profiles, rec.profile_names
+                rec.reco_id, waveform, rec.num_speakers, rec.profiles, rec.profile_names, rec.enrollment
             )
             diarization = self.diarizer.diarize(recording, hook)  # turns + speaker traces
             annotation = diarization.annotation

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from diar.failures import Failure
     from diar.formats.parquet import model_name
     from diar.formats.writers import output_format
-    from diar.manifests import read_reco2num_spk
+    from diar.manifests import ProfileSources, read_reco2num_spk
     from diar.outputs import check_outputs, writing
     from diar.pipelines import RecordingInput, build_diarizer
     from diar.types import Annotation
@@ -151,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
     # before the model loads: never write over an input, and fail now if -o cannot be written
     inputs = input_files([*args.inputs, *sources.values(), args.reco2num_spk, args.config], config)
     check_outputs([("-o", args.output)], inputs)
+    profiles = ProfileSources()  # read once, each recording gets its own
+    if config.mode == "profile":
+        profiles = ProfileSources.read(config.profile.profile_scp, config.profile.enroll)
     diarizer = build_diarizer(config)
     results: list[Annotation] = []
     failures: list[Failure] = []
@@ -160,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             waveform = diarizer.load(source, reco_id, allow_pipes=config.job.allow_pipes)
             stage = "diarize"
-            recording = RecordingInput(reco_id, waveform, counts.get(reco_id))
+            recording = RecordingInput(reco_id, waveform, counts.get(reco_id), *profiles.of(reco_id))
             annotation = diarizer.apply(recording)
         except Exception as e:  # a model error on one recording must not lose the others
             failures.append(Failure.from_exception(reco_id, stage, e, source))

@@ -112,12 +112,7 @@ def compute_profiles(
     for speaker, source in enrollments:
         wav = load_audio(source, embedder.sample_rate, reco_id=reco_id, allow_pipes=allow_pipes)
         check_enrollment_audio(wav, speaker, reco_id, source)
-        if vad is not None:
-            wav = steps.speech_only(wav, steps.detect_speech(vad, wav))
-        if normalize_db is not None:
-            wav = steps.normalize_level(wav[None], normalize_db)[0]
-        # shape: (dim,)
-        vec = steps.embed_utterance(embedder, wav)
+        vec = steps.embed_utterance(embedder, wav, vad, normalize_db)  # shape: (dim,)
         if not np.isfinite(vec).all() or float(np.linalg.norm(vec)) < ZERO_NORM:
             raise NoSpeechError(
                 reco_id, source, f"enrollment of speaker {quote(speaker)}: its embedding is all zeros"
@@ -241,24 +236,16 @@ def spread_activity(labels: np.ndarray, frames: int) -> np.ndarray:
 class ProfileDiarizer(Diarizer):
     """VAD -> windows over speech -> embeddings -> cosine to profiles -> frame labels -> turns.
 
-    A recording needs profiles: ``RecordingInput.profiles`` (shape (S, dim), e.g. read from
-    profile.scp by the job), else its entry in ``profile.profile_scp``, else its enrollment
-    files in ``profile.enroll`` (embedded when the recording comes), or enrollment audio
-    given to :meth:`enroll` / :meth:`diarize_list`. Speakers are named by the profile
-    names (enrollment speakers; spk1..N when there are none).
+    A recording needs profiles: ``RecordingInput.profiles`` (shape (S, dim), e.g. from a
+    profile.scp), else its ``RecordingInput.enrollment`` files (embedded when the recording
+    comes), or enrollment audio given to :meth:`enroll` / :meth:`diarize_list`. Whoever lists
+    the recordings reads ``profile.profile_scp`` / ``profile.enroll`` once
+    (:class:`~diar.manifests.ProfileSources`) and hands each recording its own. Speakers are
+    named by the profile names (enrollment speakers; spk1..N when there are none).
     """
 
     def __init__(self, config: Config) -> None:
-        from diar.manifests import read_enrollment, read_profiles
-
         super().__init__(config)
-        # profiles of recordings that come without them (read first: a bad file fails early)
-        self.stored: dict[str, tuple[np.ndarray, tuple[str, ...] | None]] = {}
-        if config.profile.profile_scp:
-            self.stored = read_profiles(config.profile.profile_scp)
-        self.enrollment: dict[str, list[tuple[str, str]]] = {}
-        if config.profile.enroll:
-            self.enrollment = read_enrollment(config.profile.enroll)
         self.vad = build_vad(config)
         self.embedder = build_embedder(config)
         set_torch_threads(config.num_threads)
@@ -273,15 +260,13 @@ class ProfileDiarizer(Diarizer):
     def profiles_for(
         self, recording: RecordingInput, hook: StepHook = no_hook
     ) -> tuple[np.ndarray, tuple[str, ...] | None]:
-        """The recording's own profiles, else those of ``profile.profile_scp``, else its
-        enrollment files in ``profile.enroll`` embedded now. Returns ((S, dim), names or None)."""
+        """The recording's profiles, else its enrollment files embedded now. Returns ((S, dim),
+        names or None)."""
         if recording.profiles is not None:
             return np.asarray(recording.profiles, dtype=np.float32), recording.profile_names
-        if recording.reco_id in self.stored:
-            return self.stored[recording.reco_id]
-        if recording.reco_id in self.enrollment:
+        if recording.enrollment:
             with timed(hook, "enroll"):
-                return self.enroll(self.enrollment[recording.reco_id], recording.reco_id)
+                return self.enroll(recording.enrollment, recording.reco_id)
         given = [
             f"{what} {path}"
             for what, path in (
