@@ -103,6 +103,20 @@ class _Checks:
 
 
 @dataclass(frozen=True)
+class AudioConfig:
+    """How audio is read (wav.scp, enrollment lists, the files given to ``diar diarize``).
+
+    Attributes:
+        allow_pipes: accept Kaldi pipe lines ``cmd |`` (they run a shell command).
+    """
+
+    allow_pipes: bool = False
+
+    def validate(self) -> None:
+        """Nothing to check beyond the types :func:`from_dict` enforces."""
+
+
+@dataclass(frozen=True)
 class VadConfig:
     """Speech activity detection (silero-vad)."""
 
@@ -354,7 +368,8 @@ class JobConfig:
             actor; past it the actor ends itself and the recording becomes a failure row
             (None: no limit). Not enforced with ``--local``.
         out_formats: corpus formats besides RTTM: parquet, vad.
-        allow_pipes: accept ``cmd |`` lines in wav.scp (they run a shell).
+        allow_pipes: the former name of ``audio.allow_pipes``, still accepted: true there
+            turns ``audio.allow_pipes`` on.
         placement_timeout: seconds to wait for a node that can hold one actor on a cluster
             that cannot grow (no autoscaler); past it the job stops (None: wait forever).
             On an autoscaling cluster such an actor is demand and the job waits.
@@ -424,6 +439,7 @@ class Config:
     mode: str = "frame"
     num_threads: int = 1
     sample_rate: int = 16000
+    audio: AudioConfig = field(default_factory=AudioConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
@@ -431,6 +447,10 @@ class Config:
     frame_model: FrameModelConfig = field(default_factory=FrameModelConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     job: JobConfig = field(default_factory=JobConfig)
+
+    def __post_init__(self) -> None:
+        if self.job.allow_pipes and not self.audio.allow_pipes:  # the alias of older configs
+            object.__setattr__(self, "audio", dataclasses.replace(self.audio, allow_pipes=True))
 
     def validate(self) -> None:
         """Check every value against what its key allows, before any model loads or file is written.
@@ -443,7 +463,7 @@ class Config:
         c.number("num_threads", self.num_threads, 1)
         c.number("sample_rate", self.sample_rate, 1000)
         problems = [p.replace("config.", "", 1) for p in c.problems]
-        sections = (self.vad, self.embedding, self.clustering, self.profile, self.frame_model)
+        sections = (self.audio, self.vad, self.embedding, self.clustering, self.profile, self.frame_model)
         for section in (*sections, self.postprocess, self.job):
             try:
                 section.validate()

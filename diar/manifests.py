@@ -255,7 +255,7 @@ def read_wav_scp(path: PathLike, allow_pipes: bool = False, check_exists: bool =
                 if not allow_pipes:
                     raise line.error(
                         "pipe command ('cmd |') refused: it would run a shell command; "
-                        "enable pipes explicitly (allow_pipes / job.allow_pipes) if you trust this manifest"
+                        "enable pipes explicitly (allow_pipes / audio.allow_pipes) if you trust this manifest"
                     )
                 value = line.text.strip()[len(reco_id) :].strip()
             elif len(line.fields) != 2:

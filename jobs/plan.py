@@ -77,7 +77,8 @@ def config_digest(config: Config) -> str:
     """Digest of the parts of ``config`` that can change the output.
 
     The ``job`` section (sharding, actors, budget) and ``num_threads`` only change how
-    the work is spread, so they are left out: changing them keeps finished shards valid.
+    the work is spread, and ``audio`` (whether pipes may run) only which recordings can be
+    read, so they are left out: changing them keeps finished shards valid.
     """
     return digest(result_config(config))
 
@@ -87,6 +88,7 @@ def result_config(config: Config) -> dict[str, Any]:
     data = to_dict(config)
     data.pop("job", None)
     data.pop("num_threads", None)
+    data.pop("audio", None)  # which sources may be read, not what is made of them
     return data
 
 
@@ -121,7 +123,7 @@ def read_inputs(
     """
     from diar.manifests import ProfileSources, read_profiles, read_reco2num_spk, read_wav_scp, validate_ids
 
-    sources = read_wav_scp(wav_scp, allow_pipes=config.job.allow_pipes)
+    sources = read_wav_scp(wav_scp, allow_pipes=config.audio.allow_pipes)
     num_spk: dict[str, int] = {}
     if reco2num_spk:
         validate_ids(reco2num_spk, sources, known_name=wav_scp)
@@ -414,7 +416,7 @@ def _some(names: Sequence[str], limit: int = 3) -> str:
 
 
 def _new_plan(out: OutDir, config: Config, inputs: Inputs) -> tuple[list[Shard[Recording]], list[Recording]]:
-    recordings = with_durations(inputs.recordings, config.job.allow_pipes)
+    recordings = with_durations(inputs.recordings, config.audio.allow_pipes)
     shards = make_plan(config, recordings)
     write_json(out, "job.json", plan_json(config, inputs.digest, shards))
     return shards, recordings

@@ -141,7 +141,7 @@ class DiarizeWorker:
         from diar.pipelines.base import RecordingInput
 
         try:
-            allow_pipes = self.config.job.allow_pipes
+            allow_pipes = self.config.audio.allow_pipes
             waveform = self.diarizer.load(rec.source, rec.reco_id, allow_pipes=allow_pipes)
         except Exception as e:
             return Failure.from_exception(rec.reco_id, "read", e, rec.source)

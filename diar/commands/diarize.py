@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     fmt = output_format(args.format)
-    sources = collect_inputs(args.inputs, allow_pipes=config.job.allow_pipes)
+    sources = collect_inputs(args.inputs, allow_pipes=config.audio.allow_pipes)
     counts = read_reco2num_spk(args.reco2num_spk) if args.reco2num_spk else {}
     unknown = sorted(set(counts) - set(sources))
     if unknown:
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         stage = "read"
         try:
             t0 = time.perf_counter()
-            waveform = diarizer.load(source, reco_id, allow_pipes=config.job.allow_pipes)
+            waveform = diarizer.load(source, reco_id, allow_pipes=config.audio.allow_pipes)
             stage = "diarize"
             recording = RecordingInput(reco_id, waveform, counts.get(reco_id), *profiles.of(reco_id))
             annotation = diarizer.apply(recording)

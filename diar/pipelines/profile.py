@@ -146,7 +146,7 @@ class ProfileMaker:
             enrollments,
             self.vad,
             reco_id=reco_id,
-            allow_pipes=self.config.job.allow_pipes,
+            allow_pipes=self.config.audio.allow_pipes,
             normalize_db=self.config.embedding.normalize_db,
         )
 
@@ -292,7 +292,7 @@ class ProfileDiarizer(Diarizer):
             enrollments,
             vad,
             reco_id=reco_id,
-            allow_pipes=self.config.job.allow_pipes,
+            allow_pipes=self.config.audio.allow_pipes,
             normalize_db=self.config.embedding.normalize_db,
         )
 
@@ -307,7 +307,7 @@ class ProfileDiarizer(Diarizer):
         with timed(hook, "enroll"):
             profiles, names = self.enroll(enrollments, reco_id)
         wav = load_audio(
-            recording, self.sample_rate, reco_id=reco_id, allow_pipes=self.config.job.allow_pipes
+            recording, self.sample_rate, reco_id=reco_id, allow_pipes=self.config.audio.allow_pipes
         )
         return self.apply(RecordingInput(reco_id, wav, None, profiles, names), hook)
 
