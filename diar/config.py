@@ -368,8 +368,6 @@ class JobConfig:
             actor; past it the actor ends itself and the recording becomes a failure row
             (None: no limit). Not enforced with ``--local``.
         out_formats: corpus formats besides RTTM: parquet, vad.
-        allow_pipes: the former name of ``audio.allow_pipes``, still accepted: true there
-            turns ``audio.allow_pipes`` on.
         placement_timeout: seconds to wait for a node that can hold one actor on a cluster
             that cannot grow (no autoscaler); past it the job stops (None: wait forever).
             On an autoscaling cluster such an actor is demand and the job waits.
@@ -393,7 +391,6 @@ class JobConfig:
     max_task_retries: int = 3
     recording_timeout: float | None = None
     out_formats: list[str] = field(default_factory=lambda: ["rttm", "parquet"])
-    allow_pipes: bool = False
     placement_timeout: float | None = 60.0
     link_speakers: bool = False
     link_threshold: float = 0.4
@@ -447,10 +444,6 @@ class Config:
     frame_model: FrameModelConfig = field(default_factory=FrameModelConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     job: JobConfig = field(default_factory=JobConfig)
-
-    def __post_init__(self) -> None:
-        if self.job.allow_pipes and not self.audio.allow_pipes:  # the alias of older configs
-            object.__setattr__(self, "audio", dataclasses.replace(self.audio, allow_pipes=True))
 
     def validate(self) -> None:
         """Check every value against what its key allows, before any model loads or file is written.
@@ -680,6 +673,26 @@ def read_config_text(path: str | Path) -> str:
         ) from None
 
 
+def _former_names(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``job.allow_pipes``, the former name of ``audio.allow_pipes``, read as it:
+    true turns pipes on (whatever ``audio.allow_pipes`` says), false leaves them as they are."""
+    job = data.get("job")
+    if not isinstance(job, dict) or "allow_pipes" not in job:
+        return data
+    job = dict(job)
+    value = job.pop("allow_pipes")
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"job.allow_pipes: {quote(value)} is not allowed; expected true or false "
+            "(the former name of audio.allow_pipes)"
+        )
+    data = {**data, "job": job}
+    audio = data.get("audio")
+    if value and (audio is None or isinstance(audio, dict)):  # anything else: from_dict says why
+        data["audio"] = {**(audio or {}), "allow_pipes": True}
+    return data
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
@@ -709,7 +722,7 @@ def load_config(
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     try:
-        config = from_dict(Config, data)
+        config = from_dict(Config, _former_names(data))
     except ConfigError as e:
         if path is not None:
             raise ConfigError(f"{shorten(str(path))}: {e}") from None
