@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY_CAMPPLUS
 
 from diar.config import ProfileConfig, load_config
 from diar.manifests import read_enrollment, read_uem, read_wav_scp
@@ -23,8 +24,6 @@ from diar.pipelines.steps import normalize_level
 
 SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-#: 3D-Speaker's CAMPPlus layout at toy sizes, random weights (tests/data/campplus/README.md).
-TINY_CAMPPLUS = Path(__file__).resolve().parent / "data" / "campplus" / "tiny_campplus.pt"
 SR = 16000
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import never_built
 from job_helpers import EnergyDiarizer, energy_factory, make_corpus, read_failures_tsv
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 
@@ -205,10 +206,6 @@ def test_overwrite_removes_only_the_jobs_own_files(
         ]
     )
     assert snapshot(scp.parent) == inputs
-
-
-def never_built(config):  # type: ignore[no-untyped-def]
-    raise AssertionError("no model may be loaded here")
 
 
 def test_a_new_job_refuses_a_folder_holding_other_files(
