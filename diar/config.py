@@ -32,8 +32,6 @@ class ConfigError(DiarError, ValueError):
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 #: Names of modes, models and methods (looked up in their registries when built).
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
-#: Corpus formats ``job.out_formats`` may name.
-OUT_FORMATS = ("rttm", "parquet", "vad")
 #: ``clustering.linkage`` values (scipy linkage methods that work on cosine distances).
 LINKAGES = ("average", "complete", "single", "weighted")
 #: ``embedding.frame_method`` values.
@@ -102,6 +100,20 @@ class _Checks:
     def raise_if_any(self) -> None:
         if self.problems:
             raise ConfigError("; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """How audio is read (wav.scp, enrollment lists, the files given to ``diar diarize``).
+
+    Attributes:
+        allow_pipes: accept Kaldi pipe lines ``cmd |`` (they run a shell command).
+    """
+
+    allow_pipes: bool = False
+
+    def validate(self) -> None:
+        """Nothing to check beyond the types :func:`from_dict` enforces."""
 
 
 @dataclass(frozen=True)
@@ -236,9 +248,10 @@ class ProfileConfig:
     spread: float = 0.25
     # embed only the VAD-detected speech of enrollment files
     enroll_vad: bool = True
-    # where a recording's profiles come from when the job gives none (e.g. `diar diarize`):
-    # a profile.scp (`<reco-id> <ark>:<offset>`, names from profile.names beside it), or an
-    # enrollment list (`<reco-id> <speaker> <path>`) embedded by the diarizer itself
+    # where a recording's profiles come from when --profile-scp gives none: a profile.scp
+    # (`<reco-id> <ark>:<offset>`, names from profile.names beside it), or an enrollment list
+    # (`<reco-id> <speaker> <path>`) whose files the diarizer embeds; read once by `diar
+    # diarize` or the job's driver, which hand each recording its own (ProfileSources)
     profile_scp: str | None = None
     enroll: str | None = None
 
@@ -355,7 +368,6 @@ class JobConfig:
             actor; past it the actor ends itself and the recording becomes a failure row
             (None: no limit). Not enforced with ``--local``.
         out_formats: corpus formats besides RTTM: parquet, vad.
-        allow_pipes: accept ``cmd |`` lines in wav.scp (they run a shell).
         placement_timeout: seconds to wait for a node that can hold one actor on a cluster
             that cannot grow (no autoscaler); past it the job stops (None: wait forever).
             On an autoscaling cluster such an actor is demand and the job waits.
@@ -379,7 +391,6 @@ class JobConfig:
     max_task_retries: int = 3
     recording_timeout: float | None = None
     out_formats: list[str] = field(default_factory=lambda: ["rttm", "parquet"])
-    allow_pipes: bool = False
     placement_timeout: float | None = 60.0
     link_speakers: bool = False
     link_threshold: float = 0.4
@@ -411,8 +422,10 @@ class JobConfig:
         c.number("link_threshold", self.link_threshold, 0.0, 2.0)
         c.number("link_min_seconds", self.link_min_seconds, 0.0)
         c.number("link_neighbors", self.link_neighbors, 1)
-        unknown = [f for f in self.out_formats if f not in OUT_FORMATS]
-        c.require("out_formats", self.out_formats, not unknown, f"formats among {', '.join(OUT_FORMATS)}")
+        from diar.formats.writers import OUTPUT_FORMATS
+
+        unknown = [f for f in self.out_formats if f not in OUTPUT_FORMATS]
+        c.require("out_formats", self.out_formats, not unknown, f"formats among {', '.join(OUTPUT_FORMATS)}")
         c.raise_if_any()
 
 
@@ -423,6 +436,7 @@ class Config:
     mode: str = "frame"
     num_threads: int = 1
     sample_rate: int = 16000
+    audio: AudioConfig = field(default_factory=AudioConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
@@ -442,7 +456,7 @@ class Config:
         c.number("num_threads", self.num_threads, 1)
         c.number("sample_rate", self.sample_rate, 1000)
         problems = [p.replace("config.", "", 1) for p in c.problems]
-        sections = (self.vad, self.embedding, self.clustering, self.profile, self.frame_model)
+        sections = (self.audio, self.vad, self.embedding, self.clustering, self.profile, self.frame_model)
         for section in (*sections, self.postprocess, self.job):
             try:
                 section.validate()
@@ -659,6 +673,26 @@ def read_config_text(path: str | Path) -> str:
         ) from None
 
 
+def _former_names(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``job.allow_pipes``, the former name of ``audio.allow_pipes``, read as it:
+    true turns pipes on (whatever ``audio.allow_pipes`` says), false leaves them as they are."""
+    job = data.get("job")
+    if not isinstance(job, dict) or "allow_pipes" not in job:
+        return data
+    job = dict(job)
+    value = job.pop("allow_pipes")
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"job.allow_pipes: {quote(value)} is not allowed; expected true or false "
+            "(the former name of audio.allow_pipes)"
+        )
+    data = {**data, "job": job}
+    audio = data.get("audio")
+    if value and (audio is None or isinstance(audio, dict)):  # anything else: from_dict says why
+        data["audio"] = {**(audio or {}), "allow_pipes": True}
+    return data
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
@@ -688,7 +722,7 @@ def load_config(
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     try:
-        config = from_dict(Config, data)
+        config = from_dict(Config, _former_names(data))
     except ConfigError as e:
         if path is not None:
             raise ConfigError(f"{shorten(str(path))}: {e}") from None

@@ -115,6 +115,11 @@ class NoSpeechError(AudioError):
     embedding is all zeros (its profile would match nobody, or everybody)."""
 
 
+class ProfileError(DiarError, ValueError):
+    """Speaker profiles that cannot diarize a recording: none given for it, none to enroll, a
+    row of zeros, another embedder's dimension; the message names the recording."""
+
+
 class ModelLoadError(DiarError):
     """A model directory or id cannot be loaded; the message says which files to put where."""
 

@@ -1,4 +1,4 @@
-"""Kaldi-style manifests: wav.scp, profile.scp + ark, enrollment lists, reco2num_spk, uem, segments.
+"""Kaldi-style manifests: wav.scp, profile.scp + ark, enrollment lists, reco2num_spk, uem.
 
 Conventions (as FunASR and lhotse read Kaldi data directories):
 
@@ -26,14 +26,14 @@ import re
 import stat
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
 from diar.audio import is_pipe, is_url
-from diar.errors import InputError, ManifestError, quote, shorten
+from diar.errors import InputError, ManifestError, ProfileError, quote, shorten
 
 PathLike = str | os.PathLike[str]
 
@@ -52,19 +52,6 @@ class Line:
 
     def error(self, message: str, text: str | None = None) -> ManifestError:
         return ManifestError(self.path, self.number, message, self.text if text is None else text)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A Kaldi ``segments`` entry: ``seg_id`` is ``reco_id`` from ``start`` to ``end`` seconds.
-
-    ``end`` is ``math.inf`` where the file says ``-1`` (to the end of the recording).
-    """
-
-    seg_id: str
-    reco_id: str
-    start: float
-    end: float
 
 
 #: Longest manifest line read, in bytes: a longer one is not a manifest (audio, a binary file).
@@ -268,7 +255,7 @@ def read_wav_scp(path: PathLike, allow_pipes: bool = False, check_exists: bool =
                 if not allow_pipes:
                     raise line.error(
                         "pipe command ('cmd |') refused: it would run a shell command; "
-                        "enable pipes explicitly (allow_pipes / job.allow_pipes) if you trust this manifest"
+                        "enable pipes explicitly (allow_pipes / audio.allow_pipes) if you trust this manifest"
                     )
                 value = line.text.strip()[len(reco_id) :].strip()
             elif len(line.fields) != 2:
@@ -322,7 +309,7 @@ def enrollment_from_list(items: Sequence[str]) -> tuple[str, list[tuple[str, str
         (recording source, [("spk1", enroll1), ("spk2", enroll2), ...]).
     """
     if isinstance(items, str) or len(items) < 2:
-        raise ValueError(
+        raise InputError(
             "expected a list [recording, enroll1, enroll2, ...] with at least one enrollment, "
             f"got {quote(items)}"
         )
@@ -375,24 +362,6 @@ def read_uem(path: PathLike) -> dict[str, list[tuple[float, float]]]:
             else:
                 merged.append((start, end))
         out[reco_id] = merged
-    return out
-
-
-def read_segments(path: PathLike) -> dict[str, Segment]:
-    """Read Kaldi ``segments``: ``<seg-id> <reco-id> <start> <end>`` (``end`` -1: to the end)."""
-    out: dict[str, Segment] = {}
-    seen: dict[str, int] = {}
-    problems = LineProblems(os.fspath(path))
-    for line in _table(path, 4, "<seg-id> <reco-id> <start> <end>", problems):
-        with problems.catch():
-            seg_id, reco_id, start_s, end_s = line.fields
-            start = _parse_float(line, start_s, "start")
-            end = math.inf if end_s.strip() in ("-1", "-1.0", "-1.00") else _parse_float(line, end_s, "end")
-            if start < 0 or end <= start:
-                raise line.error(f"invalid segment start={start_s} end={end_s} (need 0 <= start < end)")
-            _unique(line, seg_id, seen)
-            out[seg_id] = Segment(seg_id, reco_id, start, end)
-    problems.check()
     return out
 
 
@@ -564,6 +533,41 @@ def profile_paths(out_dir_or_prefix: PathLike) -> tuple[Path, Path, Path]:
     )
 
 
+#: One recording's enrollment files: ((speaker, path or URL), ...).
+Enrollment = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ProfileSources:
+    """The speaker profiles of a corpus's recordings (profile mode), read once by whoever
+    lists the recordings (``diar diarize``, the job's driver) and handed to each recording.
+
+    Attributes:
+        stored: reco_id -> (profiles of shape (num_speakers, dim), names or None), from a
+            profile.scp (and the profile.names beside it).
+        enrollment: reco_id -> its enrollment files, embedded when the recording comes.
+    """
+
+    stored: Mapping[str, tuple[np.ndarray, tuple[str, ...] | None]] = field(default_factory=dict)
+    enrollment: Mapping[str, Enrollment] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, profile_scp: PathLike | None = None, enroll: PathLike | None = None) -> ProfileSources:
+        """Read a profile.scp (with its ark files) and an enrollment list, either or both
+        (ManifestError naming the file and line for a bad one)."""
+        stored = read_profiles(profile_scp) if profile_scp else {}
+        enrollment = read_enrollment(enroll) if enroll else {}
+        return cls(stored, {reco_id: tuple(files) for reco_id, files in enrollment.items()})
+
+    def of(self, reco_id: str) -> tuple[np.ndarray | None, tuple[str, ...] | None, Enrollment | None]:
+        """``(profiles, names, None)`` from the profile.scp, else ``(None, None, enrollment files)``,
+        else all None."""
+        if reco_id in self.stored:
+            profiles, names = self.stored[reco_id]
+            return profiles, names, None
+        return None, None, self.enrollment.get(reco_id)
+
+
 def write_profiles(
     out_dir_or_prefix: PathLike,
     profiles: Mapping[str, tuple[np.ndarray, Sequence[str] | None]],
@@ -589,6 +593,7 @@ def write_profiles(
     Returns:
         path of the written scp.
     """
+    from diar.formats import atomic_open
     from diar.formats.kaldi import check_key, write_ark
 
     ark_path, scp_path, names_path = profile_paths(out_dir_or_prefix)
@@ -598,13 +603,13 @@ def write_profiles(
         for reco_id, (matrix, names) in profiles.items():
             mat = np.asarray(matrix)
             if mat.ndim != 2 or mat.shape[0] == 0:
-                raise ValueError(
+                raise ProfileError(
                     f"profile of {quote(reco_id)} must be (speakers, dim), got shape {mat.shape}"
                 )
             if names is not None:
                 names = [str(n) for n in names]
                 if len(names) != mat.shape[0]:
-                    raise ValueError(f"{len(names)} names for {mat.shape[0]} profiles of {quote(reco_id)}")
+                    raise ProfileError(f"{len(names)} names for {mat.shape[0]} profiles of {quote(reco_id)}")
                 for name in names:
                     check_key(name, "speaker name")
                 names_lines.append(" ".join([reco_id, *names]) + "\n")
@@ -612,18 +617,11 @@ def write_profiles(
 
     write_ark(ark_path, scp_path, checked())
     if names_lines:
-        write_text_atomic(names_path, "".join(names_lines))
+        with atomic_open(names_path, "w") as f:
+            f.write("".join(names_lines))
     else:
         names_path.unlink(missing_ok=True)
     return scp_path
-
-
-def write_text_atomic(path: PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
-    from diar.formats import atomic_open
-
-    with atomic_open(path, "w") as f:
-        f.write(text)
 
 
 def write_table(f: IO[str], rows: Mapping[str, object]) -> None:
@@ -651,7 +649,7 @@ def safe_filename(reco_id: str) -> str:
     cut and end with a hash of the full id, which keeps them distinct.
     """
     if not reco_id:
-        raise ValueError("an empty recording id has no file name")
+        raise InputError("an empty recording id has no file name")
     parts: list[str] = []
     for i, char in enumerate(reco_id):
         if char in _SAFE and not (i == 0 and char == "."):

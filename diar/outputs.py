@@ -10,7 +10,8 @@ Every command that writes files calls :func:`check_outputs` before it loads a mo
 
 Outputs are written through a temporary file in the output's folder and renamed into place
 (:func:`diar.formats.atomic_open`); :func:`create_temp` makes that file with the permissions
-the umask gives any new file (``tempfile.mkstemp`` would make it 0600).
+the umask gives any new file (``tempfile.mkstemp`` would make it 0600), named so that a
+leftover of a killed writer is recognisable (:data:`TMP_MARKER`).
 """
 
 from __future__ import annotations
@@ -24,15 +25,23 @@ from collections.abc import Iterable, Iterator
 
 from diar.errors import InputError, quote, shorten
 
+#: Marker inside the names of temporary files (``x.rttm.tmp-<hex>``).
+TMP_MARKER = ".tmp-"
+
+
+def temp_name(name: str) -> str:
+    """A new temporary name for a file to be renamed to ``name``: ``<name>.tmp-<12 hex>``."""
+    return f"{name}{TMP_MARKER}{uuid.uuid4().hex[:12]}"
+
 
 def create_temp(folder: str, name: str) -> tuple[int, str]:
-    """Create a new empty file ``.<name>.<random>.tmp`` in ``folder``; return (fd, path).
+    """Create a new empty file :func:`temp_name` ``(name)`` in ``folder``; return (fd, path).
 
     Created with ``O_EXCL`` and mode 0666, so the umask decides its permissions as for any
     file the user creates (unlike ``tempfile.mkstemp``'s 0600).
     """
     while True:
-        path = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+        path = os.path.join(folder, temp_name(name))
         try:
             return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), path
         except FileExistsError:  # pragma: no cover - 48 random bits
@@ -69,9 +78,10 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
-def probe_writable(folder: str) -> None:
-    """Create and remove a file in ``folder``; raises OSError when that cannot be done."""
-    fd, path = create_temp(folder, "write-test")
+def probe_writable(folder: str, name: str = "write-test") -> None:
+    """Create and remove a temporary file (:func:`create_temp` ``(folder, name)``) in ``folder``;
+    raises OSError when that cannot be done."""
+    fd, path = create_temp(folder, name)
     os.close(fd)
     os.unlink(path)
 

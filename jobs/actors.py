@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from diar.config import JobConfig
+from diar.config import ConfigError, JobConfig
 from diar.errors import DiarError
 from jobs.shards import Shard
 
@@ -76,12 +76,12 @@ def actor_spec(job: JobConfig, cluster: dict[str, float]) -> ActorSpec:
     fraction (e.g. 0.5) packs several actors on one GPU.
     """
     if job.num_cpus <= 0:
-        raise ValueError(f"job.num_cpus must be > 0, got {job.num_cpus}")
+        raise ConfigError(f"job.num_cpus must be > 0, got {job.num_cpus}")
     has_gpus = cluster.get("GPU", 0.0) > 0
     if job.num_gpus is None:
         num_gpus = 1.0 if has_gpus else 0.0
     elif job.num_gpus < 0:
-        raise ValueError(f"job.num_gpus must be >= 0, got {job.num_gpus}")
+        raise ConfigError(f"job.num_gpus must be >= 0, got {job.num_gpus}")
     else:
         num_gpus = job.num_gpus if has_gpus else 0.0
         if job.num_gpus > 0 and not has_gpus:
@@ -102,7 +102,7 @@ def num_actors_for(
     """
     if job.num_actors is not None:
         if job.num_actors < 1:
-            raise ValueError(f"job.num_actors must be >= 1, got {job.num_actors}")
+            raise ConfigError(f"job.num_actors must be >= 1, got {job.num_actors}")
         wanted = job.num_actors
     else:
         wanted = min(job.max_actors or num_shards, num_shards)
@@ -233,16 +233,6 @@ def wait_until_placeable(
         time.sleep(min(poll_seconds, left))
 
 
-def set_num_threads(num_threads: int) -> None:
-    """Limit torch (and BLAS via the environment of children) to ``num_threads``."""
-    os.environ["OMP_NUM_THREADS"] = str(num_threads)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return
-    torch.set_num_threads(num_threads)
-
-
 def run_local(
     factory: WorkerFactory,
     shards: Sequence[Shard[Any]],
@@ -331,7 +321,9 @@ class ShardActor:
     """
 
     def __init__(self, factory: WorkerFactory, num_threads: int) -> None:
-        set_num_threads(num_threads)
+        from diar.models.build import set_torch_threads
+
+        set_torch_threads(num_threads, children=True)
         self._num_threads = num_threads
         self._worker: Callable[[Shard[Any]], Any] | None = None
         self._start_error: str | None = None
@@ -347,7 +339,9 @@ class ShardActor:
     def process(self, shard: Shard[Any]) -> Any:
         if self._worker is None:
             raise WorkerStartError(self._start_error or "worker not built")
-        set_num_threads(self._num_threads)  # the call may run on another thread than __init__
+        from diar.models.build import set_torch_threads
+
+        set_torch_threads(self._num_threads)  # the call may run on another thread than __init__
         return self._worker(shard)
 
     def progress(self) -> tuple[int, float]:

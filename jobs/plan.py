@@ -16,22 +16,18 @@ from collections.abc import Iterator, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from diar.config import Config, to_dict
 from diar.errors import shorten
+from diar.outputs import TMP_MARKER, FileSet
 from jobs.errors import JobError
 from jobs.records import CrashJournal, ShardRecord, done_name, file_digest
 from jobs.reduce import write_json
 from jobs.shards import Shard, digest, plan_recordings
-from jobs.storage import TMP_MARKER, OutDir
-
-if TYPE_CHECKING:  # diar.outputs is only needed for a type here
-    from diar.outputs import FileSet
-
-
+from jobs.storage import OutDir
 from jobs.traces import LINK_FILES, TRACE_SUFFIXES
 
 logger = logging.getLogger(__name__)
@@ -51,6 +47,8 @@ class Recording:
         num_speakers: known speaker count (reco2num_spk), or None.
         profiles: shape (num_speakers, dim) enrolled speaker profiles (profile mode), or None.
         profile_names: one name per profile row, or None.
+        enrollment: ((speaker, path or URL), ...) to make the profiles from on the actor when
+            ``profiles`` is None (profile mode, ``profile.enroll``), or None.
     """
 
     reco_id: str
@@ -59,23 +57,28 @@ class Recording:
     num_speakers: int | None = None
     profiles: np.ndarray | None = field(default=None, compare=False)
     profile_names: tuple[str, ...] | None = None
+    enrollment: tuple[tuple[str, str], ...] | None = None
 
     def fingerprint_data(self) -> dict[str, Any]:
         """What about this recording determines its output (the duration does not)."""
-        return {
+        data: dict[str, Any] = {
             "reco_id": self.reco_id,
             "source": self.source,
             "num_speakers": self.num_speakers,
             "profiles": None if self.profiles is None else digest(self.profiles),
             "profile_names": self.profile_names,
         }
+        if self.enrollment is not None:  # absent otherwise: plans made before keep their digests
+            data["enrollment"] = [list(item) for item in self.enrollment]
+        return data
 
 
 def config_digest(config: Config) -> str:
     """Digest of the parts of ``config`` that can change the output.
 
     The ``job`` section (sharding, actors, budget) and ``num_threads`` only change how
-    the work is spread, so they are left out: changing them keeps finished shards valid.
+    the work is spread, and ``audio`` (whether pipes may run) only which recordings can be
+    read, so they are left out: changing them keeps finished shards valid.
     """
     return digest(result_config(config))
 
@@ -85,6 +88,7 @@ def result_config(config: Config) -> dict[str, Any]:
     data = to_dict(config)
     data.pop("job", None)
     data.pop("num_threads", None)
+    data.pop("audio", None)  # which sources may be read, not what is made of them
     return data
 
 
@@ -117,9 +121,9 @@ def read_inputs(
     Durations are left unknown (``seconds=None``): a stored plan has them, and a new
     plan reads them (:func:`with_durations`).
     """
-    from diar.manifests import read_profiles, read_reco2num_spk, read_wav_scp, validate_ids
+    from diar.manifests import ProfileSources, read_profiles, read_reco2num_spk, read_wav_scp, validate_ids
 
-    sources = read_wav_scp(wav_scp, allow_pipes=config.job.allow_pipes)
+    sources = read_wav_scp(wav_scp, allow_pipes=config.audio.allow_pipes)
     num_spk: dict[str, int] = {}
     if reco2num_spk:
         validate_ids(reco2num_spk, sources, known_name=wav_scp)
@@ -128,14 +132,17 @@ def read_inputs(
     if profile_scp:
         validate_ids(profile_scp, sources, known_name=wav_scp)
         profiles = read_profiles(profile_scp)
+    # profiles of the recordings --profile-scp gives none: profile.profile_scp, profile.enroll
+    configured = ProfileSources()
+    if config.mode == "profile":
+        configured = ProfileSources.read(config.profile.profile_scp, config.profile.enroll)
     recordings = [
         Recording(
             reco_id,
             source,
             None,
             num_spk.get(reco_id),
-            profiles[reco_id][0] if reco_id in profiles else None,
-            profiles[reco_id][1] if reco_id in profiles else None,
+            *(profiles[reco_id] + (None,) if reco_id in profiles else configured.of(reco_id)),
         )
         for reco_id, source in sources.items()
     ]
@@ -409,7 +416,7 @@ def _some(names: Sequence[str], limit: int = 3) -> str:
 
 
 def _new_plan(out: OutDir, config: Config, inputs: Inputs) -> tuple[list[Shard[Recording]], list[Recording]]:
-    recordings = with_durations(inputs.recordings, config.job.allow_pipes)
+    recordings = with_durations(inputs.recordings, config.audio.allow_pipes)
     shards = make_plan(config, recordings)
     write_json(out, "job.json", plan_json(config, inputs.digest, shards))
     return shards, recordings

@@ -150,7 +150,8 @@ def run_profiles_job(
     """
     from diar.commands.common import input_files
     from diar.commands.profiles import check_profile_outputs
-    from diar.manifests import write_profiles, write_text_atomic
+    from diar.formats import atomic_open
+    from diar.manifests import write_profiles
     from diar.outputs import writing
 
     config.validate()
@@ -189,7 +190,8 @@ def run_profiles_job(
     ordered = {it.reco_id: profiles[it.reco_id] for it in items if it.reco_id in profiles}
     with writing("--out", out_dir):
         scp = write_profiles(os.path.join(out_dir, ""), ordered)
-        write_text_atomic(os.path.join(out_dir, "failures.tsv"), failures_tsv(failures))
+        with atomic_open(os.path.join(out_dir, "failures.tsv")) as f:
+            f.write(failures_tsv(failures))
     _, reason = failure_budget(
         len(failures), len(items), config.job.max_failures, os.path.join(out_dir, "failures.tsv")
     )

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from diar.config import ConfigError
 from diar.errors import DiarError, quote
 from diar.failures import Failure
 from diar.types import Annotation
@@ -30,7 +31,7 @@ FAILURES_HEADER = ("reco_id", "stage", "error_type", "message")
 def allowed_failures(max_failures: float, num_recordings: int) -> int:
     """The failure budget as a count: ``max_failures`` if >= 1, else that fraction of the recordings."""
     if max_failures < 0 or math.isnan(max_failures):
-        raise ValueError(f"job.max_failures must be >= 0, got {max_failures}")
+        raise ConfigError(f"job.max_failures must be >= 0, got {max_failures}")
     if max_failures >= 1:
         return int(max_failures)
     return math.floor(max_failures * num_recordings + 1e-9)
@@ -55,16 +56,6 @@ def failures_tsv(failures: Iterable[Failure]) -> str:
         cells = (f.reco_id, f.stage, f.error_type, f.message)
         lines.append("\t".join(" ".join(c.split()) for c in cells))
     return "\n".join(lines) + "\n"
-
-
-def read_failures_tsv(text: str) -> list[Failure]:
-    """Parse ``failures.tsv`` text back into rows."""
-    rows = []
-    for line in text.splitlines()[1:]:
-        if line:
-            reco_id, stage, error_type, message = line.split("\t", 3)
-            rows.append(Failure(reco_id, stage, error_type, message))
-    return rows
 
 
 @dataclass
@@ -121,41 +112,11 @@ def merge_annotations(out: OutDir, records: Sequence[ShardRecord]) -> list[Annot
     return [by_id[k] for k in sorted(by_id)]
 
 
-def rttm_bytes(annotations: Sequence[Annotation]) -> bytes:
-    """RTTM text (channel 1) of ``annotations`` in the given order, as bytes."""
-    from diar.formats.rttm import write_rttm
-
-    buf = io.StringIO()
-    write_rttm(annotations, buf)
-    return buf.getvalue().encode("utf-8")
-
-
-def vad_bytes(annotations: Sequence[Annotation]) -> bytes:
-    """ModelScope ``vad`` text of ``annotations``, as bytes."""
-    from diar.formats.vad import write_vad
-
-    buf = io.StringIO()
-    write_vad(annotations, buf)
-    return buf.getvalue().encode("utf-8")
-
-
-def parquet_bytes(annotations: Sequence[Annotation], model: str) -> bytes:
-    """Parquet table of ``annotations``, as bytes."""
-    from diar.formats.parquet import write_parquet
-
-    buf = io.BytesIO()
-    write_parquet(annotations, buf, model=model)
-    return buf.getvalue()
-
-
 def corpus_files(annotations: Sequence[Annotation], formats: Sequence[str], model: str) -> dict[str, bytes]:
     """``corpus.<fmt>`` -> its bytes for each requested format (rttm always)."""
-    files = {"corpus.rttm": rttm_bytes(annotations)}
-    if "parquet" in formats:
-        files["corpus.parquet"] = parquet_bytes(annotations, model)
-    if "vad" in formats:
-        files["corpus.vad"] = vad_bytes(annotations)
-    return files
+    from diar.formats.writers import corpus_formats
+
+    return {f"corpus.{fmt.name}": fmt.to_bytes(annotations, model) for fmt in corpus_formats(formats)}
 
 
 def write_corpus(

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from diar.config import ConfigError
 from diar.errors import quote
 
 T = TypeVar("T")
@@ -58,11 +59,11 @@ def num_shards_for(total_seconds: float, num_items: int, num_shards: int | None,
         return 0
     if num_shards is not None:
         if num_shards < 1:
-            raise ValueError(f"job.num_shards must be >= 1, got {num_shards}")
+            raise ConfigError(f"job.num_shards must be >= 1, got {num_shards}")
         wanted = num_shards
     else:
         if shard_seconds <= 0:
-            raise ValueError(f"job.shard_seconds must be > 0, got {shard_seconds}")
+            raise ConfigError(f"job.shard_seconds must be > 0, got {shard_seconds}")
         wanted = max(1, math.ceil(total_seconds / shard_seconds))
     return min(wanted, num_items)
 

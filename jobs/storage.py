@@ -1,17 +1,15 @@
 """The job's output folder: a local path or any fsspec URL, written atomically.
 
 Every file is first written under a temporary name in its final folder, then
-renamed (``os.replace`` locally; a move on other filesystems, where a single
-PUT is already all-or-nothing). A reader therefore never sees half a file, and
-temporary leftovers of a killed run are recognisable by name and removed on
-the next run.
+renamed (locally through :func:`diar.formats.atomic_files`, the library's one atomic
+writer; a move on other filesystems, where a single PUT is already all-or-nothing). A
+reader therefore never sees half a file, and temporary leftovers of a killed run are
+recognisable by name (:data:`diar.outputs.TMP_MARKER`) and removed on the next run.
 """
 
 from __future__ import annotations
 
-import os
 import posixpath
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,21 +17,12 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from diar.errors import DiarError, shorten
-
-#: Marker inside the names of temporary files (``x.rttm.tmp-<hex>``).
-TMP_MARKER = ".tmp-"
+from diar.formats import atomic_files
+from diar.outputs import TMP_MARKER, probe_writable, temp_name
 
 
 class OutError(DiarError):
     """The output folder cannot be opened, read or written (one line naming the file and why)."""
-
-
-def _write_local(path: str, data: bytes) -> None:
-    """Write ``data`` to a new local file ``path`` and sync it (a full disk raises OSError here)."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _reason(error: BaseException) -> str:
@@ -104,10 +93,8 @@ class OutDir:
         """
         if not self.is_local:
             return
-        probe = self.path(f".lock{TMP_MARKER}{uuid.uuid4().hex[:12]}")
         try:
-            _write_local(probe, b"")
-            os.unlink(probe)
+            probe_writable(self.root, ".lock")
         except OSError as e:
             raise OutError(f"cannot write in {self.display('')}: {_reason(e)}") from None
 
@@ -137,39 +124,50 @@ class OutDir:
         Raises:
             OutError naming the file that could not be written and why.
         """
+        if self.is_local:
+            self._write_local(files)
+            return
         temporaries: dict[str, str] = {}
         try:
             for rel, data in files.items():
                 final = self.path(rel)
-                tmp = f"{final}{TMP_MARKER}{uuid.uuid4().hex[:12]}"
+                tmp = posixpath.join(posixpath.dirname(final), temp_name(posixpath.basename(final)))
                 temporaries[rel] = tmp
                 try:
-                    if self.is_local:
-                        os.makedirs(posixpath.dirname(final), exist_ok=True)
-                        _write_local(tmp, data)
-                    else:
-                        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
-                        self.fs.pipe_file(tmp, data)
+                    self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+                    self.fs.pipe_file(tmp, data)
                 except Exception as e:
                     raise OutError(f"cannot write {self.display(rel)}: {_reason(e)}") from e
             for rel, tmp in temporaries.items():
                 try:
-                    if self.is_local:
-                        os.replace(tmp, self.path(rel))
-                    else:
-                        self.fs.mv(tmp, self.path(rel))
+                    self.fs.mv(tmp, self.path(rel))
                 except Exception as e:
                     raise OutError(f"cannot write {self.display(rel)}: {_reason(e)}") from e
         finally:
             for tmp in temporaries.values():
                 self._discard(tmp)
 
+    def _write_local(self, files: Mapping[str, bytes]) -> None:
+        rel = ""
+        try:
+            with atomic_files() as group:
+                for rel, data in files.items():
+                    group.write(self.path(rel), data)
+                rel = ""
+        except OSError as e:
+            failed = rel or self._rel(getattr(e, "filename", None))
+            raise OutError(f"cannot write {self.display(failed)}: {_reason(e)}") from e
+
+    def _rel(self, path: object) -> str:
+        """The file in the folder that ``path`` (named by an OSError: the file or its temporary)
+        is, relative to the folder; "" when it is not in it."""
+        text = str(path or "").split(TMP_MARKER, 1)[0]
+        prefix = self.root.rstrip("/") + "/"
+        return text[len(prefix) :] if text.startswith(prefix) else ""
+
     def _discard(self, path: str) -> None:
         try:
-            if self.is_local:
-                if os.path.lexists(path):
-                    os.unlink(path)
-            elif self.fs.exists(path):
+            if self.fs.exists(path):
                 self.fs.rm(path)
         except (OSError, ValueError):  # nothing more to do; a rerun removes it
             pass

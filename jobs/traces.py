@@ -38,7 +38,7 @@ from diar.errors import DiarError, quote
 from diar.linking import LinkSettings, Trace, link_annotations, relabel
 from diar.types import Annotation
 from jobs.records import ShardRecord
-from jobs.reduce import corpus_files, merge_annotations, rttm_bytes
+from jobs.reduce import corpus_files, merge_annotations
 from jobs.storage import OutDir
 
 if TYPE_CHECKING:
@@ -160,6 +160,7 @@ def link_outputs(
         models: recording id -> the Parquet ``model`` column of its turns.
     """
     from diar.formats.speakers import write_speakers
+    from diar.formats.writers import OUTPUT_FORMATS
 
     links = link_annotations(annotations, traces, settings)
     linked = relabel(annotations, links)
@@ -170,7 +171,7 @@ def link_outputs(
     text = io.StringIO()
     write_speakers(links, text)
     files["speakers.tsv"] = text.getvalue().encode("utf-8")
-    files["corpus.local.rttm"] = rttm_bytes(annotations)
+    files["corpus.local.rttm"] = OUTPUT_FORMATS["rttm"].to_bytes(annotations)
     logger.info(
         "linked %d speakers of %d recordings into %d global speakers",
         len(links),

@@ -12,16 +12,12 @@ from typing import TYPE_CHECKING
 from diar.config import Config
 from diar.failures import Failure
 from diar.formats.parquet import model_name
+from diar.formats.writers import OutputFormat, corpus_formats
 from diar.types import Annotation
 from jobs.actors import ActorSpec, ray_node_id, time_limit
 from jobs.errors import JobError
 from jobs.plan import Recording
 from jobs.records import CrashJournal, ShardRecord, done_name
-from jobs.reduce import (
-    parquet_bytes,
-    rttm_bytes,
-    vad_bytes,
-)
 from jobs.shards import Shard
 from jobs.storage import OutDir
 
@@ -35,6 +31,10 @@ from jobs.traces import TraceCollector, write_shard_traces
 logger = logging.getLogger(__name__)
 
 DiarizerFactory = Callable[[Config], "Diarizer"]
+
+#: Formats each shard is written in as well (when ``job.out_formats`` asks for them): RTTM, which
+#: the reduce step merges, and the table; the others are made for the corpus only.
+SHARD_FORMATS = ("rttm", "parquet")
 
 
 def peak_rss_mib() -> float | None:
@@ -80,6 +80,8 @@ class DiarizeWorker:
         elif config.job.recording_timeout is not None:
             logger.warning("job.recording_timeout is enforced on Ray actors only, not with --local")
         self.config = config
+        self.formats: list[OutputFormat] = corpus_formats(config.job.out_formats)
+        self.model = model_name(config)
         self.out = OutDir(out_url)
         self.diarizer = (diarizer_factory or build_diarizer)(config)
         #: (recordings, audio seconds) done in the current shard, read by the progress bar
@@ -100,7 +102,6 @@ class DiarizeWorker:
 
         rate = self.diarizer.sample_rate
         self.progress = (0, 0.0)
-        rttm_parts: list[bytes] = []
         annotations: list[Annotation] = []
         seconds_done = 0.0  # header durations, as the progress bar counts them
         journal = CrashJournal(self.out, shard.shard_id)
@@ -118,17 +119,15 @@ class DiarizeWorker:
                 continue
             waveform, annotation = outcome
             try:  # a label a format cannot hold fails this recording, not the shard
-                rttm = rttm_bytes([annotation])
-                if "vad" in self.config.job.out_formats:
-                    vad_bytes([annotation])
+                for fmt in self.formats:
+                    fmt.to_bytes([annotation], self.model)
             except Exception as e:
                 record.failures.append(Failure.from_exception(rec.reco_id, "write", e, rec.source))
                 continue
-            rttm_parts.append(rttm)
             annotations.append(annotation)
             record.done[rec.reco_id] = round(len(waveform) / rate, 6)
         journal.start(None)
-        self._write(shard, record, b"".join(rttm_parts), annotations)
+        self._write(shard, record, annotations)
         record.compute_seconds = round(time.perf_counter() - t0, 6)
         record.step_seconds = {k: round(v, 6) for k, v in steps.items()}
         record.node_id = ray_node_id() if self.in_actor else None
@@ -142,14 +141,14 @@ class DiarizeWorker:
         from diar.pipelines.base import RecordingInput
 
         try:
-            allow_pipes = self.config.job.allow_pipes
+            allow_pipes = self.config.audio.allow_pipes
             waveform = self.diarizer.load(rec.source, rec.reco_id, allow_pipes=allow_pipes)
         except Exception as e:
             return Failure.from_exception(rec.reco_id, "read", e, rec.source)
         try:
             # shape: (num_samples,) float32 at the diarizer's rate
             recording = RecordingInput(
-                rec.reco_id, waveform, rec.num_speakers, rec.profiles, rec.profile_names
+                rec.reco_id, waveform, rec.num_speakers, rec.profiles, rec.profile_names, rec.enrollment
             )
             diarization = self.diarizer.diarize(recording, hook)  # turns + speaker traces
             annotation = diarization.annotation
@@ -160,17 +159,14 @@ class DiarizeWorker:
             return Failure.from_exception(rec.reco_id, "diarize", e, rec.source)
         return waveform, annotation
 
-    def _write(
-        self, shard: Shard[Recording], record: ShardRecord, rttm: bytes, annotations: list[Annotation]
-    ) -> None:
-        stem = f"shards/{shard.shard_id}"
+    def _write(self, shard: Shard[Recording], record: ShardRecord, annotations: list[Annotation]) -> None:
         try:
-            self.out.write_bytes(f"{stem}.rttm", rttm)
-            record.add_file(f"{shard.shard_id}.rttm", rttm)
-            if "parquet" in self.config.job.out_formats:
-                table = parquet_bytes(annotations, model=model_name(self.config))
-                self.out.write_bytes(f"{stem}.parquet", table)
-                record.add_file(f"{shard.shard_id}.parquet", table)
+            for fmt in self.formats:
+                if fmt.name in SHARD_FORMATS:
+                    name = f"{shard.shard_id}.{fmt.name}"
+                    data = fmt.to_bytes(annotations, self.model)
+                    self.out.write_bytes(f"shards/{name}", data)
+                    record.add_file(name, data)
             # the shard's speaker traces (ark + table), recorded in the done record like the rest
             write_shard_traces(self.out, shard.shard_id, record, self.traces, self.config.embedding.name)
         except Exception as e:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the optional corpus beside the checkout, and small synthetic audio files."""
+"""Shared fixtures: the optional corpus beside the checkout, small synthetic audio files, the job
+tests' corpus. Helpers (not fixtures) shared by several modules: helpers.py, job_helpers.py."""
 
 from __future__ import annotations
 
@@ -120,3 +121,11 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root.mkdir()
     with serve_folder(root) as base:
         yield base, root
+
+
+@pytest.fixture(scope="module")
+def scp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The job tests' corpus (``job_helpers.DURATIONS``), made once per test module: its wav.scp."""
+    from job_helpers import DURATIONS, make_corpus
+
+    return make_corpus(tmp_path_factory.mktemp("corpus"), DURATIONS)

@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from diar.config import Config
+from diar.failures import Failure
 from diar.pipelines.base import Diarization, Diarizer, RecordingInput, SpeakerTrace, StepHook, no_hook, timed
 from diar.types import Annotation
 
@@ -162,3 +163,13 @@ class SlowCounter:
             self.progress = (i, float(i))
             time.sleep(self.delay)
         return [str(item) for item in shard.items]
+
+
+def read_failures_tsv(text: str) -> list[Failure]:
+    """The rows of a ``failures.tsv`` (header first, then reco_id, stage, error_type, message)."""
+    rows = []
+    for line in text.splitlines()[1:]:
+        if line:
+            reco_id, stage, error_type, message = line.split("\t", 3)
+            rows.append(Failure(reco_id, stage, error_type, message))
+    return rows

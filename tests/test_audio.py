@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import soxr
 from conftest import WavWriter, synth
+from helpers import free_port
 
 from diar.audio import audio_duration, is_url, load_audio, spool_audio
 from diar.errors import (
@@ -273,10 +274,7 @@ def test_urls_and_paths() -> None:
 
 def test_unreachable_url_is_not_called_missing(http_root: tuple[str, Path]) -> None:
     base, _ = http_root
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/r.wav"
+    url = f"http://127.0.0.1:{free_port()}/r.wav"  # a port nobody listens on
     with pytest.raises(AudioNotFoundError, match=r"'r'.*cannot reach URL.*127\.0\.0\.1") as info:
         load_audio(url, 16000, "r")
     assert "not found" not in str(info.value)

@@ -29,3 +29,45 @@ def test_diar_run_hands_its_command_line_to_the_job(capsys: pytest.CaptureFixtur
         main(["run", "--help"])
     assert e.value.code == 0
     assert "--wav-scp" in capsys.readouterr().out  # the job's own options
+
+
+def _user_errors() -> list[tuple[str, object]]:
+    """(what the message must name, a call that fails because of what a user gave)."""
+    import numpy as np
+
+    from diar.formats.kaldi import check_key
+    from diar.manifests import enrollment_from_list, safe_filename
+    from diar.pipelines.profile import check_profiles, compute_profiles
+    from jobs.reduce import allowed_failures
+
+    return [
+        ("job.max_failures", lambda: allowed_failures(-1, 10)),
+        ("'a b'", lambda: check_key("a b")),
+        ("empty recording id", lambda: safe_filename("")),
+        ("'only-the-recording.wav'", lambda: enrollment_from_list(["only-the-recording.wav"])),
+        ("'bob' (row 2)", lambda: check_profiles(np.eye(2, 3) * [[1], [0]], ["ann", "bob"], "r1")),
+        ("'r1' has no enrollment files", lambda: compute_profiles(None, [], reco_id="r1")),  # type: ignore[arg-type]
+    ]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_errors_a_user_causes_are_one_line_and_exit_code_2(
+    index: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not a traceback: a DiarError, printed as one line naming the value, exit code 2."""
+    import argparse
+
+    from diar.cli import run_command
+    from diar.errors import DiarError
+
+    named, call = _user_errors()[index]
+
+    def run(args: argparse.Namespace) -> int:
+        call()  # type: ignore[operator]
+        return 0
+
+    with pytest.raises(DiarError):
+        call()  # type: ignore[operator]
+    assert run_command("diar x", argparse.Namespace(verbose=0), run) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diar x: error: ") and err.count("\n") == 1 and named in err, err

@@ -9,6 +9,7 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
+from helpers import TINY_CAMPPLUS
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 from test_xvector import golden_waveform, write_model_dir
 
@@ -23,8 +24,6 @@ from diar.pipelines.steps import normalize_level
 
 SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-#: 3D-Speaker's CAMPPlus layout at toy sizes, random weights (tests/data/campplus/README.md).
-TINY_CAMPPLUS = Path(__file__).resolve().parent / "data" / "campplus" / "tiny_campplus.pt"
 
 
 def run_command(*argv: str) -> int:

@@ -53,3 +53,16 @@ def test_bad_values_fail_at_load_time_naming_the_key(override: str, key: str) ->
 def test_every_shipped_config_loads(name: str) -> None:
     config = load_config(CONFIGS / name)
     assert isinstance(config, Config)
+
+
+def test_audio_allow_pipes_and_its_former_name_job_allow_pipes() -> None:
+    """Whether 'cmd |' sources may run is read from audio.allow_pipes; job.allow_pipes, the
+    key older configs use, still turns it on."""
+    assert load_config(None).audio.allow_pipes is False
+    assert load_config(None, ["audio.allow_pipes=true"]).audio.allow_pipes is True
+    assert load_config(None, ["job.allow_pipes=true"]).audio.allow_pipes is True
+    assert load_config(None, ["audio.allow_pipes=true", "job.allow_pipes=false"]).audio.allow_pipes is True
+    with pytest.raises(ConfigError, match=r"job\.allow_pipes: 'maybe'.*audio\.allow_pipes"):
+        load_config(None, ["job.allow_pipes=maybe"])
+    for name in ("default.yaml", "ge2e.yaml", "profile.yaml"):
+        assert "allow_pipes" not in (CONFIGS / name).read_text(encoding="utf-8").split("\njob:")[1]

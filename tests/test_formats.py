@@ -239,3 +239,29 @@ def test_atomic_open_leaves_the_old_file_on_failure(tmp_path: Path) -> None:
     with atomic_open(path) as f:
         write_rttm(Annotation("r", (Turn("r", 0, 1, "a"),)), f)
     assert path.read_text() == "SPEAKER r 1 0.000 1.000 <NA> <NA> a <NA> <NA>\n"
+
+
+def test_one_registry_of_output_formats_for_the_command_and_the_job() -> None:
+    """`diar diarize --format` and `job.out_formats` take their names from OUTPUT_FORMATS;
+    an unknown name is an error that lists the known ones."""
+    import argparse
+
+    from diar.commands import diarize
+    from diar.config import ConfigError, JobConfig
+    from diar.formats.writers import OUTPUT_FORMATS, corpus_formats, output_format
+
+    assert list(OUTPUT_FORMATS) == ["rttm", "parquet", "vad"]
+    parser = argparse.ArgumentParser()
+    diarize.add_arguments(parser)
+    choices = next(a.choices for a in parser._actions if a.dest == "format")
+    assert list(choices) == list(OUTPUT_FORMATS)
+    with pytest.raises(FormatError, match=r"unknown output format 'csv'; valid: rttm, parquet, vad"):
+        output_format("csv")
+    with pytest.raises(ConfigError, match=r"out_formats.*rttm, parquet, vad"):
+        JobConfig(out_formats=["rttm", "csv"]).validate()
+    assert [f.name for f in corpus_formats(["vad"])] == ["rttm", "vad"]  # RTTM always, first
+    turns = Annotation("r", (Turn("r", 0.5, 1.25, "A"),))
+    rttm = output_format("rttm").to_bytes([turns])
+    assert rttm == b"SPEAKER r 1 0.500 0.750 <NA> <NA> A <NA> <NA>\n"
+    assert output_format("vad").to_bytes([turns]) == b"r A: [0.50, 1.25]\n"
+    assert read_parquet(io.BytesIO(output_format("parquet").to_bytes([turns], "m")))["r"].speakers == ["A"]

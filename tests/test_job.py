@@ -8,22 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from job_helpers import DURATIONS, energy_factory, make_corpus
+from helpers import never_built
+from job_helpers import DURATIONS, energy_factory, make_corpus, read_failures_tsv
 
 from diar.config import load_config
 from diar.errors import ManifestError
 from diar.formats.parquet import read_parquet
 from diar.formats.rttm import read_rttm
 from jobs.diarize import JobError, main, run_job
-from jobs.reduce import allowed_failures, read_failures_tsv
+from jobs.reduce import allowed_failures
 
 
 def config(*overrides: str):  # type: ignore[no-untyped-def]
     return load_config(None, ["job.out_formats=[rttm,parquet,vad]", *overrides])
-
-
-def never_built(config):  # type: ignore[no-untyped-def]
-    raise AssertionError("a rerun of a finished job must not build a model")
 
 
 def run_local(cfg, scp: Path | str, out: Path | str, factory, **options):  # type: ignore[no-untyped-def]
@@ -37,11 +34,6 @@ def rerun(cfg, scp: Path, out: Path, pids: Path):  # type: ignore[no-untyped-def
     report = run_local(cfg, scp, out, energy_factory(pid_dir=str(pids)))
     assert report.exit_code == 0
     return report, {p.read_text() for p in pids.iterdir()}, json.loads((out / "job.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def scp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_corpus(tmp_path_factory.mktemp("corpus"), DURATIONS)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +40,6 @@ SAMPLE = REPO / "diar" / "data" / "sample" / "sim01_2spk.flac"
 #: Worker nodes the autoscaler may add (1 CPU each) and shards of the corpus.
 MAX_WORKERS = 3
 NUM_SHARDS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def autoscaling_config(gcs_address: str) -> dict[str, object]:

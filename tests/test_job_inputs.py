@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from job_helpers import read_failures_tsv
 
 from diar.config import load_config
 from diar.formats.rttm import read_rttm
 from jobs.diarize import run_job
-from jobs.reduce import read_failures_tsv
 
 SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample" / "sim01_2spk.flac"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import never_built
 from job_helpers import energy_factory, make_corpus
 
 from diar.cli import main as diar_main
@@ -42,12 +43,9 @@ def run_local(cfg, scp: Path, out: Path, factory=None, **options):  # type: igno
     return report
 
 
-def never_built(config):  # type: ignore[no-untyped-def]
-    raise AssertionError("no model may be built")
-
-
 @pytest.fixture(scope="module")
 def scp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's corpus: eight recordings (the shared ``scp`` fixture has six)."""
     return make_corpus(tmp_path_factory.mktemp("corpus"), DURATIONS)
 
 

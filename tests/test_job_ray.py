@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from job_helpers import DURATIONS, energy_factory, make_corpus
+from job_helpers import DURATIONS, energy_factory
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 
 from diar.config import load_config
@@ -26,11 +26,6 @@ from jobs.diarize import run_job
 pytestmark = pytest.mark.slow
 
 TESTS = Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope="module")
-def scp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_corpus(tmp_path_factory.mktemp("corpus"), DURATIONS)
 
 
 @pytest.fixture(scope="module")
@@ -273,9 +268,9 @@ def test_wavlm_sd_config_runs_as_the_ray_job(
     """configs/wavlm-sd.yaml on Ray actors, with a tiny random checkpoint in place of the hub id:
     the actors spool each recording to disk and give what one local process gives."""
     pytest.importorskip("transformers")
-    from test_wavlm_sd import save_tiny
+    from helpers import save_tiny_wavlm
 
-    model = save_tiny(tmp_path / "wavlm", do_normalize=False, seed=3)
+    model = save_tiny_wavlm(tmp_path / "wavlm", do_normalize=False, seed=3)
     sets = [
         f"frame_model.model={model}",
         "frame_model.device=cpu",

@@ -19,7 +19,6 @@ from diar.manifests import (
     read_profile_scp,
     read_profiles,
     read_reco2num_spk,
-    read_segments,
     read_uem,
     read_wav_scp,
     reco_id_from_filename,
@@ -177,16 +176,6 @@ def test_uem(tmp_path: Path) -> None:
         with pytest.raises(ManifestError) as exc:
             read_uem(bad)
         error_at(exc, bad, 2)
-
-
-def test_segments(tmp_path: Path) -> None:
-    got = read_segments(write(tmp_path / "segments", "s1 a 0.5 2.25\ns2 a 3 -1\n"))
-    assert (got["s1"].reco_id, got["s1"].start, got["s1"].end) == ("a", 0.5, 2.25)
-    assert got["s2"].end == float("inf")
-    bad = write(tmp_path / "bad", "s1 a 0 1\ns1 a 1 2\n")
-    with pytest.raises(ManifestError, match="duplicate") as exc:
-        read_segments(bad)
-    error_at(exc, bad, 2)
 
 
 def test_validate_ids_names_the_dangling_line(tmp_path: Path) -> None:

@@ -256,9 +256,9 @@ def check_runs(diarizer: object, seconds: float) -> list[str]:
 @pytest.fixture(scope="module")
 def tiny_wavlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("transformers")
-    from test_wavlm_sd import save_tiny
+    from helpers import save_tiny_wavlm
 
-    return save_tiny(tmp_path_factory.mktemp("wavlm"), do_normalize=False, seed=3)
+    return save_tiny_wavlm(tmp_path_factory.mktemp("wavlm"), do_normalize=False, seed=3)
 
 
 def test_tiny_wavlm_sd_through_build_diarizer(tiny_wavlm: Path) -> None:

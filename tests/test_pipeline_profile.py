@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY_CAMPPLUS
 
 from diar.config import ProfileConfig, load_config
 from diar.manifests import read_enrollment, read_uem, read_wav_scp
@@ -23,8 +24,6 @@ from diar.pipelines.steps import normalize_level
 
 SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-#: 3D-Speaker's CAMPPlus layout at toy sizes, random weights (tests/data/campplus/README.md).
-TINY_CAMPPLUS = Path(__file__).resolve().parent / "data" / "campplus" / "tiny_campplus.pt"
 SR = 16000
 
 
@@ -348,8 +347,9 @@ def test_ge2e_values_are_explicit(name: str) -> None:
 
 
 def test_profiles_from_config_enroll_list_and_profile_scp(tmp_path: Path, write_wav) -> None:  # type: ignore[no-untyped-def]
-    """Recordings without profiles take them from profile.enroll or profile.profile_scp."""
-    from diar.manifests import write_profiles
+    """Recordings take their profiles from profile.enroll or profile.profile_scp, read once
+    (ProfileSources) and handed to each recording."""
+    from diar.manifests import ProfileSources, write_profiles
 
     e1 = write_wav("e/alice.wav", data=tone(300, 0, 1, 1))
     write_wav("e/bob.wav", data=tone(2000, 0, 1, 1))  # named relative to the list
@@ -357,16 +357,19 @@ def test_profiles_from_config_enroll_list_and_profile_scp(tmp_path: Path, write_
     enroll.write_text(f"rec alice {e1}\nrec bob e/bob.wav\n", encoding="utf-8")
     scp = write_profiles(tmp_path / "p" / "", {"other": (np.eye(2, dtype=np.float32), ("x", "y"))})
     overrides = ["mode=profile", "num_threads=1", f"profile.enroll={enroll}", f"profile.profile_scp={scp}"]
-    d = ProfileDiarizer(load_config(None, overrides))
+    config = load_config(None, overrides)
+    d = ProfileDiarizer(config)
     d.embedder = ToneEmbedder()  # type: ignore[assignment]
     d.vad = EnergyVad()  # type: ignore[assignment]
+    sources = ProfileSources.read(config.profile.profile_scp, config.profile.enroll)
     wav = tone(300, 0.5, 4, 8) + tone(2000, 4.5, 7.5, 8)
-    turns = {(t.speaker, round(t.start), round(t.end)) for t in d.apply(RecordingInput("rec", wav))}
+    rec = RecordingInput("rec", wav, None, *sources.of("rec"))
+    turns = {(t.speaker, round(t.start), round(t.end)) for t in d.apply(rec)}
     assert turns == {("alice", 0, 4), ("bob", 4, 8)}
     # from the profile.scp (rows: x = low tone, y = high tone), names from profile.names
-    assert d.apply(RecordingInput("other", wav)).speakers == ["x", "y"]
+    assert d.apply(RecordingInput("other", wav, None, *sources.of("other"))).speakers == ["x", "y"]
     # profiles given with the recording win
     given = RecordingInput("rec", wav, None, np.eye(2, dtype=np.float32), ("p", "q"))
     assert d.apply(given).speakers == ["p", "q"]
     with pytest.raises(ValueError, match=r"'nobody' has no speaker profiles \(not in profile.profile_scp"):
-        d.apply(RecordingInput("nobody", wav))
+        d.apply(RecordingInput("nobody", wav, None, *sources.of("nobody")))

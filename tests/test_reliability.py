@@ -16,7 +16,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ import pytest
 import soundfile as sf
 import soxr
 from conftest import serve_folder
+from helpers import free_port, never_built
+from job_helpers import read_failures_tsv
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 
 from diar.config import load_config
@@ -37,7 +38,6 @@ from diar.manifests import write_profiles
 from diar.pipelines.base import Diarizer, RecordingInput, StepHook, no_hook
 from diar.types import Annotation, Turn
 from jobs.diarize import main, run_job
-from jobs.reduce import read_failures_tsv
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
@@ -102,13 +102,6 @@ def job_env() -> dict[str, str]:
 def files_outside(root: Path, out: Path) -> set[Path]:
     """Every path under ``root`` except those inside ``out``."""
     return {p for p in root.rglob("*") if out not in p.parents and p != out}
-
-
-def closed_port() -> int:
-    """A local TCP port nobody listens on (connections are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def speech_overlap(a: Annotation, b: Annotation) -> float:
@@ -178,9 +171,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
             "nan": Bad(str(c / "nan.wav"), "InvalidSamplesError", "NaN"),
             "url-404": Bad(f"{base}/lost.wav", "AudioNotFoundError", "not found"),
             "url-500": Bad(f"{base}/status/500/a.wav", "AudioNotFoundError", "HTTP 500"),
-            "url-refused": Bad(
-                f"http://127.0.0.1:{closed_port()}/a.wav", "AudioNotFoundError", "cannot reach"
-            ),
+            "url-refused": Bad(f"http://127.0.0.1:{free_port()}/a.wav", "AudioNotFoundError", "cannot reach"),
             "directory": Bad(str(www), "AudioNotFoundError", "is a directory"),
         }
         m.seconds = {k: s for k, (_, s) in good.items()}
@@ -332,10 +323,6 @@ def test_each_good_recording_is_diarized(
         assert len(turns) >= 1 and all(t.end <= matrix.seconds[reco_id] + 0.01 for t in turns)
     else:
         assert turns == ()  # no speech: a valid, empty result
-
-
-def never_built(config):  # type: ignore[no-untyped-def]
-    raise AssertionError("no model may be loaded here")
 
 
 def job_args(matrix_or_scp: Matrix | Path, out: Path, *extra: str) -> list[str]:

@@ -24,17 +24,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from job_helpers import EnergyDiarizer, energy_factory, make_corpus
+from helpers import never_built
+from job_helpers import EnergyDiarizer, energy_factory, make_corpus, read_failures_tsv
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 
 import diar.outputs
-import jobs.storage
 from diar.cli import main as diar_main
 from diar.config import ConfigError, load_config
 from diar.formats.rttm import read_rttm
 from diar.manifests import read_wav_scp, write_profiles
+from diar.outputs import TMP_MARKER
 from jobs.diarize import main as job_main
-from jobs.reduce import read_failures_tsv
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "diar" / "data" / "sample"
@@ -208,10 +208,6 @@ def test_overwrite_removes_only_the_jobs_own_files(
     assert snapshot(scp.parent) == inputs
 
 
-def never_built(config):  # type: ignore[no-untyped-def]
-    raise AssertionError("no model may be loaded here")
-
-
 def test_a_new_job_refuses_a_folder_holding_other_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -316,7 +312,7 @@ def test_a_full_disk_keeps_the_previous_output_of_diar_diarize(
     assert diar_main(["diarize", str(data / "s1.wav"), "-o", str(out)]) == 2
     one_error_line(capsys, str(out), "No space left on device")
     assert out.read_bytes() == previous
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if TMP_MARKER in p.name) == []
 
 
 @pytest.fixture
@@ -351,19 +347,19 @@ def test_a_full_disk_leaves_the_previous_corpus_files_and_a_rerun_finishes(
     assert job_main(job_argv(job_corpus, out), energy_factory()) == 0
     previous = snapshot(out)
     capsys.readouterr()
-    write = jobs.storage._write_local
+    create = diar.outputs.create_temp
 
-    def full_at_parquet(path: str, data: bytes) -> None:
-        if os.path.basename(path).startswith("corpus.parquet"):
+    def full_at_parquet(folder: str, name: str) -> tuple[int, str]:
+        if name.startswith("corpus.parquet"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        write(path, data)
+        return create(folder, name)
 
-    monkeypatch.setattr(jobs.storage, "_write_local", full_at_parquet)
+    monkeypatch.setattr(diar.outputs, "create_temp", full_at_parquet)
     # a rerun that would change the summary (another budget): nothing of it may land
     assert job_main(job_argv(job_corpus, out, "--set", "job.max_failures=3"), never_built) == 2
     one_error_line(capsys, "corpus.parquet", "No space left on device")
     assert snapshot(out) == previous  # corpus.rttm, summary.json and the rest as they were
-    monkeypatch.setattr(jobs.storage, "_write_local", write)
+    monkeypatch.setattr(diar.outputs, "create_temp", create)
     assert job_main(job_argv(job_corpus, out, "--set", "job.max_failures=3"), never_built) == 0
     assert corpus_bytes(out) == corpus_bytes(clean_run)
     assert json.loads((out / "summary.json").read_text())["failure_budget"]["max_failures"] == 3
@@ -376,20 +372,20 @@ def test_a_full_disk_while_shards_run_fails_their_recordings_and_a_rerun_equals_
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    write = jobs.storage._write_local
+    create = diar.outputs.create_temp
 
-    def full_for_shards(path: str, data: bytes) -> None:
-        if f"{os.sep}shards{os.sep}" in path and ".rttm" in path:
+    def full_for_shards(folder: str, name: str) -> tuple[int, str]:
+        if os.path.basename(folder) == "shards" and ".rttm" in name:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        write(path, data)
+        return create(folder, name)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(jobs.storage, "_write_local", full_for_shards)
+    monkeypatch.setattr(diar.outputs, "create_temp", full_for_shards)
     assert job_main(job_argv(job_corpus, out), energy_factory()) == 1  # over the budget of 0
     one_error_line(capsys, "4 of 4 recordings failed", "failures.tsv")
     rows = read_failures_tsv((out / "failures.tsv").read_text(encoding="utf-8"))
     assert len(rows) == 4 and all(r.stage == "write" and "No space left" in r.message for r in rows)
-    monkeypatch.setattr(jobs.storage, "_write_local", write)
+    monkeypatch.setattr(diar.outputs, "create_temp", create)
     assert job_main(job_argv(job_corpus, out), energy_factory()) == 0
     assert corpus_bytes(out) == corpus_bytes(clean_run)
 
@@ -397,10 +393,10 @@ def test_a_full_disk_while_shards_run_fails_their_recordings_and_a_rerun_equals_
 def test_a_read_only_out_is_one_line(
     job_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def read_only(path: str, data: bytes) -> None:
+    def read_only(folder: str, name: str) -> tuple[int, str]:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(jobs.storage, "_write_local", read_only)
+    monkeypatch.setattr(diar.outputs, "create_temp", read_only)
     out = tmp_path / "ro"
     assert job_main(job_argv(job_corpus, out), never_built) == 2
     one_error_line(capsys, str(out), "Read-only file system")

@@ -11,55 +11,22 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from helpers import save_tiny_wavlm  # noqa: E402
+
 from diar.errors import ModelLoadError  # noqa: E402
 from diar.models.base import FRAME_MODELS, FrameModel  # noqa: E402
 from diar.models.wavlm_sd import WavLMSpeakerActivity, load_wavlm_sd  # noqa: E402
 
 
-def tiny_config(num_labels: int = 2) -> object:
-    return transformers.WavLMConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16, 16, 16),
-        conv_kernel=(10, 4, 4),
-        conv_stride=(5, 8, 8),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        num_buckets=32,
-        max_bucket_distance=100,
-        num_labels=num_labels,
-    )
-
-
-def save_tiny(directory: Path, do_normalize: bool, seed: int = 0, num_labels: int = 2) -> Path:
-    """A random WavLMForAudioFrameClassification and its feature extractor in save_pretrained layout."""
-    torch.manual_seed(seed)
-    model = transformers.WavLMForAudioFrameClassification(tiny_config(num_labels)).eval()
-    # random weights give probabilities near 0.5 only; a larger classifier spreads them over both sides
-    with torch.no_grad():
-        model.classifier.weight.mul_(20.0)
-    model.save_pretrained(directory)
-    transformers.Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=16000,
-        padding_value=0.0,
-        do_normalize=do_normalize,
-        return_attention_mask=True,
-    ).save_pretrained(directory)
-    return directory
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The published extractor does not normalise; this one does (the harder case for batching)."""
-    return save_tiny(tmp_path_factory.mktemp("wavlm"), do_normalize=True)
+    return save_tiny_wavlm(tmp_path_factory.mktemp("wavlm"), do_normalize=True)
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["normalize", "raw"])
 def any_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("wavlm"), do_normalize=request.param, seed=7)
+    return save_tiny_wavlm(tmp_path_factory.mktemp("wavlm"), do_normalize=request.param, seed=7)
 
 
 def speechlike(seconds: float, seed: int) -> np.ndarray:
@@ -140,7 +107,7 @@ def test_registry_builds_model(tiny_dir: Path) -> None:
 
 
 def test_more_local_speakers(tmp_path: Path) -> None:
-    directory = save_tiny(tmp_path, do_normalize=True, num_labels=3)
+    directory = save_tiny_wavlm(tmp_path, do_normalize=True, num_labels=3)
     model = WavLMSpeakerActivity(str(directory), device="cpu")
     assert model.num_speakers == 3
     assert model(speechlike(1.0, 0)[None]).shape[-1] == 3

@@ -5,11 +5,12 @@ all cores) into a new output folder; its figures come from the ``summary.json``
 it writes: wall time of the whole command, work time (actors starting and
 processing, after Ray is up), real-time factor (wall / audio), and the summed
 per-step times. The baseline runs the same pipeline in one process, recording
-after recording, as ``diar diarize`` does (model loaded once). The corpus RTTMs
-of all job runs must be byte-identical and equal in segments to the baseline.
+after recording, as ``diar diarize`` does (model loaded once;
+:mod:`diar.benchmarks.one_process`). The corpus RTTMs of all job runs must be
+byte-identical and equal in segments to the baseline.
 
-    diar bench job                      # ../shared/corpus/sim, 1 and 2 actors
-    diar bench job --actors 1 2 4 --num-shards 8 --repeat 3 --wav-scp my/wav.scp
+    diar bench job                      # the bundled sample (diar/data/sample), 1 and 2 actors
+    diar bench job --actors 1 2 4 --num-shards 8 --repeat 3 --wav-scp ../shared/corpus/sim/wav.scp
 
 Library code never starts Ray: the job runs in subprocesses.
 """
@@ -26,30 +27,10 @@ import time
 from pathlib import Path
 
 from diar.benchmarks.default import say
+from diar.benchmarks.one_process import run_one_process
 
-DEFAULT_SCP = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "sim" / "wav.scp"
-
-BASELINE = """
-import json, sys, time
-t0 = time.perf_counter()
-from diar.config import load_config
-from diar.formats.rttm import write_rttm
-from diar.manifests import read_wav_scp
-from diar.pipelines import RecordingInput, build_diarizer
-config = load_config(sys.argv[1] or None, [a for a in sys.argv[3:]])
-diarizer = build_diarizer(config)
-t1 = time.perf_counter()
-annotations = []
-audio = 0.0
-for reco_id, source in sorted(read_wav_scp(sys.argv[2]).items()):
-    waveform = diarizer.load(source, reco_id)
-    audio += len(waveform) / diarizer.sample_rate
-    annotations.append(diarizer.apply(RecordingInput(reco_id, waveform)))
-t2 = time.perf_counter()
-write_rttm(annotations, sys.stdout)
-timing = {"load_seconds": t1 - t0, "work_seconds": t2 - t1, "audio_seconds": audio}
-sys.stderr.write(json.dumps(timing) + "\\n")
-"""
+#: The corpus diarized by default: the 73 s two-speaker sample shipped with diar.
+DEFAULT_SCP = Path(__file__).resolve().parents[1] / "data" / "sample" / "wav.scp"
 
 
 def _env() -> dict[str, str]:
@@ -80,21 +61,6 @@ def run_job(
     summary = json.loads((out / "summary.json").read_text())
     summary["command_seconds"] = wall
     return summary
-
-
-def run_baseline(wav_scp: str, config: str | None, sets: list[str]) -> tuple[str, dict, float]:
-    """The pipeline in one process; returns its RTTM text, its own timings and the command's wall time."""
-    t0 = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", BASELINE, config or "", wav_scp, *sets],
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"baseline failed: {done.stderr[-2000:]}")
-    return done.stdout, json.loads(done.stderr.strip().splitlines()[-1]), wall
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_baseline:
         import io
 
-        text, timing, wall = run_baseline(args.wav_scp, args.config, args.sets)
+        text, timing, wall = run_one_process(args.wav_scp, args.config, args.sets, _env())
         one = read_rttm(io.StringIO(text))
         same = {k: v.turns for k, v in one.items() if v.turns} == {
             k: v.turns for k, v in job_annotations.items() if v.turns

@@ -35,7 +35,6 @@ import io
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 
 from diar.benchmarks.default import say
 from diar.benchmarks.job import run_job as run_job_subprocess
+from diar.benchmarks.one_process import run_one_process
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "sim01_2spk.flac"
 
@@ -91,44 +91,12 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}{load}"
 
 
-#: The pipeline in one process, as ``diar diarize`` runs it, timed apart: start-up (imports,
-#: model) and work (decoding and diarizing every recording). torch gets its one thread before the
-#: model is built, as in an actor (``jobs.actors.ShardActor``): set later, the same work was
-#: 10-20 % slower on the development machine, a difference that is not Ray's.
-ONE_PROCESS = """
-import json, sys, time
-t0 = time.perf_counter()
-import torch
-torch.set_num_threads(1)
-from diar.config import load_config
-from diar.formats.rttm import write_rttm
-from diar.manifests import read_wav_scp
-from diar.pipelines import RecordingInput, build_diarizer
-config = load_config(sys.argv[1] or None, [*sys.argv[3:], "num_threads=1"])
-diarizer = build_diarizer(config)
-t1 = time.perf_counter()
-annotations = []
-for reco_id, source in sorted(read_wav_scp(sys.argv[2]).items()):
-    annotations.append(diarizer.apply(RecordingInput(reco_id, diarizer.load(source, reco_id))))
-t2 = time.perf_counter()
-write_rttm(annotations, sys.stdout)
-sys.stderr.write(json.dumps({"load_seconds": t1 - t0, "work_seconds": t2 - t1}) + "\\n")
-"""
-
-
-def run_one_process(scp: Path, config: str | None, sets: list[str]) -> tuple[str, dict[str, float]]:
-    """:data:`ONE_PROCESS` with ``OMP_NUM_THREADS=1`` (what Ray gives an actor of one CPU): its
-    RTTM text and its timings."""
+def one_process(scp: Path, config: str | None, sets: list[str]) -> tuple[str, dict[str, float]]:
+    """The pipeline in one process on one thread, with ``OMP_NUM_THREADS=1`` (what Ray gives an
+    actor of one CPU): its RTTM text and its timings (:mod:`diar.benchmarks.one_process`)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-    done = subprocess.run(
-        [sys.executable, "-c", ONE_PROCESS, config or "", str(scp), *sets],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"one-process run failed: {done.stderr[-2000:]}")
-    return done.stdout, json.loads(done.stderr.strip().splitlines()[-1])
+    text, timing, _ = run_one_process(str(scp), config, sets, env, threads=1)
+    return text, timing
 
 
 def scaling(
@@ -152,7 +120,7 @@ def scaling(
     rttms = set()
     for attempt in range(repeat):
         if baseline:
-            run = run_one_process(scp, config, sets)
+            run = one_process(scp, config, sets)
             if one is None or run[1]["work_seconds"] < one[1]["work_seconds"]:
                 one = run
         for count in actors:

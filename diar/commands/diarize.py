@@ -31,19 +31,18 @@ if TYPE_CHECKING:
 
 HELP = "diarize audio files or a wav.scp in one process (RTTM, vad or Parquet output)"
 
-FORMATS = ("rttm", "vad", "parquet")
-
 logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from diar.commands.common import add_config_option
+    from diar.formats.writers import OUTPUT_FORMATS
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files/URLs and/or wav.scp files")
     parser.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="output file (written atomically)"
     )
-    parser.add_argument("--format", choices=FORMATS, default="rttm", help="output format")
+    parser.add_argument("--format", choices=list(OUTPUT_FORMATS), default="rttm", help="output format")
     add_config_option(parser)
     parser.add_argument(
         "--num-speakers",
@@ -134,13 +133,15 @@ def run(args: argparse.Namespace) -> int:
     from diar.commands.common import input_files
     from diar.failures import Failure
     from diar.formats.parquet import model_name
-    from diar.manifests import read_reco2num_spk
+    from diar.formats.writers import output_format
+    from diar.manifests import ProfileSources, read_reco2num_spk
     from diar.outputs import check_outputs, writing
     from diar.pipelines import RecordingInput, build_diarizer
     from diar.types import Annotation
 
     config = build_config(args)
-    sources = collect_inputs(args.inputs, allow_pipes=config.job.allow_pipes)
+    fmt = output_format(args.format)
+    sources = collect_inputs(args.inputs, allow_pipes=config.audio.allow_pipes)
     counts = read_reco2num_spk(args.reco2num_spk) if args.reco2num_spk else {}
     unknown = sorted(set(counts) - set(sources))
     if unknown:
@@ -150,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
     # before the model loads: never write over an input, and fail now if -o cannot be written
     inputs = input_files([*args.inputs, *sources.values(), args.reco2num_spk, args.config], config)
     check_outputs([("-o", args.output)], inputs)
+    profiles = ProfileSources()  # read once, each recording gets its own
+    if config.mode == "profile":
+        profiles = ProfileSources.read(config.profile.profile_scp, config.profile.enroll)
     diarizer = build_diarizer(config)
     results: list[Annotation] = []
     failures: list[Failure] = []
@@ -157,9 +161,9 @@ def run(args: argparse.Namespace) -> int:
         stage = "read"
         try:
             t0 = time.perf_counter()
-            waveform = diarizer.load(source, reco_id, allow_pipes=config.job.allow_pipes)
+            waveform = diarizer.load(source, reco_id, allow_pipes=config.audio.allow_pipes)
             stage = "diarize"
-            recording = RecordingInput(reco_id, waveform, counts.get(reco_id))
+            recording = RecordingInput(reco_id, waveform, counts.get(reco_id), *profiles.of(reco_id))
             annotation = diarizer.apply(recording)
         except Exception as e:  # a model error on one recording must not lose the others
             failures.append(Failure.from_exception(reco_id, stage, e, source))
@@ -178,29 +182,10 @@ def run(args: argparse.Namespace) -> int:
             time.perf_counter() - t0,
         )
     with writing("-o", args.output):
-        write_output(results, args.output, args.format, model_name(config))
+        fmt.write_file(results, args.output, model_name(config))
     if failures:
         sys.stderr.write(f"diar diarize: {len(failures)} of {len(sources)} recordings failed:\n")
         for f in failures:
             sys.stderr.write(f"  {f.reco_id}\t{f.stage}\t{f.error_type}\t{f.message}\n")
         return 1
     return 0
-
-
-def write_output(annotations: list, path: str, fmt: str, model: str) -> None:
-    """Write ``annotations`` to ``path`` as ``fmt`` (rttm, vad or parquet), atomically."""
-    from diar.formats import atomic_open
-
-    if fmt == "parquet":
-        from diar.formats.parquet import write_parquet
-
-        write_parquet(annotations, path, model=model)
-        return
-    if fmt == "rttm":
-        from diar.formats.rttm import write_rttm as writer
-    elif fmt == "vad":
-        from diar.formats.vad import write_vad as writer
-    else:
-        raise ValueError(f"unknown output format {quote(fmt)}; valid: {', '.join(FORMATS)}")
-    with atomic_open(path) as f:
-        writer(annotations, f)

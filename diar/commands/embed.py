@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from diar.pipelines import steps
 
     config = config_from_args(args)
-    sources = collect_inputs(args.inputs, allow_pipes=config.job.allow_pipes)
+    sources = collect_inputs(args.inputs, allow_pipes=config.audio.allow_pipes)
     # before the model loads: neither the ark nor the scp beside it may be an input
     inputs = input_files([*args.inputs, *sources.values(), args.config])
     ark = str(Path(args.output).absolute())
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         wav = None
         try:
             wav = load_audio(
-                source, embedder.sample_rate, reco_id=reco_id, allow_pipes=config.job.allow_pipes
+                source, embedder.sample_rate, reco_id=reco_id, allow_pipes=config.audio.allow_pipes
             )
             if args.preprocess:
                 wav = preprocess_wav(wav)

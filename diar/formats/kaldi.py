@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diar.errors import quote
+from diar.errors import FormatError, quote
 from diar.formats import atomic_open
 from diar.types import is_token
 
@@ -23,10 +23,10 @@ def check_key(value: str, what: str = "recording id") -> None:
     """A Kaldi manifest key or field: non-empty, no whitespace.
 
     Raises:
-        ValueError: naming ``what`` and the value.
+        FormatError: naming ``what`` and the value.
     """
     if not is_token(value):
-        raise ValueError(
+        raise FormatError(
             f"{what} {quote(value)} cannot be written to a Kaldi manifest (empty or has whitespace)"
         )
 

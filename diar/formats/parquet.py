@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING, Any
 
+from diar.errors import ManifestError
 from diar.formats import as_annotations, atomic_open
 from diar.types import Annotation, Turn
 
@@ -78,7 +79,7 @@ def read_parquet(path: str | os.PathLike[str] | IO[bytes]) -> dict[str, Annotati
     table = pq.read_table(path if not isinstance(path, os.PathLike) else os.fspath(path))
     missing = [c for c in ("reco_id", "speaker", "start", "end") if c not in table.column_names]
     if missing:
-        raise ValueError(f"{path}: not a diar turn table, missing columns {missing}")
+        raise ManifestError(str(path), None, f"not a diar turn table, missing columns {missing}")
     columns = table.select(["reco_id", "speaker", "start", "end"]).to_pydict()
     turns: dict[str, list[Turn]] = {}
     for reco_id, speaker, start, end in zip(

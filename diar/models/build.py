@@ -7,6 +7,7 @@ with :func:`resolve_device` and sets threads with :func:`set_torch_threads`.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from diar.config import Config, ConfigError
@@ -21,10 +22,16 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def set_torch_threads(num_threads: int | None) -> None:
-    """Set torch's intra-op threads (left alone for None or 0; importing silero_vad sets 1)."""
+def set_torch_threads(num_threads: int | None, children: bool = False) -> None:
+    """Set torch's intra-op threads (left alone for None or 0; importing silero_vad sets 1).
+
+    With ``children``, also ``OMP_NUM_THREADS`` for the processes this one starts (a Ray
+    actor, whose process belongs to the job, sets it; a command does not change its caller's).
+    """
     import torch
 
+    if children and num_threads and num_threads > 0:
+        os.environ["OMP_NUM_THREADS"] = str(num_threads)
     if num_threads and num_threads > 0 and torch.get_num_threads() != num_threads:
         torch.set_num_threads(num_threads)
 

@@ -48,6 +48,8 @@ class RecordingInput:
         num_speakers: known speaker count (e.g. from reco2num_spk), or None to estimate.
         profiles: shape (num_profiles, dim) enrolled speaker embeddings (profile mode).
         profile_names: one name per profile row; spk1..N when None.
+        enrollment: ((speaker, path or URL), ...) enrollment files to make the profiles from
+            when ``profiles`` is None (profile mode); speakers named as there.
     """
 
     reco_id: str
@@ -55,6 +57,7 @@ class RecordingInput:
     num_speakers: int | None = None
     profiles: np.ndarray | None = None
     profile_names: tuple[str, ...] | None = None
+    enrollment: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import logging
 import numpy as np
 
 from diar.cluster import build_clusterer, speaker_shortfall
-from diar.config import Config
+from diar.config import Config, ConfigError
+from diar.errors import quote
 from diar.models.build import build_embedder, build_vad, set_torch_threads
 from diar.pipelines import steps
 from diar.pipelines.base import (
@@ -46,8 +47,12 @@ class ClusteringDiarizer(Diarizer):
         self.clusterer = build_clusterer(config.clustering)
         set_torch_threads(config.num_threads)
         self.sample_rate = self.embedder.sample_rate
-        if getattr(self.vad, "sample_rate", self.sample_rate) != self.sample_rate:
-            raise ValueError("the VAD and the embedder must run at the same sample rate")
+        vad_rate = getattr(self.vad, "sample_rate", self.sample_rate)
+        if vad_rate != self.sample_rate:
+            raise ConfigError(
+                f"vad.name {quote(config.vad.name)} runs at {vad_rate} Hz but embedding.name "
+                f"{quote(config.embedding.name)} at {self.sample_rate} Hz; choose models of one sample rate"
+            )
 
     def diarize(self, recording: RecordingInput, hook: StepHook = no_hook) -> Diarization:
         """Diarize one recording (``recording.waveform`` at ``self.sample_rate``), with its speakers'

@@ -26,8 +26,8 @@ from scipy.ndimage import maximum_filter1d
 
 from diar.audio import load_audio
 from diar.cluster import l2_normalize
-from diar.config import Config, ProfileConfig
-from diar.errors import NoSpeechError, quote
+from diar.config import Config, ConfigError, ProfileConfig
+from diar.errors import NoSpeechError, ProfileError, quote
 from diar.linking import speaker_seconds
 from diar.models.base import Embedder, VoiceActivityDetector
 from diar.models.build import build_embedder, build_vad, set_torch_threads
@@ -70,11 +70,11 @@ def check_enrollment_audio(wav: np.ndarray, speaker: str, reco_id: str | None, s
 
 
 def check_profiles(profiles: np.ndarray, names: Sequence[str], reco_id: str) -> None:
-    """Raise ValueError for a profile row that is all zeros (or not finite), naming its speaker."""
+    """Raise ProfileError for a profile row that is all zeros (or not finite), naming its speaker."""
     norms = np.linalg.norm(np.asarray(profiles, dtype=np.float64), axis=1)
     for row, norm in enumerate(norms):
         if not np.isfinite(norm) or norm < ZERO_NORM:
-            raise ValueError(
+            raise ProfileError(
                 f"recording {quote(reco_id)}: the profile of speaker {quote(names[row])} (row {row + 1}) "
                 "is all zeros or not finite; make it again from enrollment speech"
             )
@@ -103,21 +103,16 @@ def compute_profiles(
         of first appearance in ``enrollments``.
 
     Raises:
-        ValueError: for an empty enrollment; audio errors (AudioError) name the file.
+        ProfileError: for an empty enrollment; audio errors (AudioError) name the file.
     """
     if not enrollments:
-        raise ValueError(f"recording {reco_id!r} has no enrollment files")
+        raise ProfileError(f"recording {reco_id!r} has no enrollment files")
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     for speaker, source in enrollments:
         wav = load_audio(source, embedder.sample_rate, reco_id=reco_id, allow_pipes=allow_pipes)
         check_enrollment_audio(wav, speaker, reco_id, source)
-        if vad is not None:
-            wav = steps.speech_only(wav, steps.detect_speech(vad, wav))
-        if normalize_db is not None:
-            wav = steps.normalize_level(wav[None], normalize_db)[0]
-        # shape: (dim,)
-        vec = steps.embed_utterance(embedder, wav)
+        vec = steps.embed_utterance(embedder, wav, vad, normalize_db)  # shape: (dim,)
         if not np.isfinite(vec).all() or float(np.linalg.norm(vec)) < ZERO_NORM:
             raise NoSpeechError(
                 reco_id, source, f"enrollment of speaker {quote(speaker)}: its embedding is all zeros"
@@ -151,7 +146,7 @@ class ProfileMaker:
             enrollments,
             self.vad,
             reco_id=reco_id,
-            allow_pipes=self.config.job.allow_pipes,
+            allow_pipes=self.config.audio.allow_pipes,
             normalize_db=self.config.embedding.normalize_db,
         )
 
@@ -241,43 +236,37 @@ def spread_activity(labels: np.ndarray, frames: int) -> np.ndarray:
 class ProfileDiarizer(Diarizer):
     """VAD -> windows over speech -> embeddings -> cosine to profiles -> frame labels -> turns.
 
-    A recording needs profiles: ``RecordingInput.profiles`` (shape (S, dim), e.g. read from
-    profile.scp by the job), else its entry in ``profile.profile_scp``, else its enrollment
-    files in ``profile.enroll`` (embedded when the recording comes), or enrollment audio
-    given to :meth:`enroll` / :meth:`diarize_list`. Speakers are named by the profile
-    names (enrollment speakers; spk1..N when there are none).
+    A recording needs profiles: ``RecordingInput.profiles`` (shape (S, dim), e.g. from a
+    profile.scp), else its ``RecordingInput.enrollment`` files (embedded when the recording
+    comes), or enrollment audio given to :meth:`enroll` / :meth:`diarize_list`. Whoever lists
+    the recordings reads ``profile.profile_scp`` / ``profile.enroll`` once
+    (:class:`~diar.manifests.ProfileSources`) and hands each recording its own. Speakers are
+    named by the profile names (enrollment speakers; spk1..N when there are none).
     """
 
     def __init__(self, config: Config) -> None:
-        from diar.manifests import read_enrollment, read_profiles
-
         super().__init__(config)
-        # profiles of recordings that come without them (read first: a bad file fails early)
-        self.stored: dict[str, tuple[np.ndarray, tuple[str, ...] | None]] = {}
-        if config.profile.profile_scp:
-            self.stored = read_profiles(config.profile.profile_scp)
-        self.enrollment: dict[str, list[tuple[str, str]]] = {}
-        if config.profile.enroll:
-            self.enrollment = read_enrollment(config.profile.enroll)
         self.vad = build_vad(config)
         self.embedder = build_embedder(config)
         set_torch_threads(config.num_threads)
         self.sample_rate = self.embedder.sample_rate
-        if getattr(self.vad, "sample_rate", self.sample_rate) != self.sample_rate:
-            raise ValueError("the VAD and the embedder must run at the same sample rate")
+        vad_rate = getattr(self.vad, "sample_rate", self.sample_rate)
+        if vad_rate != self.sample_rate:
+            raise ConfigError(
+                f"vad.name {quote(config.vad.name)} runs at {vad_rate} Hz but embedding.name "
+                f"{quote(config.embedding.name)} at {self.sample_rate} Hz; choose models of one sample rate"
+            )
 
     def profiles_for(
         self, recording: RecordingInput, hook: StepHook = no_hook
     ) -> tuple[np.ndarray, tuple[str, ...] | None]:
-        """The recording's own profiles, else those of ``profile.profile_scp``, else its
-        enrollment files in ``profile.enroll`` embedded now. Returns ((S, dim), names or None)."""
+        """The recording's profiles, else its enrollment files embedded now. Returns ((S, dim),
+        names or None)."""
         if recording.profiles is not None:
             return np.asarray(recording.profiles, dtype=np.float32), recording.profile_names
-        if recording.reco_id in self.stored:
-            return self.stored[recording.reco_id]
-        if recording.reco_id in self.enrollment:
+        if recording.enrollment:
             with timed(hook, "enroll"):
-                return self.enroll(self.enrollment[recording.reco_id], recording.reco_id)
+                return self.enroll(recording.enrollment, recording.reco_id)
         given = [
             f"{what} {path}"
             for what, path in (
@@ -287,7 +276,7 @@ class ProfileDiarizer(Diarizer):
             if path
         ]
         where = f" (not in {' or '.join(given)})" if given else ""
-        raise ValueError(
+        raise ProfileError(
             f"recording {recording.reco_id!r} has no speaker profiles{where}: mode 'profile' needs a "
             "profile.scp entry (--profile-scp, profile.profile_scp) or enrollment files "
             "(profile.enroll: '<reco-id> <speaker> <path>' lines) for it"
@@ -303,7 +292,7 @@ class ProfileDiarizer(Diarizer):
             enrollments,
             vad,
             reco_id=reco_id,
-            allow_pipes=self.config.job.allow_pipes,
+            allow_pipes=self.config.audio.allow_pipes,
             normalize_db=self.config.embedding.normalize_db,
         )
 
@@ -318,7 +307,7 @@ class ProfileDiarizer(Diarizer):
         with timed(hook, "enroll"):
             profiles, names = self.enroll(enrollments, reco_id)
         wav = load_audio(
-            recording, self.sample_rate, reco_id=reco_id, allow_pipes=self.config.job.allow_pipes
+            recording, self.sample_rate, reco_id=reco_id, allow_pipes=self.config.audio.allow_pipes
         )
         return self.apply(RecordingInput(reco_id, wav, None, profiles, names), hook)
 
@@ -329,14 +318,14 @@ class ProfileDiarizer(Diarizer):
         sr = self.sample_rate
         profiles, names_given = self.profiles_for(recording, hook)  # shape: (S, D)
         if profiles.ndim != 2 or profiles.shape[0] == 0 or profiles.shape[1] != self.embedder.dimension:
-            raise ValueError(
+            raise ProfileError(
                 f"recording {recording.reco_id!r}: profiles of shape {profiles.shape} do not fit the "
                 f"{cfg.embedding.name} embedder (dimension {self.embedder.dimension}); make them with "
                 "the same embedder"
             )
         names = names_given or default_names(len(profiles))
         if len(names) != len(profiles):
-            raise ValueError(
+            raise ProfileError(
                 f"recording {recording.reco_id!r}: {len(names)} names for {len(profiles)} profiles"
             )
         check_profiles(profiles, names, recording.reco_id)

@@ -286,12 +286,17 @@ def speech_only(waveform: np.ndarray, regions: np.ndarray) -> np.ndarray:
 
 
 def embed_utterance(
-    embedder: Embedder, waveform: np.ndarray, vad: VoiceActivityDetector | None = None
+    embedder: Embedder,
+    waveform: np.ndarray,
+    vad: VoiceActivityDetector | None = None,
+    normalize_db: float | None = None,
 ) -> np.ndarray:
     """One embedding for a whole utterance (profiles, ``diar embed``).
 
-    With a ``vad``, only the detected speech is embedded (all of it when none is found).
-    Inputs shorter than ``embedder.min_num_samples`` are zero-padded.
+    With a ``vad``, only the detected speech is embedded (all of it when none is found);
+    with ``normalize_db``, that audio is first scaled to this RMS level (dBFS), as
+    ``embedding.normalize_db`` scales a recording's windows. Inputs shorter than
+    ``embedder.min_num_samples`` are zero-padded.
 
     Args:
         waveform: shape (N,) float32 at ``embedder.sample_rate``.
@@ -302,6 +307,8 @@ def embed_utterance(
     wav = np.asarray(waveform, dtype=np.float32).reshape(-1)
     if vad is not None:
         wav = speech_only(wav, detect_speech(vad, wav))
+    if normalize_db is not None:
+        wav = normalize_level(wav[None], normalize_db)[0]
     if len(wav) < embedder.min_num_samples:
         wav = np.pad(wav, (0, embedder.min_num_samples - len(wav)))
     return np.asarray(embedder.embed_utterance(wav), dtype=np.float32)
