@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 #: 3D-Speaker's CAMPPlus layout at toy sizes, random weights (tests/data/campplus/README.md).
-TINY_CAMPPLUS = Path(__file__).resolve().parent / "data" / "campplus" / "tiny_campplus.pt"
+#: The repository, and the test data beside this file (tiny checkpoints and their expected outputs).
+REPO = Path(__file__).resolve().parents[1]
+TEST_DATA = Path(__file__).resolve().parent / "data"
+TINY_CAMPPLUS = TEST_DATA / "campplus" / "tiny_campplus.pt"
 
 
 def free_ports(count: int) -> list[int]:

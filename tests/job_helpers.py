@@ -1,4 +1,4 @@
-"""Test doubles and audio for the job tests (imported by tests/test_job*.py).
+"""Test doubles and audio for the job tests (imported by tests/test_jobs/ and tests/end_to_end/).
 
 :class:`EnergyDiarizer` is a real, deterministic diarizer of the audio it is given
 (energy-based speech detection; the speaker changes every 2 s), fast enough to

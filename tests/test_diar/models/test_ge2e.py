@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import REPO
 
 from diar.errors import ModelLoadError
 from diar.models.base import EMBEDDERS, Embedder
 from diar.models.ge2e import GE2EEmbedder, GE2ENetwork, mel_filterbank, partial_slices, preprocess_wav
 
-SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
+SAMPLE = REPO / "diar" / "data" / "sample"
 
 
 @pytest.fixture(scope="module")

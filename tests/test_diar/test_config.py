@@ -6,10 +6,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from diar.config import Config, ConfigError, load_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = REPO / "configs"
 
 
 def test_configs_are_immutable() -> None:

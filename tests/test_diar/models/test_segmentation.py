@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import TEST_DATA
 
 from diar.errors import ModelLoadError
 from diar.models import segmentation
@@ -38,7 +39,7 @@ from diar.models.segmentation import (
 )
 from diar.models.weights import BundledFile, sha256_of
 
-DATA = Path(__file__).parent / "data" / "segmentation"
+DATA = TEST_DATA / "segmentation"
 TINY = PyanNetParams(lstm_hidden_size=16, lstm_num_layers=2, linear_hidden_size=16, linear_num_layers=2)
 TASK_MODULE = "pyannote.audio.core.task"
 

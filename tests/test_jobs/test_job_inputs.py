@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from helpers import REPO
 from job_helpers import read_failures_tsv
 
 from diar.config import load_config
 from diar.formats.rttm import read_rttm
 from jobs.diarize import run_job
 
-SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample" / "sim01_2spk.flac"
+SAMPLE = REPO / "diar" / "data" / "sample" / "sim01_2spk.flac"
 
 
 @pytest.fixture(scope="module")

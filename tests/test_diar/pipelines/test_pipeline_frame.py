@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from test_stitching import STRIDE, TONES, conversation, frame_errors, tone_embedding, tones, turns_to_truth
+from helpers import REPO, TEST_DATA
+from stitching_helpers import STRIDE, TONES, conversation, frame_errors, tone_embedding, tones, turns_to_truth
 
 from diar.audio import SpooledAudio
 from diar.config import load_config
@@ -21,8 +22,8 @@ from diar.pipelines import RecordingInput, build_diarizer
 from diar.pipelines.frame import FrameDiarizer, name_by_first_turn, run_windows
 from diar.types import Annotation, Turn
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "wavlm-sd.yaml"
-DATA = Path(__file__).resolve().parent / "data"
+CONFIG = REPO / "configs" / "wavlm-sd.yaml"
+DATA = TEST_DATA
 
 
 class ToneFrameModel:

@@ -27,7 +27,7 @@ import pytest
 import soundfile as sf
 import soxr
 from conftest import serve_folder
-from helpers import free_port, never_built
+from helpers import REPO, free_port, never_built
 from job_helpers import read_failures_tsv
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 
@@ -39,7 +39,6 @@ from diar.pipelines.base import Diarizer, RecordingInput, StepHook, no_hook
 from diar.types import Annotation, Turn
 from jobs.diarize import main, run_job
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
 SAMPLE = REPO / "diar" / "data" / "sample" / "sim01_2spk.flac"
 SR = 16000

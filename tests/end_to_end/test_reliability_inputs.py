@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import never_built
+from helpers import REPO, never_built
 from job_helpers import EnergyDiarizer, energy_factory, make_corpus, read_failures_tsv
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 
@@ -36,7 +36,6 @@ from diar.manifests import read_wav_scp, write_profiles
 from diar.outputs import TMP_MARKER
 from jobs.diarize import main as job_main
 
-REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "diar" / "data" / "sample"
 SR = 16000
 

@@ -21,11 +21,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import free_ports
+from helpers import REPO, free_ports
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 SAMPLE_SCP = REPO / "diar" / "data" / "sample" / "wav.scp"
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import REPO
 
 from diar.config import Config, load_config
 from diar.formats.rttm import read_rttm
@@ -15,7 +14,7 @@ from diar.pipelines.clustering import ClusteringDiarizer
 from diar.scoring import score
 
 SR = 16000
-SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
+SAMPLE = REPO / "diar" / "data" / "sample"
 
 
 class EnergyEmbedder:
@@ -136,7 +135,7 @@ def test_embed_utterance_keeps_speech_and_pads_short_input() -> None:
     assert short[1] == pytest.approx(400 / SR)
 
 
-GE2E = Path(__file__).resolve().parents[1] / "configs" / "ge2e.yaml"
+GE2E = REPO / "configs" / "ge2e.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +189,7 @@ def test_configs_default_yaml_equals_the_built_in_defaults() -> None:
 
     from diar.config import to_dict
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    path = REPO / "configs" / "default.yaml"
     listed = yaml.safe_load(path.read_text())
     defaults = to_dict(Config())
     assert load_config(path) == Config()

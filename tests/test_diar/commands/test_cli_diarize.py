@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import REPO
 
 from diar.cli import main
 from diar.formats.parquet import read_parquet
@@ -14,7 +15,7 @@ from diar.formats.rttm import read_rttm
 from diar.formats.vad import read_vad
 
 SR = 16000
-SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
+SAMPLE = REPO / "diar" / "data" / "sample"
 
 
 @pytest.fixture(scope="module")

@@ -30,11 +30,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import free_port
+from helpers import REPO, free_port
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "diar" / "data" / "sample" / "sim01_2spk.flac"
 
 #: Worker nodes the autoscaler may add (1 CPU each) and shards of the corpus.

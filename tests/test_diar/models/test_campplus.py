@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import TEST_DATA
 
 from diar.cli import main
 from diar.errors import ModelLoadError
 from diar.models.base import EMBEDDERS, Embedder
 from diar.models.campplus import WEIGHTS, CAMPPlusEmbedder, CAMPPlusParams, Fbank
 
-DATA = Path(__file__).resolve().parent / "data" / "campplus"
+DATA = TEST_DATA / "campplus"
 SR = 16000
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
-from helpers import TINY_CAMPPLUS
+from helpers import REPO, TINY_CAMPPLUS
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
-from test_xvector import golden_waveform, write_model_dir
+from xvector_helpers import golden_waveform, write_model_dir
 
 from diar.audio import load_audio
 from diar.commands import profiles as command
@@ -22,8 +22,8 @@ from diar.models.campplus import CAMPPlusEmbedder
 from diar.models.xvector import XVectorEmbedder
 from diar.pipelines.steps import normalize_level
 
-SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SAMPLE = REPO / "diar" / "data" / "sample"
+CONFIGS = REPO / "configs"
 
 
 def run_command(*argv: str) -> int:

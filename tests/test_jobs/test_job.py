@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import never_built
+from helpers import REPO, never_built
 from job_helpers import DURATIONS, energy_factory, make_corpus, read_failures_tsv
 
 from diar.config import load_config
@@ -411,7 +411,7 @@ def test_profile_manifest_problems_stop_the_job(tmp_path: Path) -> None:
 def test_default_config_shows_every_job_default() -> None:
     from diar.config import JobConfig
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    path = REPO / "configs" / "default.yaml"
     assert load_config(path).job == JobConfig()
     import yaml
 
@@ -562,7 +562,7 @@ def test_time_limit_ends_the_process_once_it_has_said_why(tmp_path: Path) -> Non
             time.sleep(30)
         """
     )
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, timeout=25, check=False)
     assert proc.returncode == 124
     assert said.read_text() == "0.3"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY_CAMPPLUS
+from helpers import REPO, TINY_CAMPPLUS
 
 from diar.config import ProfileConfig, load_config
 from diar.manifests import read_enrollment, read_uem, read_wav_scp
@@ -22,8 +22,8 @@ from diar.pipelines.profile import (
 )
 from diar.pipelines.steps import normalize_level
 
-SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SAMPLE = REPO / "diar" / "data" / "sample"
+CONFIGS = REPO / "configs"
 SR = 16000
 
 
@@ -299,7 +299,7 @@ def test_profile_yaml_runs_with_tiny_campplus() -> None:
 
 def test_xvector_config_runs_profile_mode(tmp_path: Path) -> None:
     """configs/xvector.yaml with a tiny FunASR-layout x-vector: enrollment and diarization run end to end."""
-    from test_xvector import write_model_dir
+    from xvector_helpers import write_model_dir
 
     model = write_model_dir(tmp_path / "model")
     config_path = CONFIGS / "xvector.yaml"

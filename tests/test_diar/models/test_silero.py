@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import REPO
 
 from diar.models.base import VADS, VoiceActivityDetector
 from diar.models.silero import SileroVAD
 
-SAMPLE = Path(__file__).resolve().parents[1] / "diar" / "data" / "sample"
+SAMPLE = REPO / "diar" / "data" / "sample"
 
 
 @pytest.fixture(scope="module")

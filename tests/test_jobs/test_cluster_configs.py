@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import REPO
 
-CLUSTER = Path(__file__).resolve().parents[1] / "configs" / "cluster"
-REPO = CLUSTER.parents[1]
+CLUSTER = REPO / "configs" / "cluster"
 
 #: Fields of the RayJob CRD (KubeRay ray.io/v1) and of the specs inside it.
 RAYJOB_SPEC = {
