@@ -162,3 +162,28 @@ class SlowCounter:
             self.progress = (i, float(i))
             time.sleep(self.delay)
         return [str(item) for item in shard.items]
+
+
+class DiesOnce:
+    """Builds the real diarizer, whose ``step`` (a method name) kills its process the first time
+    it runs in any process (a marker file says it did): a stage's actor dying mid-run."""
+
+    def __init__(self, marker: str, step: str) -> None:
+        self.marker = marker
+        self.step = step
+
+    def __call__(self, config: Config) -> Diarizer:
+        from diar.pipelines import build_diarizer
+
+        diarizer = build_diarizer(config)
+        real = getattr(diarizer, self.step)
+        marker = Path(self.marker)
+
+        def step(*args: object, **kwargs: object) -> object:
+            if not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args, **kwargs)
+
+        setattr(diarizer, self.step, step)
+        return diarizer

@@ -1,0 +1,119 @@
+"""The job's stage split (``job.stages``) on a Ray node with a declared GPU, models on the CPU.
+
+The session Ray of the other job tests has no GPU, so these tests run the job in a driver
+process of their own (``stages_driver.py``) that starts Ray with ``num_cpus=2, num_gpus=1``.
+The reference is the single-actor path (in this process, ``--local``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from job_helpers import make_corpus
+
+from diar.config import ConfigError, load_config
+from jobs.diarize import run_job
+from jobs.stages import MODEL_STAGES, STAGES, use_split
+
+pytestmark = pytest.mark.slow
+
+TESTS = Path(__file__).resolve().parent
+DATA = TESTS / "data"
+ROOT = TESTS.parent
+
+#: tiny random-weight segmentation-3.0 and CAM++ (tests/data), forced to the CPU
+MODELS = [
+    f"frame_model.model={DATA / 'segmentation' / 'tiny_pyannet.ckpt'}",
+    "frame_model.device=cpu",
+    f"embedding.model_dir={DATA / 'campplus' / 'tiny_campplus.pt'}",
+    "embedding.device=cpu",
+    "job.num_shards=2",
+    "job.max_failures=1",
+    # four actor pools and the read tasks fit on 2 CPUs
+    "job.stage_cpus=0.25",
+    "job.model_cpus=0.25",
+]
+
+
+@pytest.fixture(scope="module")
+def scp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus")
+    bad = folder / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    durations = {"rec-a": 9.0, "rec-b": 14.0, "rec-c": 7.5, "rec-d": 12.0}
+    return make_corpus(folder, durations, extra_lines=(f"rec-bad {bad}",))
+
+
+@pytest.fixture(scope="module")
+def reference(scp: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The single-actor path, in this process."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    report = run_job(load_config(None, [*MODELS, "job.stages=single"]), str(scp), str(out), local=True)
+    assert report.exit_code == 0
+    return out
+
+
+def drive(scp: Path, runs: list[dict[str, object]]) -> list[dict[str, int]]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "stages_driver.py"), str(scp), json.dumps(runs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def test_stage_split_on_a_gpu_node(scp: Path, reference: Path, tmp_path: Path) -> None:
+    split, killed = tmp_path / "split", tmp_path / "killed"
+    marker = tmp_path / "embed-actor-died"
+    reports = drive(
+        scp,
+        [
+            {"out": str(split), "set": MODELS},  # job.stages=auto: split on a cluster with GPUs
+            {"out": str(split), "set": MODELS},  # resume: nothing to do
+            {"out": str(killed), "set": [*MODELS, "job.stages=split"], "dies_once": str(marker)},
+        ],
+    )
+    assert reports == [
+        {"exit_code": 0, "shards_run": 2},
+        {"exit_code": 0, "shards_run": 0},
+        {"exit_code": 0, "shards_run": 2},
+    ]
+    # the model stages ran on actors holding the GPU, the others on CPU workers
+    for done in sorted((split / "shards").glob("*.done.json")):
+        gpus = json.loads(done.read_text())["stage_gpus"]
+        assert sorted(gpus) == sorted(STAGES)
+        for stage in STAGES:
+            assert bool(gpus[stage]) == (stage in MODEL_STAGES), (stage, gpus)
+    # the embedding actor died once mid-run (SIGKILL), was restarted, and its batch redone
+    assert marker.exists()
+    for out in (split, killed):
+        for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
+            assert (out / name).read_bytes() == (reference / name).read_bytes(), (out, name)
+    assert (reference / "corpus.rttm").read_text().count("SPEAKER") >= 4
+    # the recording that cannot be read is a failure row of stage read; the others are done
+    rows = (split / "failures.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[:2] for r in rows] == [["rec-bad", "read"]]
+
+
+def test_stages_config() -> None:
+    cluster_gpu, cluster_cpu = {"CPU": 8.0, "GPU": 1.0}, {"CPU": 8.0}
+    assert use_split(load_config(None, []), cluster_gpu)  # auto, mode frame
+    assert not use_split(load_config(None, []), cluster_cpu)
+    assert not use_split(load_config(None, ["job.stages=single"]), cluster_gpu)
+    assert use_split(load_config(None, ["job.stages=split"]), cluster_cpu)
+    assert not use_split(load_config(None, ["mode=cluster"]), cluster_gpu)
+    with pytest.raises(Exception, match="mode frame only"):
+        use_split(load_config(None, ["mode=cluster", "job.stages=split"]), cluster_gpu)
+    with pytest.raises(ConfigError, match=r"job\.stages"):
+        load_config(None, ["job.stages=gpu"])
+    with pytest.raises(ConfigError, match=r"job\.model_batch"):
+        load_config(None, ["job.model_batch=0"])
