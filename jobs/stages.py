@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from diar.config import Config
+from diar.config import Config, JobConfig
 from diar.failures import Failure
 from jobs.actors import Outcome, cluster_autoscales, ray_node_id, ray_session
 from jobs.errors import JobError
@@ -294,6 +294,38 @@ def use_split(config: Config, cluster: dict[str, float]) -> bool:
     return stages == "auto" and config.mode == "frame" and cluster.get("GPU", 0.0) > 0
 
 
+def split_resources(job: JobConfig, cluster: dict[str, float]) -> tuple[float, float, float]:
+    """CPUs per CPU-stage worker, CPUs and GPUs per model actor: the config's, fitted to a
+    cluster that cannot grow.
+
+    Every stage needs one worker at a time (the read stage, two CPU actors, two model
+    actors): on a cluster that cannot grow and holds fewer CPUs than those ask for, each asks
+    for its share instead (else the stages would wait for each other forever). The model
+    actors ask for GPUs on a cluster that has them, or that autoscales (``job.stages=split``).
+    """
+    has_gpus = cluster.get("GPU", 0.0) > 0
+    stage_cpus, model_cpus = job.stage_cpus, job.model_cpus
+    need = 3 * stage_cpus + 2 * model_cpus
+    cpus = cluster.get("CPU", 0.0)
+    autoscales: bool | None = None
+    if need > cpus + 1e-9 or (not has_gpus and job.model_gpus > 0):
+        autoscales = cluster_autoscales()
+    if need > cpus + 1e-9 and not autoscales:
+        share = cpus / need
+        logger.warning(
+            "the stage split asks for %g CPUs for one worker per stage, the cluster holds %g: "
+            "each asks for %.0f %% of its CPUs",
+            need,
+            cpus,
+            100 * share,
+        )
+        stage_cpus, model_cpus = stage_cpus * share, model_cpus * share
+    model_gpus = job.model_gpus if has_gpus or autoscales else 0.0
+    if job.model_gpus > 0 and not model_gpus:
+        logger.warning("the cluster has no GPUs: the stage split's model stages run on CPU actors")
+    return stage_cpus, model_cpus, model_gpus
+
+
 def run_split(
     config: Config,
     out: OutDir,
@@ -309,20 +341,13 @@ def run_split(
     job = config.job
     stats = RunStats(num_actors=2 * job.model_actors + 2 * job.stage_workers)
     t_work = time.perf_counter()
-    # GPUs now, or (asked for explicitly) a cluster that can add GPU nodes for the demand
-    has_gpus = float(ray.cluster_resources().get("GPU", 0.0)) > 0
-    if not has_gpus and job.stages == "split" and job.model_gpus > 0:
-        has_gpus = cluster_autoscales()
-        if not has_gpus:
-            logger.warning("job.stages=split on a cluster without GPUs: the model stages run on CPU actors")
-    model_gpus = job.model_gpus if has_gpus else 0.0
-    if job.recording_timeout is not None:
-        logger.warning("job.recording_timeout is not enforced by the stage split")
     items = [
         {"state": pickle.dumps(RecordingState(s.shard_id, rec), protocol=5)}
         for s in shards
         for rec in s.items
     ]
+    resources = split_resources(job, {k: float(v) for k, v in ray.cluster_resources().items()})
+    stage_cpus, model_cpus, model_gpus = resources
     cpu_threads = max(1, int(job.stage_cpus))
     model_threads = max(1, int(job.model_cpus))
     ctx = ray.data.DataContext.get_current()
@@ -332,7 +357,7 @@ def run_split(
     ds = ds.map_batches(
         functools.partial(read_stage, sample_rate=int(config.sample_rate), allow_pipes=job.allow_pipes),
         batch_size=1,
-        num_cpus=job.stage_cpus,
+        num_cpus=stage_cpus,
         max_retries=job.max_task_retries,
     )
     stages: list[tuple[type[_Stage], bool, int]] = [
@@ -349,7 +374,7 @@ def run_split(
             compute=ActorPoolStrategy(
                 min_size=1, max_size=job.model_actors if on_model else job.stage_workers
             ),
-            num_cpus=job.model_cpus if on_model else job.stage_cpus,
+            num_cpus=model_cpus if on_model else stage_cpus,
             num_gpus=model_gpus if on_model else 0,
             # Ray Data's default restarts and retries forever (passed on to the actors)
             max_restarts=job.max_restarts,

@@ -187,3 +187,26 @@ class DiesOnce:
 
         setattr(diarizer, self.step, step)
         return diarizer
+
+
+class FailsOn:
+    """Builds the real frame-mode diarizer, whose segmentation step raises for any recording of
+    ``num_samples`` samples (alone or batched with others): a model that cannot handle one."""
+
+    def __init__(self, num_samples: int) -> None:
+        self.num_samples = num_samples
+
+    def __call__(self, config: Config) -> Diarizer:
+        from diar.pipelines import build_diarizer
+
+        diarizer = build_diarizer(config)
+        real = diarizer.segment  # type: ignore[attr-defined]
+        num_samples = self.num_samples
+
+        def segment(waveforms: list[np.ndarray]) -> object:
+            if any(len(w) == num_samples for w in waveforms):
+                raise ValueError(f"model cannot handle {num_samples} samples")
+            return real(waveforms)
+
+        diarizer.segment = segment  # type: ignore[attr-defined]
+        return diarizer

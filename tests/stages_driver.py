@@ -1,7 +1,9 @@
 """Runs the diarization job in its own Ray with a declared GPU (``num_gpus=1``, models on CPU).
 
-``python stages_driver.py SCP RUNS_JSON``: RUNS_JSON is a list of ``{"out": OUT, "set": [...],
-"dies_once": MARKER or null}``; prints one JSON line per run (exit code, shards run).
+``python stages_driver.py SCP RUNS_JSON``: RUNS_JSON is a list of ``{"out": OUT, "set": [...]}``
+with optionally ``"dies_once": MARKER`` (the embedding actor kills itself once, see
+:class:`job_helpers.DiesOnce`) or ``"fails_on": NUM_SAMPLES`` (:class:`job_helpers.FailsOn`);
+prints one JSON line per run (exit code, shards run).
 The job tests' session Ray has no GPU, so the stage split's tests start this driver.
 """
 
@@ -30,7 +32,11 @@ def main() -> None:
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
         for run in runs:
-            factory = job_helpers.DiesOnce(run["dies_once"], "embed_inputs") if run.get("dies_once") else None
+            factory = None
+            if run.get("dies_once"):
+                factory = job_helpers.DiesOnce(run["dies_once"], "embed_inputs")
+            elif run.get("fails_on"):
+                factory = job_helpers.FailsOn(run["fails_on"])
             report = run_job(load_config(None, run["set"]), scp, run["out"], diarizer_factory=factory)
             print(json.dumps({"exit_code": report.exit_code, "shards_run": report.shards_run}), flush=True)
     finally:

@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from job_helpers import make_corpus
+from job_helpers import FailsOn, make_corpus
 
+import jobs.stages
 from diar.config import ConfigError, load_config
 from jobs.diarize import run_job
-from jobs.stages import MODEL_STAGES, STAGES, use_split
+from jobs.stages import MODEL_STAGES, STAGES, split_resources, use_split
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +35,6 @@ MODELS = [
     "embedding.device=cpu",
     "job.num_shards=2",
     "job.max_failures=1",
-    # four actor pools and the read tasks fit on 2 CPUs
-    "job.stage_cpus=0.25",
-    "job.model_cpus=0.25",
 ]
 
 
@@ -58,6 +56,19 @@ def reference(scp: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+#: rec-c (7.5 s) fails in the model stage in :func:`test_stage_split_on_a_gpu_node`
+FAILING = round(7.5 * 16000)
+
+
+@pytest.fixture(scope="module")
+def reference_failing(scp: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The single-actor path with a segmentation model that fails rec-c."""
+    out = tmp_path_factory.mktemp("ref-failing") / "out"
+    cfg = load_config(None, [*MODELS, "job.stages=single", "job.max_failures=2"])
+    assert run_job(cfg, str(scp), str(out), local=True, diarizer_factory=FailsOn(FAILING)).exit_code == 0
+    return out
+
+
 def drive(scp: Path, runs: list[dict[str, object]]) -> list[dict[str, int]]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
@@ -71,8 +82,10 @@ def drive(scp: Path, runs: list[dict[str, object]]) -> list[dict[str, int]]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-def test_stage_split_on_a_gpu_node(scp: Path, reference: Path, tmp_path: Path) -> None:
-    split, killed = tmp_path / "split", tmp_path / "killed"
+def test_stage_split_on_a_gpu_node(
+    scp: Path, reference: Path, reference_failing: Path, tmp_path: Path
+) -> None:
+    split, killed, failing = tmp_path / "split", tmp_path / "killed", tmp_path / "failing"
     marker = tmp_path / "embed-actor-died"
     reports = drive(
         scp,
@@ -80,11 +93,17 @@ def test_stage_split_on_a_gpu_node(scp: Path, reference: Path, tmp_path: Path) -
             {"out": str(split), "set": MODELS},  # job.stages=auto: split on a cluster with GPUs
             {"out": str(split), "set": MODELS},  # resume: nothing to do
             {"out": str(killed), "set": [*MODELS, "job.stages=split"], "dies_once": str(marker)},
+            {
+                "out": str(failing),
+                "set": [*MODELS, "job.max_failures=2", "job.model_batch=4"],
+                "fails_on": FAILING,
+            },
         ],
     )
     assert reports == [
         {"exit_code": 0, "shards_run": 2},
         {"exit_code": 0, "shards_run": 0},
+        {"exit_code": 0, "shards_run": 2},
         {"exit_code": 0, "shards_run": 2},
     ]
     # the model stages ran on actors holding the GPU, the others on CPU workers
@@ -102,6 +121,12 @@ def test_stage_split_on_a_gpu_node(scp: Path, reference: Path, tmp_path: Path) -
     # the recording that cannot be read is a failure row of stage read; the others are done
     rows = (split / "failures.tsv").read_text().splitlines()[1:]
     assert [r.split("\t")[:2] for r in rows] == [["rec-bad", "read"]]
+    # a recording the model fails (in a batch with others) is a diarize row; the others finish
+    rows = (failing / "failures.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[:2] for r in rows] == [["rec-bad", "read"], ["rec-c", "diarize"]]
+    for name in ("corpus.rttm", "failures.tsv"):
+        assert (failing / name).read_bytes() == (reference_failing / name).read_bytes(), name
+    assert (failing / "corpus.rttm").read_text().count("rec-a") >= 1
 
 
 def test_stages_config() -> None:
@@ -117,3 +142,15 @@ def test_stages_config() -> None:
         load_config(None, ["job.stages=gpu"])
     with pytest.raises(ConfigError, match=r"job\.model_batch"):
         load_config(None, ["job.model_batch=0"])
+
+
+def test_split_resources_fit_a_cluster_that_cannot_grow(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = load_config(None, []).job  # 1 CPU per worker, 0.5 GPU per model actor
+    monkeypatch.setattr(jobs.stages, "cluster_autoscales", lambda: False)
+    assert split_resources(job, {"CPU": 16.0, "GPU": 2.0}) == (1.0, 1.0, 0.5)
+    # one worker per stage (read, 2 CPU actors, 2 model actors) asks for 5 CPUs: shares of 2
+    assert split_resources(job, {"CPU": 2.0, "GPU": 1.0}) == pytest.approx((0.4, 0.4, 0.5))
+    assert split_resources(job, {"CPU": 8.0}) == (1.0, 1.0, 0.0)  # no GPU: CPU model actors
+    # an autoscaling cluster gets the demand as configured, GPUs included
+    monkeypatch.setattr(jobs.stages, "cluster_autoscales", lambda: True)
+    assert split_resources(job, {"CPU": 0.0}) == (1.0, 1.0, 0.5)
