@@ -382,16 +382,14 @@ def run_split(
         )
     by_shard = {s.shard_id: s for s in shards}
     pending: dict[str, dict[str, RecordingState]] = {s.shard_id: {} for s in shards}
-    started: dict[str, float] = {}
     try:
         for row in ds.iter_rows():
             state: RecordingState = pickle.loads(row["state"])
-            started.setdefault(state.shard_id, time.perf_counter())
             got = pending[state.shard_id]
             got[state.rec.reco_id] = state
             shard = by_shard[state.shard_id]
             if len(got) == len(shard.items):
-                record = _write_shard(config, out, shard, got, time.perf_counter() - started[shard.shard_id])
+                record = _write_shard(config, out, shard, got)
                 del pending[shard.shard_id]
                 # the stages' actors start while the first recordings are read: their start-up is
                 # not told apart (first_actor_seconds stays 0; process_seconds is the whole work)
@@ -409,9 +407,13 @@ def run_split(
 
 
 def _write_shard(
-    config: Config, out: OutDir, shard: Shard[Recording], got: dict[str, RecordingState], seconds: float
+    config: Config, out: OutDir, shard: Shard[Recording], got: dict[str, RecordingState]
 ) -> ShardRecord:
-    """The shard's files and done record, from its recordings' states (in the shard's order)."""
+    """The shard's files and done record, from its recordings' states (in the shard's order).
+
+    Its ``compute_seconds`` are the seconds its recordings spent in the stages' steps (they
+    run in several processes, with other shards' recordings in between).
+    """
     files = ShardFiles(config, out, shard)
     stage_gpus: dict[str, list[str]] = {}
     nodes: set[str] = set()
@@ -431,6 +433,7 @@ def _write_shard(
             files.fail(Failure(rec.reco_id, "diarize", "RuntimeError", "no result from the stage split"))
     files.record.stage_gpus = stage_gpus
     finish_node = next((got[r.reco_id].nodes.get("finish") for r in shard.items), None)
+    seconds = sum(sum(got[r.reco_id].steps.values()) for r in shard.items)
     return files.write(seconds, finish_node)
 
 

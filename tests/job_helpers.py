@@ -210,3 +210,25 @@ class FailsOn:
 
         diarizer.segment = segment  # type: ignore[attr-defined]
         return diarizer
+
+
+class SlowFinish:
+    """Builds the real frame-mode diarizer, whose last step (``finish``) first sleeps ``delay``
+    seconds: a job slow enough to be interrupted between shards."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def __call__(self, config: Config) -> Diarizer:
+        from diar.pipelines import build_diarizer
+
+        diarizer = build_diarizer(config)
+        real = diarizer.finish  # type: ignore[attr-defined]
+        delay = self.delay
+
+        def finish(*args: object, **kwargs: object) -> object:
+            time.sleep(delay)
+            return real(*args, **kwargs)
+
+        diarizer.finish = finish  # type: ignore[attr-defined]
+        return diarizer

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from job_helpers import FailsOn, make_corpus
+from test_job_autoscale import _stop_group, free_port, tail
 
 import jobs.stages
 from diar.config import ConfigError, load_config
@@ -69,10 +75,29 @@ def reference_failing(scp: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 
-def drive(scp: Path, runs: list[dict[str, object]]) -> list[dict[str, int]]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+def driver_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+def driver_command(scp: Path, runs: list[dict[str, object]], address: str | None = None) -> list[str]:
+    return [
+        sys.executable,
+        str(TESTS / "stages_driver.py"),
+        str(scp),
+        json.dumps(runs),
+        *([address] if address else []),
+    ]
+
+
+def drive(scp: Path, runs: list[dict[str, object]], address: str | None = None) -> list[dict[str, int]]:
+    env = driver_env()
     done = subprocess.run(
-        [sys.executable, str(TESTS / "stages_driver.py"), str(scp), json.dumps(runs)],
+        driver_command(scp, runs, address),
         capture_output=True,
         text=True,
         env=env,
@@ -154,3 +179,82 @@ def test_split_resources_fit_a_cluster_that_cannot_grow(monkeypatch: pytest.Monk
     # an autoscaling cluster gets the demand as configured, GPUs included
     monkeypatch.setattr(jobs.stages, "cluster_autoscales", lambda: True)
     assert split_resources(job, {"CPU": 0.0}) == (1.0, 1.0, 0.5)
+
+
+@contextmanager
+def gpu_head() -> Iterator[str]:
+    """A Ray head of 2 CPUs and a declared GPU that outlives its drivers (``ray start --head
+    --block`` in its own process group); yield its address; stop exactly what it started."""
+    import ray
+
+    ip = ray.util.get_node_ip_address()
+    port = free_port()
+    temp = Path(tempfile.mkdtemp(prefix="diar-ray-"))  # short: Ray's unix sockets live under it
+    log_path = temp / "head.log"
+    with open(log_path, "wb") as log:
+        head = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "ray"),
+                "start",
+                "--head",
+                "--block",
+                f"--port={port}",
+                "--num-cpus=2",
+                "--num-gpus=1",
+                f"--temp-dir={temp}",
+                "--include-dashboard=false",
+                f"--ray-client-server-port={free_port()}",
+            ],
+            env=driver_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log_path.read_text(errors="replace"):
+            if head.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the Ray head did not start: {tail(log_path)}")
+            time.sleep(0.5)
+        yield f"{ip}:{port}"
+    finally:
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops the head's own processes
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        _stop_group(head.pid)
+        if head.poll() is None:
+            head.wait()
+
+
+def test_driver_killed_mid_split_then_rerun_is_byte_identical(
+    scp: Path, reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    sets = [*MODELS, "job.num_shards=4", "job.stages=split"]
+    with gpu_head() as address:
+        driver = subprocess.Popen(
+            driver_command(scp, [{"out": str(out), "set": sets, "slow_finish": 3.0}], address),
+            env=driver_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        done = out / "shards"
+        deadline = time.monotonic() + 300
+        while not (done.exists() and list(done.glob("*.done.json"))):
+            if time.monotonic() > deadline or driver.poll() is not None:
+                driver.kill()
+                pytest.fail(f"the driver did not finish a shard: {driver.communicate()[1].decode()[-3000:]}")
+            time.sleep(0.05)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.communicate()
+        finished = len(list(done.glob("*.done.json")))
+        assert 1 <= finished < 4
+        assert not (out / "corpus.rttm").exists()
+        # a new driver on the same cluster runs only the shards without a done record
+        assert drive(scp, [{"out": str(out), "set": sets}], address) == [
+            {"exit_code": 0, "shards_run": 4 - finished}
+        ]
+    for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
