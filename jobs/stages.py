@@ -22,7 +22,8 @@ go on. Ray Data restarts a stage's actor whose process died (``job.max_restarts`
 retries its batch (``job.max_task_retries``); when they run out, the shards not yet
 written are lost (stage ``actor``), as when the single path's actor is gone for good.
 
-Rows between stages are one recording each, its state pickled (numpy arrays inside).
+Rows between stages are one recording each: its state, a Python object (numpy arrays inside)
+that Ray Data serializes between stages.
 Not in the split (yet): the crash journal (a recording that kills its stage's actor is
 retried until ``job.max_task_retries`` run out), ``job.recording_timeout``, the progress
 bar's partial counts.
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -65,7 +65,7 @@ MODEL_STAGES = ("segment", "embed")
 
 @dataclass
 class RecordingState:
-    """One recording on its way through the stages (a row of the dataset, pickled).
+    """One recording on its way through the stages (a row of the dataset).
 
     Attributes:
         shard_id: the shard it belongs to.
@@ -101,12 +101,13 @@ class RecordingState:
 
 
 def _states(batch: dict[str, Any]) -> list[RecordingState]:
-    return [pickle.loads(b) for b in batch["state"]]
+    return list(batch["state"])
 
 
 def _rows(states: Sequence[RecordingState]) -> dict[str, np.ndarray]:
+    """A batch of rows: one Python object each (Ray Data serializes them between stages)."""
     column = np.empty(len(states), dtype=object)
-    column[:] = [pickle.dumps(s, protocol=5) for s in states]
+    column[:] = list(states)
     return {"state": column}
 
 
@@ -341,11 +342,7 @@ def run_split(
     job = config.job
     stats = RunStats(num_actors=2 * job.model_actors + 2 * job.stage_workers)
     t_work = time.perf_counter()
-    items = [
-        {"state": pickle.dumps(RecordingState(s.shard_id, rec), protocol=5)}
-        for s in shards
-        for rec in s.items
-    ]
+    items = [{"state": RecordingState(s.shard_id, rec)} for s in shards for rec in s.items]
     resources = split_resources(job, {k: float(v) for k, v in ray.cluster_resources().items()})
     stage_cpus, model_cpus, model_gpus = resources
     cpu_threads = max(1, int(job.stage_cpus))
@@ -384,7 +381,7 @@ def run_split(
     pending: dict[str, dict[str, RecordingState]] = {s.shard_id: {} for s in shards}
     try:
         for row in ds.iter_rows():
-            state: RecordingState = pickle.loads(row["state"])
+            state: RecordingState = row["state"]
             got = pending[state.shard_id]
             got[state.rec.reco_id] = state
             shard = by_shard[state.shard_id]

@@ -124,24 +124,25 @@ def segment_many(
     sr = int(model.sample_rate)
     stride = int(model.frame_stride)
     collectors: list[WindowCollector] = []
-    todo: list[tuple[int, int]] = []  # (recording, first sample) of every window, in order
-    length = 0
+    # (recording, first sample) of every window, by window length: a recording shorter than
+    # one window is a window of its own length, forwarded apart from the others
+    todo: dict[int, list[tuple[int, int]]] = {}
     for r, waveform in enumerate(waveforms):
         plan = plan_windows(len(waveform), round(window * sr), round(hop * sr), stride)
         per_window = int(model.num_frames(plan.length)) if len(plan) else 0
         num_frames = int(plan.starts[-1]) // stride + per_window if len(plan) else 0
         collectors.append(WindowCollector(num_frames, threshold))
         if per_window:
-            todo.extend((r, int(s)) for s in plan.starts)
-            length = plan.length  # the same for every recording with windows: round(window * sr)
-    for i in range(0, len(todo), batch_size):
-        chunk = todo[i : i + batch_size]
-        batch = np.stack([waveforms[r][s : s + length] for r, s in chunk])  # shape: (B, L)
-        probs = model(batch)  # shape: (B, F, S)
-        for (r, s), p in zip(chunk, probs, strict=True):
-            collectors[r].add(s // stride, p)
-        del batch, probs
-        release_free_memory()  # the batch's activations, else pinned by the collector's arrays
+            todo.setdefault(plan.length, []).extend((r, int(s)) for s in plan.starts)
+    for length, windows in todo.items():
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i : i + batch_size]
+            batch = np.stack([waveforms[r][s : s + length] for r, s in chunk])  # shape: (B, L)
+            probs = model(batch)  # shape: (B, F, S)
+            for (r, s), p in zip(chunk, probs, strict=True):
+                collectors[r].add(s // stride, p)
+            del batch, probs
+            release_free_memory()  # the batch's activations, else pinned by the collector's arrays
     return [c.finish() for c in collectors]
 
 
