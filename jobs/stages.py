@@ -386,14 +386,16 @@ def run_split(
             got[state.rec.reco_id] = state
             shard = by_shard[state.shard_id]
             if len(got) == len(shard.items):
-                record = _write_shard(config, out, shard, got)
                 del pending[shard.shard_id]
                 # the stages' actors start while the first recordings are read: their start-up is
                 # not told apart (first_actor_seconds stays 0; process_seconds is the whole work)
                 stats.actors_ready = stats.num_actors
+                try:
+                    record = _write_shard(config, out, shard, got)
+                except JobError as e:  # its files cannot be written: its recordings fail (write)
+                    on_outcome(Outcome(shard, error=e, stage="shard"))
+                    continue
                 on_outcome(Outcome(shard, result=record))
-    except JobError:
-        raise
     except Exception as e:  # the dataset failed: its actors are gone for good
         logger.error("the stage split stopped: %s", e)
         for shard_id in list(pending):
@@ -413,7 +415,6 @@ def _write_shard(
     """
     files = ShardFiles(config, out, shard)
     stage_gpus: dict[str, list[str]] = {}
-    nodes: set[str] = set()
     for rec in shard.items:
         state = got[rec.reco_id]
         for step, spent in state.steps.items():
@@ -421,7 +422,6 @@ def _write_shard(
         for stage, gpus in state.gpus.items():
             stage_gpus.setdefault(stage, [])
             stage_gpus[stage] = sorted(set(stage_gpus[stage]) | set(gpus))
-        nodes.update(n for n in state.nodes.values() if n)
         if state.failure is not None:
             files.fail(state.failure)
         elif state.diarization is not None:
