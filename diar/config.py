@@ -347,6 +347,10 @@ class PostprocessConfig:
         c.raise_if_any()
 
 
+#: How the job runs a recording's steps (``job.stages``).
+JOB_STAGES = ("auto", "single", "split")
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """How the Ray job shards the corpus and runs actors (``python -m jobs.diarize``).
@@ -378,6 +382,18 @@ class JobConfig:
         link_min_seconds: speakers with less speech attach to the nearest global speaker instead
             of founding one.
         link_neighbors: nearest neighbours per speaker considered for linking.
+        stages: ``single``: one actor kind does everything for its shards; ``split``: the stage
+            split (mode frame only; :mod:`jobs.stages`): reading, features, clustering and
+            writing on CPU workers, the two model forwards on GPU actors; ``auto``: split when
+            the cluster has GPUs and the mode is frame, else single.
+        stage_cpus: CPUs per CPU-stage worker of the split.
+        stage_workers: most workers per CPU stage of the split.
+        model_cpus: CPUs per model-stage actor of the split (also its torch threads).
+        model_gpus: GPUs per model-stage actor of the split; the segmentation and embedding
+            actors share a GPU at 0.5 each.
+        model_actors: most actors per model stage of the split (each stage starts with one).
+        model_batch: recordings per model-stage call of the split: their windows share
+            segmentation batches (``frame_model.batch_size`` windows per forward pass).
     """
 
     num_shards: int | None = None
@@ -396,6 +412,13 @@ class JobConfig:
     link_threshold: float = 0.4
     link_min_seconds: float = 4.0
     link_neighbors: int = 20
+    stages: str = "auto"
+    stage_cpus: float = 1.0
+    stage_workers: int = 2
+    model_cpus: float = 1.0
+    model_gpus: float = 0.5
+    model_actors: int = 1
+    model_batch: int = 4
 
     def validate(self) -> None:
         """Raise ConfigError naming each ``job.*`` key whose value is impossible."""
@@ -422,6 +445,13 @@ class JobConfig:
         c.number("link_threshold", self.link_threshold, 0.0, 2.0)
         c.number("link_min_seconds", self.link_min_seconds, 0.0)
         c.number("link_neighbors", self.link_neighbors, 1)
+        c.choice("stages", self.stages, JOB_STAGES)
+        c.number("stage_cpus", self.stage_cpus, 0.0, low_open=True)
+        c.number("stage_workers", self.stage_workers, 1)
+        c.number("model_cpus", self.model_cpus, 0.0, low_open=True)
+        c.number("model_gpus", self.model_gpus, 0.0)
+        c.number("model_actors", self.model_actors, 1)
+        c.number("model_batch", self.model_batch, 1)
         from diar.formats.writers import OUTPUT_FORMATS
 
         unknown = [f for f in self.out_formats if f not in OUTPUT_FORMATS]

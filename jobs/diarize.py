@@ -64,6 +64,7 @@ from jobs.reduce import (
 )
 from jobs.runner import RunStats, run_shards
 from jobs.shards import Shard
+from jobs.stages import run_diarize_shards
 from jobs.storage import OutDir
 from jobs.summary import keep_previous_run, run_summary
 from jobs.traces import linked_files, needs_traces, remove_stale_link_files
@@ -212,9 +213,15 @@ def _run_job(
             bar.advance(len(shard.items), shard.seconds, failed)
 
         worker = functools.partial(DiarizeWorker, config, out.url, diarizer_factory)
-        with bar:
-            stats = run_shards(
+
+        def single() -> RunStats:
+            return run_shards(
                 worker, todo, config.job, on_outcome, address=address, local=local, on_partial=bar.partial
+            )
+
+        with bar:
+            stats = run_diarize_shards(
+                config, out, todo, on_outcome, single, address, local, diarizer_factory
             )
 
     finished = [records[s.shard_id] for s in shards if s.shard_id in records]

@@ -34,6 +34,8 @@ class ShardRecord:
             process (``--local``).
         max_rss_mib: peak resident memory of the process that processed the shard, since
             that process started (MiB); None where the system does not tell.
+        stage_gpus: with the stage split (:mod:`jobs.stages`), stage -> the GPU ids held by the
+            workers that ran it for the shard's recordings (empty on CPU workers); else empty.
     """
 
     shard_id: str
@@ -46,6 +48,7 @@ class ShardRecord:
     digests: dict[str, dict[str, Any]] = field(default_factory=dict)
     node_id: str | None = None
     max_rss_mib: float | None = None
+    stage_gpus: dict[str, list[str]] = field(default_factory=dict)
 
     def add_file(self, name: str, data: bytes) -> None:
         """Record data file ``name`` (relative to ``OUT/shards``) and the digest of ``data``."""
@@ -73,6 +76,7 @@ class ShardRecord:
             digests={str(k): dict(v) for k, v in data.get("digests", {}).items()},
             node_id=None if data.get("node_id") is None else str(data["node_id"]),
             max_rss_mib=None if data.get("max_rss_mib") is None else float(data["max_rss_mib"]),
+            stage_gpus={str(k): [str(g) for g in v] for k, v in data.get("stage_gpus", {}).items()},
         )
 
     @property

@@ -23,7 +23,7 @@ from jobs.storage import OutDir
 
 if TYPE_CHECKING:  # the pipelines import torch: only the workers need them
     from diar.audio import Waveform
-    from diar.pipelines.base import Diarizer, StepHook
+    from diar.pipelines.base import Diarization, Diarizer, StepHook
 
 
 from jobs.traces import TraceCollector, write_shard_traces
@@ -80,8 +80,6 @@ class DiarizeWorker:
         elif config.job.recording_timeout is not None:
             logger.warning("job.recording_timeout is enforced on Ray actors only, not with --local")
         self.config = config
-        self.formats: list[OutputFormat] = corpus_formats(config.job.out_formats)
-        self.model = model_name(config)
         self.out = OutDir(out_url)
         self.diarizer = (diarizer_factory or build_diarizer)(config)
         #: (recordings, audio seconds) done in the current shard, read by the progress bar
@@ -89,54 +87,39 @@ class DiarizeWorker:
         #: seconds per recording before the process ends itself (only a restartable actor may)
         self.time_limit = config.job.recording_timeout if actor is not None else None
         self.in_actor = actor is not None
-        #: speaker traces of the shard in progress, written with its files (speaker linking)
-        self.traces = TraceCollector()
 
     def __call__(self, shard: Shard[Recording]) -> ShardRecord:
         t0 = time.perf_counter()
-        record = ShardRecord(shard.shard_id, shard.fingerprint)
-        steps = record.step_seconds
+        files = ShardFiles(self.config, self.out, shard)
 
         def hook(step: str, seconds: float) -> None:
-            steps[step] = steps.get(step, 0.0) + seconds
+            files.add_seconds(step, seconds)
 
         rate = self.diarizer.sample_rate
         self.progress = (0, 0.0)
-        annotations: list[Annotation] = []
         seconds_done = 0.0  # header durations, as the progress bar counts them
         journal = CrashJournal(self.out, shard.shard_id)
         for count, rec in enumerate(shard.items):
             self.progress = (count, seconds_done)
             seconds_done += rec.seconds or 0.0
             if journal.is_poison(rec.reco_id):
-                record.failures.append(journal.failure(rec.reco_id))
+                files.fail(journal.failure(rec.reco_id))
                 continue
             journal.start(rec.reco_id)
             with time_limit(self.time_limit, journal.time_out):
                 outcome = self._diarize(rec, hook)
             if isinstance(outcome, Failure):
-                record.failures.append(outcome)
+                files.fail(outcome)
                 continue
-            waveform, annotation = outcome
-            try:  # a label a format cannot hold fails this recording, not the shard
-                for fmt in self.formats:
-                    fmt.to_bytes([annotation], self.model)
-            except Exception as e:
-                record.failures.append(Failure.from_exception(rec.reco_id, "write", e, rec.source))
-                continue
-            annotations.append(annotation)
-            record.done[rec.reco_id] = round(len(waveform) / rate, 6)
+            waveform, diarization = outcome
+            files.add(rec, len(waveform) / rate, diarization)
         journal.start(None)
-        self._write(shard, record, annotations)
-        record.compute_seconds = round(time.perf_counter() - t0, 6)
-        record.step_seconds = {k: round(v, 6) for k, v in steps.items()}
-        record.node_id = ray_node_id() if self.in_actor else None
-        record.max_rss_mib = peak_rss_mib()
-        self.out.write_text(done_name(shard.shard_id), record.to_json())
+        node_id = ray_node_id() if self.in_actor else None
+        record = files.write(time.perf_counter() - t0, node_id)
         journal.close()
         return record
 
-    def _diarize(self, rec: Recording, hook: StepHook) -> tuple[Waveform, Annotation] | Failure:
+    def _diarize(self, rec: Recording, hook: StepHook) -> tuple[Waveform, Diarization] | Failure:
         """Read and diarize one recording: its audio and turns, or the failure row."""
         from diar.pipelines.base import RecordingInput
 
@@ -151,25 +134,81 @@ class DiarizeWorker:
                 rec.reco_id, waveform, rec.num_speakers, rec.profiles, rec.profile_names, rec.enrollment
             )
             diarization = self.diarizer.diarize(recording, hook)  # turns + speaker traces
-            annotation = diarization.annotation
-            self.traces.add(rec.reco_id, diarization.traces)
-            if annotation.reco_id != rec.reco_id:
-                raise ValueError(f"diarizer returned turns of {annotation.reco_id!r} for {rec.reco_id!r}")
+            check_reco_id(diarization, rec)
         except Exception as e:
             return Failure.from_exception(rec.reco_id, "diarize", e, rec.source)
-        return waveform, annotation
+        return waveform, diarization
 
-    def _write(self, shard: Shard[Recording], record: ShardRecord, annotations: list[Annotation]) -> None:
+
+def check_reco_id(diarization: Diarization, rec: Recording) -> None:
+    """Raise ValueError when a diarizer returned the turns of another recording."""
+    reco_id = diarization.annotation.reco_id
+    if reco_id != rec.reco_id:
+        raise ValueError(f"diarizer returned turns of {reco_id!r} for {rec.reco_id!r}")
+
+
+class ShardFiles:
+    """The outputs of one shard as its recordings come in, written together at the end:
+    the shard's RTTM (and Parquet), its speaker traces, and last its done record.
+
+    Both ways of running the job fill one: the single-actor worker (:class:`DiarizeWorker`)
+    and the stage split (:mod:`jobs.stages`), so their files are the same.
+    """
+
+    def __init__(self, config: Config, out: OutDir, shard: Shard[Recording]) -> None:
+        self.config = config
+        self.out = out
+        self.shard = shard
+        self.record = ShardRecord(shard.shard_id, shard.fingerprint)
+        self.formats: list[OutputFormat] = corpus_formats(config.job.out_formats)
+        self.model = model_name(config)
+        self.annotations: list[Annotation] = []
+        #: speaker traces of the shard, written with its files (speaker linking)
+        self.traces = TraceCollector()
+
+    def add_seconds(self, step: str, seconds: float) -> None:
+        """Add ``seconds`` to the shard's time in pipeline step ``step``."""
+        steps = self.record.step_seconds
+        steps[step] = steps.get(step, 0.0) + seconds
+
+    def fail(self, failure: Failure) -> None:
+        """A recording of the shard failed."""
+        self.record.failures.append(failure)
+
+    def add(self, rec: Recording, seconds: float, diarization: Diarization) -> None:
+        """A recording of the shard is diarized (``seconds`` of audio); a label that a format
+        cannot hold fails it (stage ``write``), not the shard."""
+        annotation = diarization.annotation
+        self.traces.add(rec.reco_id, diarization.traces)
+        try:
+            for fmt in self.formats:
+                fmt.to_bytes([annotation], self.model)
+        except Exception as e:
+            self.fail(Failure.from_exception(rec.reco_id, "write", e, rec.source))
+            return
+        self.annotations.append(annotation)
+        self.record.done[rec.reco_id] = round(seconds, 6)
+
+    def write(self, compute_seconds: float, node_id: str | None) -> ShardRecord:
+        """Write the shard's files, then its done record; return the record."""
+        shard_id = self.shard.shard_id
+        record = self.record
         try:
             for fmt in self.formats:
                 if fmt.name in SHARD_FORMATS:
-                    name = f"{shard.shard_id}.{fmt.name}"
-                    data = fmt.to_bytes(annotations, self.model)
+                    name = f"{shard_id}.{fmt.name}"
+                    data = fmt.to_bytes(self.annotations, self.model)
                     self.out.write_bytes(f"shards/{name}", data)
                     record.add_file(name, data)
             # the shard's speaker traces (ark + table), recorded in the done record like the rest
-            write_shard_traces(self.out, shard.shard_id, record, self.traces, self.config.embedding.name)
+            write_shard_traces(self.out, shard_id, record, self.traces, self.config.embedding.name)
         except Exception as e:
             raise JobError(
-                f"cannot write the outputs of {shard.shard_id} to {self.out.display('shards')}: {e}"
+                f"cannot write the outputs of {shard_id} to {self.out.display('shards')}: {e}"
             ) from e
+        record.compute_seconds = round(compute_seconds, 6)
+        record.step_seconds = {k: round(v, 6) for k, v in record.step_seconds.items()}
+        record.node_id = node_id
+        record.max_rss_mib = peak_rss_mib()
+        self.out.write_text(done_name(shard_id), record.to_json())
+        return record

@@ -173,3 +173,73 @@ def read_failures_tsv(text: str) -> list[Failure]:
             reco_id, stage, error_type, message = line.split("\t", 3)
             rows.append(Failure(reco_id, stage, error_type, message))
     return rows
+
+
+class DiesOnce:
+    """Builds the real diarizer, whose ``step`` (a method name) kills its process the first time
+    it runs in any process (a marker file says it did): a stage's actor dying mid-run."""
+
+    def __init__(self, marker: str, step: str) -> None:
+        self.marker = marker
+        self.step = step
+
+    def __call__(self, config: Config) -> Diarizer:
+        from diar.pipelines import build_diarizer
+
+        diarizer = build_diarizer(config)
+        real = getattr(diarizer, self.step)
+        marker = Path(self.marker)
+
+        def step(*args: object, **kwargs: object) -> object:
+            if not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args, **kwargs)
+
+        setattr(diarizer, self.step, step)
+        return diarizer
+
+
+class FailsOn:
+    """Builds the real frame-mode diarizer, whose segmentation step raises for any recording of
+    ``num_samples`` samples (alone or batched with others): a model that cannot handle one."""
+
+    def __init__(self, num_samples: int) -> None:
+        self.num_samples = num_samples
+
+    def __call__(self, config: Config) -> Diarizer:
+        from diar.pipelines import build_diarizer
+
+        diarizer = build_diarizer(config)
+        real = diarizer.segment  # type: ignore[attr-defined]
+        num_samples = self.num_samples
+
+        def segment(waveforms: list[np.ndarray]) -> object:
+            if any(len(w) == num_samples for w in waveforms):
+                raise ValueError(f"model cannot handle {num_samples} samples")
+            return real(waveforms)
+
+        diarizer.segment = segment  # type: ignore[attr-defined]
+        return diarizer
+
+
+class SlowFinish:
+    """Builds the real frame-mode diarizer, whose last step (``finish``) first sleeps ``delay``
+    seconds: a job slow enough to be interrupted between shards."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def __call__(self, config: Config) -> Diarizer:
+        from diar.pipelines import build_diarizer
+
+        diarizer = build_diarizer(config)
+        real = diarizer.finish  # type: ignore[attr-defined]
+        delay = self.delay
+
+        def finish(*args: object, **kwargs: object) -> object:
+            time.sleep(delay)
+            return real(*args, **kwargs)
+
+        diarizer.finish = finish  # type: ignore[attr-defined]
+        return diarizer

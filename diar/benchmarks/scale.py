@@ -16,6 +16,11 @@ Three measurements, all on audio made from the bundled sample (or ``--wav-scp``)
   starting Ray and the first actor (process, imports, model) against the plain process's
   imports and model; the overhead after start-up compares the job's processing time with
   one actor against the plain process's work on the same audio.
+* **Stage split** (``--stages``). The same corpus through the job with one actor doing
+  everything (``job.stages=single``) and through the stage split (``job.stages=split``, one
+  actor per stage; on a machine without GPUs its model stages run on CPU actors): from Ray
+  up to the last shard, actor start-up included (the split's actors start while the
+  first recordings are read), and whether the corpus RTTMs are byte-identical.
 * **Memory.** One actor, one recording of each ``--memory-minutes`` length: its peak
   resident memory (the done record's ``max_rss_mib``, ``ru_maxrss`` of the actor process).
 
@@ -133,6 +138,25 @@ def scaling(
     return best, one, len(rttms) == 1
 
 
+def stage_split(
+    scp: Path, tmp: Path, shards: int, repeat: int, config: str | None, sets: list[str]
+) -> tuple[dict[str, dict[str, Any]], bool]:
+    """``repeat`` rounds of the single-actor path and the stage split; the fastest of each
+    (summaries by ``job.stages``) and whether their corpus RTTMs are byte-identical."""
+    best: dict[str, dict[str, Any]] = {}
+    rttms = set()
+    for attempt in range(repeat):
+        for stages in ("single", "split"):
+            out = tmp / f"stages-{stages}-{attempt}"
+            summary = run_job_subprocess(str(scp), out, config, 1, shards, [*sets, f"job.stages={stages}"])
+            rttms.add((out / "corpus.rttm").read_bytes())
+            work = summary["process_seconds"] + summary["startup_seconds"]["first_actor"]
+            summary["work_seconds"] = work
+            if stages not in best or work < best[stages]["work_seconds"]:
+                best[stages] = summary
+    return best, len(rttms) == 1
+
+
 def memory(
     tmp: Path, minutes: list[float], config: str | None, sets: list[str]
 ) -> list[tuple[float, dict[str, Any]]]:
@@ -162,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-minutes", type=float, nargs="+", default=[10.0, 60.0])
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--no-baseline", action="store_true", help="skip the one-process baseline")
+    parser.add_argument(
+        "--stages", action="store_true", help="also the stage split (job.stages=split) against one actor"
+    )
     parser.add_argument("--repeat", type=int, default=2, help="rounds of runs; the fastest of each is shown")
     parser.add_argument("--config", default=None, help="YAML config (defaults if omitted)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
@@ -255,6 +282,21 @@ def main(argv: list[str] | None = None) -> int:
                 "same_turns": same,
             }
             identical = identical and same
+
+        if args.stages:
+            split, same_split = stage_split(scp, tmp, args.num_shards, args.repeat, args.config, args.sets)
+            figures["stages"] = {}
+            say(f"{'job.stages':>10} {'work s':>7} {'audio s/s':>9} (Ray up to the last shard)")
+            for stages, s in split.items():
+                throughput = s["processed_audio_seconds"] / s["work_seconds"]
+                say(f"{stages:>10} {s['work_seconds']:>7.1f} {throughput:>9.1f}")
+                figures["stages"][stages] = {
+                    "work_seconds": round(s["work_seconds"], 3),
+                    "audio_seconds_per_second": round(throughput, 3),
+                }
+            say(f"stage split's corpus RTTM byte-identical to one actor's: {'yes' if same_split else 'NO'}")
+            figures["stages"]["identical"] = same_split
+            identical = identical and same_split
 
         if not args.no_memory:
             figures["memory"] = []

@@ -16,7 +16,8 @@ only the 1-D probabilities of its active local speakers are kept.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -82,8 +83,7 @@ def run_windows(
 ) -> WindowOutputs:
     """Run the frame model over overlapping windows and collect their active local speakers.
 
-    Only ``batch_size`` windows of input exist at a time, and the heap's free
-    pages go back to the system after each batch (:mod:`diar.memory`).
+    One recording of :func:`segment_many`.
 
     Args:
         model: a frame model with ``sample_rate``, ``frame_stride``, ``num_frames(n)``
@@ -94,23 +94,74 @@ def run_windows(
     Returns:
         the windows' pieces and speaker counts (``num_frames`` = model frames of the recording).
     """
+    return segment_many(model, [waveform], window, hop, batch_size, threshold)[0]
+
+
+def segment_many(
+    model: FrameModel,
+    waveforms: Sequence[Waveform],
+    window: float,
+    hop: float,
+    batch_size: int,
+    threshold: float = 0.5,
+) -> list[WindowOutputs]:
+    """The frame model over the overlapping windows of several recordings, ``batch_size``
+    windows per forward pass whichever recordings they come from (the model stage of the
+    job's stage split gathers recordings to fill its batches).
+
+    Only ``batch_size`` windows of input exist at a time, and the heap's free pages go
+    back to the system after each batch (:mod:`diar.memory`). A window's output does not
+    depend on the other windows of its batch (checked for segmentation-3.0 on CPU), so a
+    recording's result is the same alone or with others.
+
+    Args:
+        waveforms: each shape (num_samples,) at ``model.sample_rate``, in memory or spooled.
+        window, hop: seconds.
+
+    Returns:
+        per recording, its windows' pieces and speaker counts.
+    """
     sr = int(model.sample_rate)
     stride = int(model.frame_stride)
-    plan = plan_windows(len(waveform), round(window * sr), round(hop * sr), stride)
-    per_window = int(model.num_frames(plan.length)) if len(plan) else 0
-    num_frames = int(plan.starts[-1]) // stride + per_window if len(plan) else 0
-    collector = WindowCollector(num_frames, threshold)
-    if per_window == 0:
-        return collector.finish()
-    for i in range(0, len(plan), batch_size):
-        starts = plan.starts[i : i + batch_size]
-        batch = np.stack([waveform[s : s + plan.length] for s in starts])  # shape: (B, L)
-        probs = model(batch)  # shape: (B, F, S)
-        for s, p in zip(starts, probs, strict=True):
-            collector.add(int(s) // stride, p)
-        del batch, probs
-        release_free_memory()  # the batch's activations, else pinned by the collector's arrays
-    return collector.finish()
+    collectors: list[WindowCollector] = []
+    # (recording, first sample) of every window, by window length: a recording shorter than
+    # one window is a window of its own length, forwarded apart from the others
+    todo: dict[int, list[tuple[int, int]]] = {}
+    for r, waveform in enumerate(waveforms):
+        plan = plan_windows(len(waveform), round(window * sr), round(hop * sr), stride)
+        per_window = int(model.num_frames(plan.length)) if len(plan) else 0
+        num_frames = int(plan.starts[-1]) // stride + per_window if len(plan) else 0
+        collectors.append(WindowCollector(num_frames, threshold))
+        if per_window:
+            todo.setdefault(plan.length, []).extend((r, int(s)) for s in plan.starts)
+    for length, windows in todo.items():
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i : i + batch_size]
+            batch = np.stack([waveforms[r][s : s + length] for r, s in chunk])  # shape: (B, L)
+            probs = model(batch)  # shape: (B, F, S)
+            for (r, s), p in zip(chunk, probs, strict=True):
+                collectors[r].add(s // stride, p)
+            del batch, probs
+            release_free_memory()  # the batch's activations, else pinned by the collector's arrays
+    return [c.finish() for c in collectors]
+
+
+@dataclass
+class EmbedInputs:
+    """What the embedder is given for a batch of a recording's local speakers.
+
+    Attributes:
+        pieces: shape (n,) indices of the local speakers (pieces) with any speech.
+        seconds: shape (b,) speech seconds of every piece of the batch (0 for those left out).
+        first: index of the batch's first piece.
+        inputs: one per piece of ``pieces``: fbank features (T, feat_dim) where the embedder
+            computes them apart from its network (CAM++), else speech (N,) at its rate.
+    """
+
+    pieces: np.ndarray
+    seconds: np.ndarray
+    first: int
+    inputs: list[np.ndarray]
 
 
 @DIARIZERS.register("frame")
@@ -156,59 +207,130 @@ class FrameDiarizer(Diarizer):
             self._embed_one = embed
         set_torch_threads(config.num_threads)
 
-    def _embed(self, speech: Sequence[np.ndarray], hook: StepHook) -> np.ndarray:
-        """Embed speech at the model's rate (resampled to the embedder's, padded to its minimum)."""
+    def _speech_inputs(self, speech: Sequence[np.ndarray], hook: StepHook) -> list[np.ndarray]:
+        """Speech at the model's rate -> the embedder's inputs: resampled to its rate, padded to
+        its minimum, and fbank features where the embedder computes them apart (CAM++)."""
         if self._embed_rate != self.sample_rate:
             import soxr
 
             speech = [soxr.resample(x, self.sample_rate, self._embed_rate).astype(np.float32) for x in speech]
         m = self._embed_min_samples
         speech = [np.pad(x, (0, m - len(x))) if len(x) < m else x for x in speech]
-        if not speech:
+        fbank = self._fbank()
+        if fbank is None:
+            return [np.asarray(x, dtype=np.float32) for x in speech]
+        with timed(hook, "features"):
+            return [fbank(x) for x in speech]
+
+    def _fbank(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        embedder = self._embedder
+        if embedder is None or not hasattr(embedder, "embed_features"):
+            return None
+        return getattr(embedder, "fbank", None)
+
+    def embed_inputs(self, inputs: Sequence[np.ndarray], hook: StepHook = no_hook) -> np.ndarray:
+        """The model step of the embeddings: inputs of :class:`EmbedInputs` (of one or more
+        recordings) -> shape (n, D) float32 embeddings, in order.
+
+        Inputs of equal shape share forward passes, ``embedding.batch_size`` at a time.
+        """
+        if not inputs:
             return np.zeros((0, 0), dtype=np.float32)
         embedder = self._embedder
-        many = getattr(embedder, "embed_many", None)
-        if many is not None:
-            return np.asarray(many(speech, hook=hook), dtype=np.float32)
         with timed(hook, "embeddings"):
-            return np.stack([np.asarray(self._embed_one(x), dtype=np.float32).reshape(-1) for x in speech])
+            if embedder is None:
+                one = self._embed_one
+                return np.stack([np.asarray(one(x), dtype=np.float32).reshape(-1) for x in inputs])
+            if self._fbank() is None:
+                many = getattr(embedder, "embed_many", None)
+                if many is not None:
+                    return np.asarray(many(list(inputs)), dtype=np.float32)
+                return np.stack([np.asarray(embedder.embed_utterance(x), dtype=np.float32) for x in inputs])
+            out = np.zeros((len(inputs), int(embedder.dimension)), dtype=np.float32)
+            shapes = [x.shape for x in inputs]
+            for shape in dict.fromkeys(shapes):
+                rows = [i for i, s in enumerate(shapes) if s == shape]
+                out[rows] = embedder.embed_features(np.stack([inputs[i] for i in rows]))  # type: ignore[attr-defined]
+            return out
+
+    def segment(self, waveforms: Sequence[Waveform]) -> list[WindowOutputs]:
+        """The model step of segmentation: the frame model over the windows of one or more
+        recordings (each shape (N,) at ``self.sample_rate``), ``batch_size`` windows per pass."""
+        fm = self.config.frame_model
+        return segment_many(self.model, waveforms, fm.window, fm.hop, self.batch_size, fm.threshold)
+
+    def piece_inputs(
+        self, outputs: WindowOutputs, waveform: Waveform, hook: StepHook = no_hook
+    ) -> Iterator[EmbedInputs]:
+        """The CPU step before the embeddings: every local speaker's speech (the stretch its
+        window owns, :func:`~diar.stitching.piece_speech`) as the embedder's inputs,
+        ``EMBED_BATCH`` local speakers at a time (memory stays flat with the recording's length).
+
+        Every local speaker with speech is embedded: those with ``frame_model.embed_min_seconds``
+        are clustered; the others are needed only when they overlap no speaker (rare, short).
+        """
+        fm = self.config.frame_model
+        sr = self.sample_rate
+        stride = int(self.model.frame_stride)
+        regions = embed_regions(outputs, fm.embed_every)  # shape: (P, 2) frames each window owns
+        max_samples, context = round(fm.embed_max_seconds * sr), round(fm.embed_context * sr / stride)
+        for first in range(0, len(outputs.pieces), EMBED_BATCH):
+            batch = range(first, min(first + EMBED_BATCH, len(outputs.pieces)))
+            speech = piece_speech(outputs, regions, waveform, stride, max_samples, context, batch)
+            seconds = np.array([len(x) / sr for x in speech], dtype=np.float64)  # shape: (b,)
+            keep = np.flatnonzero(seconds > 0)
+            inputs = self._speech_inputs([speech[i] for i in keep], hook)
+            yield EmbedInputs(keep + first, seconds, first, inputs)
+            del speech
 
     def diarize(self, recording: RecordingInput, hook: StepHook = no_hook) -> Diarization:
         """Diarize one recording (``recording.waveform`` at ``self.sample_rate``), with its
-        speakers' traces (the speech-weighted mean of their local speakers' embeddings)."""
-        cfg = self.config
-        fm = cfg.frame_model
-        sr = self.sample_rate
-        model = self.model
+        speakers' traces (the speech-weighted mean of their local speakers' embeddings).
+
+        The steps, each usable apart (the job's stage split runs the model steps on GPU actors,
+        the others on CPU workers): :meth:`segment` (model) -> :meth:`piece_inputs` ->
+        :meth:`embed_inputs` (model) -> :meth:`finish`.
+        """
         wav = recording.waveform  # shape: (N,)
         if not isinstance(wav, SpooledAudio):
             wav = np.asarray(wav, dtype=np.float32)
-        stride = int(model.frame_stride)
         with timed(hook, "segmentation"):
-            outputs = run_windows(model, wav, fm.window, fm.hop, self.batch_size, fm.threshold)
-        # every local speaker of every window, embedded once from its exclusive speech
-        regions = embed_regions(outputs, fm.embed_every)  # shape: (P, 2) frames each window owns
+            outputs = self.segment([wav])[0]
+        batches: list[tuple[EmbedInputs, np.ndarray]] = []
+        for batch in self.piece_inputs(outputs, wav, hook):
+            batches.append((batch, self.embed_inputs(batch.inputs, hook)))
+            batch.inputs = []  # the features are spent: memory stays flat
+        return self.finish(recording, outputs, len(wav), batches, hook)
 
-        def speech_of(pieces: Sequence[int]) -> list[np.ndarray]:
-            max_samples, context = round(fm.embed_max_seconds * sr), round(fm.embed_context * sr / stride)
-            return piece_speech(outputs, regions, wav, stride, max_samples, context, pieces)
+    def finish(
+        self,
+        recording: RecordingInput,
+        outputs: WindowOutputs,
+        num_samples: int,
+        embedded: Sequence[tuple[EmbedInputs, np.ndarray]],
+        hook: StepHook = no_hook,
+    ) -> Diarization:
+        """The CPU step after the embeddings: clustering, rendering and post-processing.
 
-        # a batch of local speakers at a time: memory stays flat with the recording's length
+        Args:
+            recording: the recording (its waveform is not read: ``num_samples`` is its length).
+            outputs: of :meth:`segment`.
+            embedded: each batch of :meth:`piece_inputs` with its embeddings, shape (n, D).
+        """
+        cfg = self.config
+        fm = cfg.frame_model
+        model = self.model
+        stride = int(model.frame_stride)
         seconds = np.zeros(len(outputs.pieces))  # shape: (P,)
-        found: list[tuple[int, np.ndarray]] = []
-        for first in range(0, len(outputs.pieces), EMBED_BATCH):
-            batch = range(first, min(first + EMBED_BATCH, len(outputs.pieces)))
-            speech = speech_of(batch)
-            seconds[first : first + len(speech)] = [len(x) / sr for x in speech]
-            keep = [(i, x) for i, x in zip(batch, speech, strict=True) if len(x) >= fm.embed_min_seconds * sr]
-            if keep:
-                vectors = self._embed([x for _, x in keep], hook)
-                found.extend((i, v) for (i, _), v in zip(keep, vectors, strict=True))
-            del speech, keep
+        found: dict[int, np.ndarray] = {}
+        for batch, vectors in embedded:
+            seconds[batch.first : batch.first + len(batch.seconds)] = batch.seconds
+            found.update((int(i), v) for i, v in zip(batch.pieces, vectors, strict=True))
         reliable = seconds >= fm.embed_min_seconds  # shape: (P,)
-        embeddings = np.zeros((len(outputs.pieces), found[0][1].shape[0] if found else 0), dtype=np.float32)
-        for i, vector in found:
-            embeddings[i] = vector
+        dim = next(iter(found.values())).shape[0] if found else 0
+        embeddings = np.zeros((len(outputs.pieces), dim), dtype=np.float32)  # shape: (P, D)
+        for i in np.flatnonzero(reliable):
+            embeddings[i] = found[int(i)]
         with timed(hook, "clustering"):
             labels, centroids = cluster_pieces(  # shape: (P,), (K, D)
                 embeddings,
@@ -224,8 +346,8 @@ class FrameDiarizer(Diarizer):
             labels = attach_by_activity(outputs, labels)
         # pieces that overlap no speaker and had too little speech: their own short embedding
         alone = np.flatnonzero((labels < 0) & (seconds > 0))
-        if len(alone) and len(centroids):
-            labels[alone] = nearest_speaker(self._embed(speech_of(alone.tolist()), hook), centroids)
+        if len(alone) and len(centroids):  # shape: (n, D) their embeddings, made with the others'
+            labels[alone] = nearest_speaker(np.stack([found[int(i)] for i in alone]), centroids)
         elif len(labels) and labels.max() < 0:
             labels[:] = 0  # nothing to compare with: one speaker
         labels = relabel(labels)
@@ -236,8 +358,8 @@ class FrameDiarizer(Diarizer):
                 active,
                 stride,
                 int(model.frame_center_offset),
-                len(wav),
-                round(FRAME_SHIFT * sr),
+                num_samples,
+                round(FRAME_SHIFT * self.sample_rate),
             )
             annotation = labels_to_annotation(
                 recording.reco_id,

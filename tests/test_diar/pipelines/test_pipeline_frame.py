@@ -18,8 +18,9 @@ from stitching_helpers import STRIDE, TONES, conversation, frame_errors, tone_em
 
 from diar.audio import SpooledAudio
 from diar.config import load_config
+from diar.models.build import build_frame_model
 from diar.pipelines import RecordingInput, build_diarizer
-from diar.pipelines.frame import FrameDiarizer, name_by_first_turn, run_windows
+from diar.pipelines.frame import FrameDiarizer, name_by_first_turn, run_windows, segment_many
 from diar.types import Annotation, Turn
 
 CONFIG = REPO / "configs" / "wavlm-sd.yaml"
@@ -314,3 +315,25 @@ def test_speaker_traces_are_the_speakers_embeddings_and_speech() -> None:
         assert trace.seconds == pytest.approx(spoken, abs=1e-3)
     tone_of = {s: int(np.argmax(t.embedding)) for s, t in traces.items()}
     assert sorted(tone_of.values()) == [0, 1, 2, 3]
+
+
+def test_windows_of_several_recordings_share_batches_with_the_same_result() -> None:
+    """What the job's stage split relies on: segmentation-3.0's windows batched across
+    recordings (one shorter than a window among them) give each recording what it gets alone."""
+    config = load_config(
+        None,
+        [f"frame_model.model={DATA / 'segmentation' / 'tiny_pyannet.ckpt'}", "frame_model.device=cpu"],
+    )
+    model = build_frame_model(config)
+    fm = config.frame_model
+    rng = np.random.default_rng(0)
+    waves = [(0.1 * rng.standard_normal(round(s * 16000))).astype(np.float32) for s in (20.0, 3.0, 13.0)]
+    together = segment_many(model, waves, fm.window, fm.hop, 4, fm.threshold)
+    for wave, got in zip(waves, together, strict=True):
+        alone = run_windows(model, wave, fm.window, fm.hop, 4, fm.threshold)
+        assert got.num_frames == alone.num_frames > 0
+        assert np.array_equal(got.count, alone.count) and np.array_equal(got.coverage, alone.coverage)
+        assert got.windows == alone.windows and len(got.pieces) == len(alone.pieces)
+        for a, b in zip(got.pieces, alone.pieces, strict=True):
+            assert (a.window, a.local, a.start) == (b.window, b.local, b.start)
+            assert np.array_equal(a.probs, b.probs)
