@@ -7,6 +7,7 @@ in a thread, or inside a Ray actor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -44,6 +45,22 @@ class Embedder(Protocol):
 
     def embed_utterance(self, waveform: np.ndarray) -> np.ndarray:
         """One embedding for a whole utterance. waveform: shape (num_samples,) -> (dimension,)."""
+        ...
+
+
+@runtime_checkable
+class FeatureEmbedder(Embedder, Protocol):
+    """An embedder whose features can be made apart from its forward pass (CAM++): the CPU
+    features of many utterances first, then one forward per batch of equal-shape features.
+
+    Attributes:
+        fbank: waveform shape (num_samples,) -> features shape (frames, bins).
+    """
+
+    fbank: Callable[[np.ndarray], np.ndarray]
+
+    def embed_features(self, feats: np.ndarray) -> np.ndarray:
+        """Shape (batch, frames, bins) features -> (batch, dimension) float32 embeddings."""
         ...
 
 

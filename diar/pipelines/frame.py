@@ -25,7 +25,7 @@ from diar.audio import SpooledAudio, Waveform
 from diar.cluster import build_clusterer, speaker_shortfall
 from diar.config import Config
 from diar.memory import release_free_memory
-from diar.models.base import Embedder, FrameModel
+from diar.models.base import Embedder, FeatureEmbedder, FrameModel
 from diar.models.build import build_embedder, build_frame_model, set_torch_threads
 from diar.pipelines.base import (
     DIARIZERS,
@@ -223,10 +223,9 @@ class FrameDiarizer(Diarizer):
             return [fbank(x) for x in speech]
 
     def _fbank(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The embedder's own features step, when it has one (CAM++)."""
         embedder = self._embedder
-        if embedder is None or not hasattr(embedder, "embed_features"):
-            return None
-        return getattr(embedder, "fbank", None)
+        return embedder.fbank if isinstance(embedder, FeatureEmbedder) else None
 
     def embed_inputs(self, inputs: Sequence[np.ndarray], hook: StepHook = no_hook) -> np.ndarray:
         """The model step of the embeddings: inputs of :class:`EmbedInputs` (of one or more
@@ -241,7 +240,7 @@ class FrameDiarizer(Diarizer):
             if embedder is None:
                 one = self._embed_one
                 return np.stack([np.asarray(one(x), dtype=np.float32).reshape(-1) for x in inputs])
-            if self._fbank() is None:
+            if not isinstance(embedder, FeatureEmbedder):
                 many = getattr(embedder, "embed_many", None)
                 if many is not None:
                     return np.asarray(many(list(inputs)), dtype=np.float32)
@@ -250,7 +249,7 @@ class FrameDiarizer(Diarizer):
             shapes = [x.shape for x in inputs]
             for shape in dict.fromkeys(shapes):
                 rows = [i for i, s in enumerate(shapes) if s == shape]
-                out[rows] = embedder.embed_features(np.stack([inputs[i] for i in rows]))  # type: ignore[attr-defined]
+                out[rows] = embedder.embed_features(np.stack([inputs[i] for i in rows]))
             return out
 
     def segment(self, waveforms: Sequence[Waveform]) -> list[WindowOutputs]:
