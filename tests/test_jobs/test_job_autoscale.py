@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +27,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from helpers import REPO, free_port
+from ray_fixtures import ray_head, read_log, tail
 
 pytestmark = pytest.mark.slow
 
@@ -81,13 +78,6 @@ def autoscaling_config(gcs_address: str) -> dict[str, object]:
     }
 
 
-def tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return f"({path} unreadable)"
-
-
 @contextmanager
 def fake_autoscaling_cluster(env: dict[str, str]) -> Iterator[tuple[str, Path]]:
     """Start the head; yield its GCS address and its log folder; stop exactly what it started.
@@ -95,85 +85,27 @@ def fake_autoscaling_cluster(env: dict[str, str]) -> Iterator[tuple[str, Path]]:
     Skips the test when the fake provider cannot start at all (no head, or an autoscaler
     that never comes up with the config).
     """
-    import ray
-
-    ip = ray.util.get_node_ip_address()
-    port = free_port()
-    # a short folder: Ray's unix sockets live under it
-    temp = Path(tempfile.mkdtemp(prefix="diar-ray-"))
-    config = temp / "autoscaling.json"
-    config.write_text(json.dumps(autoscaling_config(f"{ip}:{port}")))
     head_env = {
         **env,
         "RAY_FAKE_CLUSTER": "1",
         "AUTOSCALER_UPDATE_INTERVAL_S": "1",
         "AUTOSCALER_METRIC_PORT": str(free_port()),
     }
-    head_log = temp / "head.log"
-    with open(head_log, "wb") as log:
-        head = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "ray"),
-                "start",
-                "--head",
-                "--block",
-                f"--port={port}",
-                "--num-cpus=0",
-                f"--temp-dir={temp}",
-                f"--autoscaling-config={config}",
-                "--include-dashboard=false",
-                f"--ray-client-server-port={free_port()}",
-                "--object-store-memory=100000000",
-            ],
-            env=head_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the worker nodes join it
-        )
-    logs = temp / "session_latest" / "logs"
-    try:
-        deadline = time.monotonic() + 180
-        while not _started(logs / "monitor.log"):
-            if head.poll() is not None or time.monotonic() > deadline:
-                pytest.skip(
-                    "the fake multi-node autoscaler could not start: "
-                    f"{tail(head_log, 1500)} {tail(logs / 'monitor.log', 1500)}"
-                )
-            time.sleep(0.5)
-        yield f"{ip}:{port}", logs
-    finally:
-        head.send_signal(signal.SIGTERM)  # `ray start --block` stops the head's own processes
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-        _stop_group(head.pid)  # the worker nodes the autoscaler started, and any straggler
-        if head.poll() is None:
-            head.wait()
-        shutil.rmtree(temp, ignore_errors=True)
 
+    def options(address: str, temp: Path) -> list[str]:
+        config = temp / "autoscaling.json"
+        config.write_text(json.dumps(autoscaling_config(address)))
+        return ["--num-cpus=0", f"--autoscaling-config={config}", "--object-store-memory=100000000"]
 
-def _started(monitor_log: Path) -> bool:
-    """Whether the autoscaler has loaded the config (the fake provider is up)."""
-    try:
-        return "StandardAutoscaler:" in monitor_log.read_text(errors="replace")
-    except OSError:
-        return False
+    def not_ready(head_log: str, temp: Path) -> None:
+        monitor = tail(temp / "session_latest" / "logs" / "monitor.log", 1500)
+        pytest.skip(f"the fake multi-node autoscaler could not start: {head_log} {monitor}")
 
+    def ready(temp: Path) -> bool:  # the autoscaler has loaded the config: the fake provider is up
+        return "StandardAutoscaler:" in read_log(temp / "session_latest" / "logs" / "monitor.log")
 
-def _stop_group(pgid: int) -> None:
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
+    with ray_head(options, head_env, ready, not_ready, timeout=180) as (address, temp):
+        yield address, temp / "session_latest" / "logs"
 
 
 def make_corpus(folder: Path) -> Path:

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from job_helpers import FailsOn, make_corpus
-from test_job_autoscale import _stop_group, free_port, tail
+from ray_fixtures import ray_head, read_log
 
 import jobs.stages
 from diar.config import ConfigError, load_config
@@ -184,49 +183,19 @@ def test_split_resources_fit_a_cluster_that_cannot_grow(monkeypatch: pytest.Monk
 
 @contextmanager
 def gpu_head() -> Iterator[str]:
-    """A Ray head of 2 CPUs and a declared GPU that outlives its drivers (``ray start --head
-    --block`` in its own process group); yield its address; stop exactly what it started."""
-    import ray
+    """A Ray head of 2 CPUs and a declared GPU that outlives its drivers; yield its address."""
 
-    ip = ray.util.get_node_ip_address()
-    port = free_port()
-    temp = Path(tempfile.mkdtemp(prefix="diar-ray-"))  # short: Ray's unix sockets live under it
-    log_path = temp / "head.log"
-    with open(log_path, "wb") as log:
-        head = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "ray"),
-                "start",
-                "--head",
-                "--block",
-                f"--port={port}",
-                "--num-cpus=2",
-                "--num-gpus=1",
-                f"--temp-dir={temp}",
-                "--include-dashboard=false",
-                f"--ray-client-server-port={free_port()}",
-            ],
-            env=driver_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while "Ray runtime started" not in log_path.read_text(errors="replace"):
-            if head.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the Ray head did not start: {tail(log_path)}")
-            time.sleep(0.5)
-        yield f"{ip}:{port}"
-    finally:
-        head.send_signal(signal.SIGTERM)  # `ray start --block` stops the head's own processes
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-        _stop_group(head.pid)
-        if head.poll() is None:
-            head.wait()
+    def ready(temp: Path) -> bool:
+        return "Ray runtime started" in read_log(temp / "head.log")
+
+    def not_ready(head_log: str, temp: Path) -> None:
+        pytest.fail(f"the Ray head did not start: {head_log}")
+
+    with ray_head(lambda address, temp: ["--num-cpus=2", "--num-gpus=1"], driver_env(), ready, not_ready) as (
+        address,
+        _,
+    ):
+        yield address
 
 
 def test_driver_killed_mid_split_then_rerun_is_byte_identical(
