@@ -221,7 +221,7 @@ def _run_job(
 
         with bar:
             stats = run_diarize_shards(
-                config, out, todo, on_outcome, single, address, local, diarizer_factory
+                config, out, todo, on_outcome, single, address, local, diarizer_factory, bar.partial
             )
 
     finished = [records[s.shard_id] for s in shards if s.shard_id in records]

@@ -279,6 +279,8 @@ def owned_by_job(rel: str, shard_ids: Set[str] | None) -> bool:
     folder, _, name = base.partition("/")
     if folder != "shards" or "/" in name:
         return False
+    if name.endswith(CrashJournal.SUFFIX):  # a shard's journal, or one of its batches' in the stage split
+        return name[: -len(CrashJournal.SUFFIX)].split(".", 1)[0] in shard_ids
     return any(name.endswith(sfx) and name[: -len(sfx)] in shard_ids for sfx in SHARD_SUFFIXES)
 
 

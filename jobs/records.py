@@ -107,15 +107,17 @@ class CrashJournal:
     An item that ran past ``job.recording_timeout`` is written down as timed out
     before its actor ends itself (:meth:`time_out`); the retry skips it at once.
 
-    File: ``OUT/shards/<shard-id>.inflight.json``, removed when the shard is done; the
-    driver removes leftovers of earlier runs, so crashes are counted within one run.
+    File: ``OUT/shards/<key>.inflight.json``, removed when the shard is done; the
+    driver removes leftovers of earlier runs, so crashes are counted within one run. The key
+    is the shard id, or in the stage split (:mod:`jobs.stages`) ``<shard-id>.<stage>-<digest>``,
+    one journal per batch of recordings a stage works on.
     """
 
     SUFFIX = ".inflight.json"
 
-    def __init__(self, out: Any, shard_id: str, limit: int = 2) -> None:
+    def __init__(self, out: Any, key: str, limit: int = 2) -> None:
         self.out = out
-        self.name = f"shards/{shard_id}{self.SUFFIX}"
+        self.name = f"shards/{key}{self.SUFFIX}"
         self.limit = limit
         self.crashes: dict[str, int] = {}
         #: item id -> the time limit (s) it ran past
@@ -131,6 +133,10 @@ class CrashJournal:
                 current = None
             if current is not None and str(current) not in self.timed_out:
                 self.crashes[str(current)] = self.crashes.get(str(current), 0) + 1
+
+    def charged(self, item_id: str) -> bool:
+        """Whether ``item_id`` was in flight during a crash, or timed out."""
+        return item_id in self.timed_out or item_id in self.crashes
 
     def is_poison(self, item_id: str) -> bool:
         """Whether ``item_id`` timed out, or was in flight during ``limit`` crashes."""

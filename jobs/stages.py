@@ -19,19 +19,21 @@ files and its done record with the single-actor path's code
 (by shard) stay the same. A recording that fails in a stage becomes a failure row
 (``read``, or ``diarize`` for the others, as in the single-actor path) and the others
 go on. Ray Data restarts a stage's actor whose process died (``job.max_restarts``) and
-retries its batch (``job.max_task_retries``); when they run out, the shards not yet
-written are lost (stage ``actor``), as when the single path's actor is gone for good.
+retries its batch (``job.max_task_retries``). Each batch keeps a crash journal in OUT, as a
+shard does in the single-actor path (:func:`run_journaled`): a recording that kills its
+stage's process twice, or runs past ``job.recording_timeout`` in a stage, is a failure row
+(stage ``actor``) and the others go on. When restarts or retries run out all the same,
+the shards not yet written are lost (stage ``actor``), as when the single path's actor is
+gone for good. The progress bar counts recordings as they come out of the last stage.
 
 Rows between stages are one recording each: its state, a Python object (numpy arrays inside)
 that Ray Data serializes between stages.
-Not in the split (yet): the crash journal (a recording that kills its stage's actor is
-retried until ``job.max_task_retries`` run out), ``job.recording_timeout``, the progress
-bar's partial counts.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -42,10 +44,10 @@ import numpy as np
 
 from diar.config import Config, JobConfig
 from diar.failures import Failure
-from jobs.actors import Outcome, cluster_autoscales, ray_node_id, ray_session
+from jobs.actors import Outcome, cluster_autoscales, ray_node_id, ray_session, time_limit
 from jobs.errors import JobError
 from jobs.plan import Recording
-from jobs.records import ShardRecord
+from jobs.records import CrashJournal, ShardRecord
 from jobs.runner import RunStats
 from jobs.shards import Shard
 from jobs.storage import OutDir
@@ -122,22 +124,82 @@ def _where(states: Sequence[RecordingState], stage: str) -> None:
         s.nodes[stage] = node
 
 
-def read_stage(batch: dict[str, Any], sample_rate: int, allow_pipes: bool) -> dict[str, np.ndarray]:
+#: The journal's item for a batch's recordings run together; after a crash or a time-out
+#: during it, the retry runs them one at a time (so that the next crash names the recording).
+TOGETHER = "*together*"
+
+
+def journal_key(stage: str, states: Sequence[RecordingState]) -> str:
+    """The crash journal of a stage's batch: the same for every retry of that batch."""
+    ids = sorted(f"{s.shard_id}/{s.rec.reco_id}" for s in states)
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+    return f"{min(s.shard_id for s in states)}.{stage}-{digest}"
+
+
+def run_journaled(
+    stage: str,
+    out: OutDir,
+    states: Sequence[RecordingState],
+    run: Callable[[list[RecordingState]], None],
+    timeout: float | None,
+) -> None:
+    """Run ``run`` on a stage's batch of recordings as the single-actor worker runs a shard's.
+
+    The batch keeps a crash journal in OUT (:class:`~jobs.records.CrashJournal`): Ray restarts
+    the stage's actor (or task) whose process died and retries the batch. After a crash or a
+    time-out during the batch run together, the retry runs its recordings one at a time; a
+    recording in flight during two crashes, or past ``job.recording_timeout`` (per recording,
+    in each stage; the process ends itself), is a failure row (stage ``actor``) and the others
+    go on. A recording whose step raises is a failure row of ``read`` (stage read) or
+    ``diarize`` (the others).
+    """
+    live = [s for s in states if s.failure is None]
+    if not live:
+        return
+    journal = CrashJournal(out, journal_key(stage, live))
+    for s in live:
+        if journal.is_poison(s.rec.reco_id):
+            s.failure = journal.failure(s.rec.reco_id)
+    live = [s for s in live if s.failure is None]
+    if len(live) > 1 and not journal.charged(TOGETHER):
+        journal.start(TOGETHER)
+        try:
+            with time_limit(None if timeout is None else timeout * len(live), journal.time_out):
+                run(live)
+            live = []
+        except Exception:  # find the recordings that fail: one at a time
+            pass
+    for s in live:
+        journal.start(s.rec.reco_id)
+        try:
+            with time_limit(timeout, journal.time_out):
+                run([s])
+        except Exception as e:
+            s.failure = Failure.from_exception(
+                s.rec.reco_id, "read" if stage == "read" else "diarize", e, s.rec.source
+            )
+    journal.start(None)
+    journal.close()
+
+
+def read_stage(
+    batch: dict[str, Any], sample_rate: int, allow_pipes: bool, out_url: str, timeout: float | None
+) -> dict[str, np.ndarray]:
     """CPU stage ``read``: decode each recording (in memory, at ``sample_rate``)."""
     from diar.audio import load_audio
     from diar.pipelines.base import timed
 
-    states = _states(batch)
-    _where(states, "read")
-    for s in states:
-        try:
+    def read(states: list[RecordingState]) -> None:
+        for s in states:
             with timed(s.hook, "read"):
                 s.waveform = load_audio(
                     s.rec.source, sample_rate, reco_id=s.rec.reco_id, allow_pipes=allow_pipes
                 )
             s.num_samples = len(s.waveform)
-        except Exception as e:
-            s.failure = Failure.from_exception(s.rec.reco_id, "read", e, s.rec.source)
+
+    states = _states(batch)
+    _where(states, "read")
+    run_journaled("read", OutDir(out_url), states, read, timeout)
     return _rows(states)
 
 
@@ -147,14 +209,20 @@ class _Stage:
     Args:
         config: the job's config; a CPU stage's models are loaded on the CPU (it does not run them).
         threads: torch threads of the actor.
+        out_url: OUT, where the batches' crash journals go (:func:`run_journaled`).
         factory: builds the diarizer (a :class:`~diar.pipelines.frame.FrameDiarizer`).
     """
 
     name = ""
     on_model = False
 
-    def __init__(self, config: Config, threads: int, factory: DiarizerFactory | None = None) -> None:
+    def __init__(
+        self, config: Config, threads: int, out_url: str, factory: DiarizerFactory | None = None
+    ) -> None:
         from diar.pipelines import build_diarizer
+
+        self.out = OutDir(out_url)
+        self.timeout = config.job.recording_timeout
 
         config = replace(config, num_threads=threads)
         if not self.on_model:
@@ -179,28 +247,11 @@ class _Stage:
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         states = _states(batch)
         _where(states, self.name)
-        live = [s for s in states if s.failure is None]
-        if live:
-            try:
-                self.run(live)
-            except Exception as e:
-                if len(live) == 1:
-                    live[0].failure = Failure.from_exception(
-                        live[0].rec.reco_id, "diarize", e, live[0].rec.source
-                    )
-                else:
-                    for s in live:  # find the recordings that fail: one at a time
-                        self.run_alone(s)
+        run_journaled(self.name, self.out, states, self.run, self.timeout)
         return _rows(states)
 
     def run(self, states: list[RecordingState]) -> None:
         raise NotImplementedError
-
-    def run_alone(self, state: RecordingState) -> None:
-        try:
-            self.run([state])
-        except Exception as e:
-            state.failure = Failure.from_exception(state.rec.reco_id, "diarize", e, state.rec.source)
 
 
 def _per_recording(run: Callable[[RecordingState], None], states: list[RecordingState]) -> None:
@@ -338,9 +389,11 @@ def run_split(
     shards: Sequence[Shard[Recording]],
     on_outcome: Callable[[Outcome[ShardRecord]], None],
     diarizer_factory: DiarizerFactory | None = None,
+    on_partial: Callable[[int, float], None] | None = None,
 ) -> RunStats:
     """Run ``shards`` through the stage split on the connected Ray cluster; report each shard's
-    outcome (its done record, written) to ``on_outcome`` as its last recording comes out."""
+    outcome (its done record, written) to ``on_outcome`` as its last recording comes out, and
+    ``(recordings, seconds)`` out of the shards not yet complete to ``on_partial``."""
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -358,7 +411,11 @@ def run_split(
     ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     ds = ds.map_batches(
         functools.partial(
-            read_stage, sample_rate=int(config.sample_rate), allow_pipes=config.audio.allow_pipes
+            read_stage,
+            sample_rate=int(config.sample_rate),
+            allow_pipes=config.audio.allow_pipes,
+            out_url=out.url,
+            timeout=job.recording_timeout,
         ),
         batch_size=1,
         num_cpus=stage_cpus,
@@ -373,7 +430,12 @@ def run_split(
     for cls, on_model, batch_size in stages:
         ds = ds.map_batches(
             cls,
-            fn_constructor_args=(config, model_threads if on_model else cpu_threads, diarizer_factory),
+            fn_constructor_args=(
+                config,
+                model_threads if on_model else cpu_threads,
+                out.url,
+                diarizer_factory,
+            ),
             batch_size=batch_size,
             compute=ActorPoolStrategy(
                 min_size=1, max_size=job.model_actors if on_model else job.stage_workers
@@ -401,8 +463,11 @@ def run_split(
                     record = _write_shard(config, out, shard, got)
                 except JobError as e:  # its files cannot be written: its recordings fail (write)
                     on_outcome(Outcome(shard, error=e, stage="shard"))
-                    continue
-                on_outcome(Outcome(shard, result=record))
+                else:
+                    on_outcome(Outcome(shard, result=record))
+            if on_partial is not None:  # the recordings out of shards not yet complete
+                recs = [st.rec for g in pending.values() for st in g.values()]
+                on_partial(len(recs), sum(r.seconds or 0.0 for r in recs))
     except Exception as e:  # the dataset failed: its actors are gone for good
         logger.error("the stage split stopped: %s", e)
         for shard_id in list(pending):
@@ -450,6 +515,7 @@ def run_diarize_shards(
     address: str | None,
     local: bool,
     diarizer_factory: DiarizerFactory | None = None,
+    on_partial: Callable[[int, float], None] | None = None,
 ) -> RunStats:
     """Run the job's shards: the stage split where ``job.stages`` asks for it on this cluster,
     else ``single()`` (the single-actor path, :func:`~jobs.runner.run_shards`)."""
@@ -467,6 +533,6 @@ def run_diarize_shards(
             stats = single()
         else:
             logger.info("stage split: %d recordings", sum(len(s.items) for s in shards))
-            stats = run_split(config, out, shards, on_outcome, diarizer_factory)
+            stats = run_split(config, out, shards, on_outcome, diarizer_factory, on_partial)
         stats.ray_seconds = ray_seconds
     return stats

@@ -201,21 +201,30 @@ class DiesOnce:
 
 
 class FailsOn:
-    """Builds the real frame-mode diarizer, whose segmentation step raises for any recording of
-    ``num_samples`` samples (alone or batched with others): a model that cannot handle one."""
+    """Builds the real frame-mode diarizer, whose segmentation step fails for any recording of
+    ``num_samples`` samples (alone or batched with others): it raises (``how="raise"``, a model
+    that cannot handle one), kills its process (``"kill"``, a crash in native code) or never
+    returns (``"hang"``)."""
 
-    def __init__(self, num_samples: int) -> None:
+    def __init__(self, num_samples: int, how: str = "raise") -> None:
+        if how not in ("raise", "kill", "hang"):
+            raise ValueError(f"how must be raise, kill or hang, got {how!r}")
         self.num_samples = num_samples
+        self.how = how
 
     def __call__(self, config: Config) -> Diarizer:
         from diar.pipelines import build_diarizer
 
         diarizer = build_diarizer(config)
         real = diarizer.segment  # type: ignore[attr-defined]
-        num_samples = self.num_samples
+        num_samples, how = self.num_samples, self.how
 
         def segment(waveforms: list[np.ndarray]) -> object:
             if any(len(w) == num_samples for w in waveforms):
+                if how == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if how == "hang":
+                    time.sleep(3600)
                 raise ValueError(f"model cannot handle {num_samples} samples")
             return real(waveforms)
 

@@ -2,7 +2,7 @@
 
 ``python stages_driver.py SCP RUNS_JSON [ADDRESS]``: RUNS_JSON is a list of ``{"out": OUT,
 "set": [...]}`` with optionally ``"dies_once": MARKER`` (the embedding actor kills itself once,
-see :class:`job_helpers.DiesOnce`), ``"fails_on": NUM_SAMPLES`` (:class:`job_helpers.FailsOn`)
+see :class:`job_helpers.DiesOnce`), ``"fails_on": NUM_SAMPLES`` with ``"how"`` (:class:`job_helpers.FailsOn`)
 or ``"slow_finish": SECONDS`` (:class:`job_helpers.SlowFinish`); prints one JSON line per run
 (exit code, shards run). With ADDRESS it joins that Ray cluster instead of starting one.
 The job tests' session Ray has no GPU, so the stage split's tests start this driver.
@@ -43,7 +43,7 @@ def main() -> None:
             if run.get("dies_once"):
                 factory = job_helpers.DiesOnce(run["dies_once"], "embed_inputs")
             elif run.get("fails_on"):
-                factory = job_helpers.FailsOn(run["fails_on"])
+                factory = job_helpers.FailsOn(run["fails_on"], run.get("how", "raise"))
             elif run.get("slow_finish"):
                 factory = job_helpers.SlowFinish(run["slow_finish"])
             report = run_job(load_config(None, run["set"]), scp, run["out"], diarizer_factory=factory)

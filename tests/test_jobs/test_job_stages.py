@@ -154,6 +154,28 @@ def test_stage_split_on_a_gpu_node(
     assert (failing / "corpus.rttm").read_text().count("rec-a") >= 1
 
 
+@pytest.mark.parametrize(("how", "error"), [("kill", "WorkerCrash"), ("hang", "RecordingTimeout")])
+def test_a_recording_that_kills_or_hangs_its_stage_fails_alone(
+    scp: Path, reference: Path, tmp_path: Path, how: str, error: str
+) -> None:
+    """As in the single-actor path: the batch's crash journal names the recording that kills
+    (or hangs) the segmentation actor, in a batch with others; it alone is a failure row."""
+    out = tmp_path / "out"
+    sets = [*MODELS, "job.stages=split", "job.max_failures=2", "job.recording_timeout=10"]
+    run = {"out": str(out), "set": sets, "fails_on": FAILING, "how": how}
+    assert drive(scp, [run]) == [{"exit_code": 0, "shards_run": 2}]
+    rows = (out / "failures.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[:3] for r in rows] == [
+        ["rec-bad", "read", "AudioDecodeError"],
+        ["rec-c", "actor", error],
+    ]
+    expected = [
+        line for line in (reference / "corpus.rttm").read_text().splitlines() if " rec-c " not in line
+    ]
+    assert (out / "corpus.rttm").read_text().splitlines() == expected
+    assert not list((out / "shards").glob("*.inflight.json"))
+
+
 def test_stages_config() -> None:
     cluster_gpu, cluster_cpu = {"CPU": 8.0, "GPU": 1.0}, {"CPU": 8.0}
     assert use_split(load_config(None, []), cluster_gpu)  # auto, mode frame
