@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -252,3 +253,21 @@ class SlowFinish:
 
         diarizer.finish = finish  # type: ignore[attr-defined]
         return diarizer
+
+
+def kill_after_first_shard(driver: subprocess.Popen[bytes], out: Path, timeout: float) -> int:
+    """SIGKILL the job's ``driver`` process once a shard of OUT ``out`` is done; return how many
+    shards were done then. Fails the test if none is done within ``timeout`` seconds."""
+    import pytest
+
+    done = out / "shards"
+    deadline = time.monotonic() + timeout
+    while not (done.exists() and list(done.glob("*.done.json"))):
+        if time.monotonic() > deadline or driver.poll() is not None:
+            driver.kill()
+            _, err = driver.communicate()
+            pytest.fail(f"the driver did not finish a shard: {(err or b'').decode()[-3000:]}")
+        time.sleep(0.05)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.communicate()
+    return len(list(done.glob("*.done.json")))

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from job_helpers import DURATIONS, energy_factory
+from job_helpers import DURATIONS, energy_factory, kill_after_first_shard
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 
 from diar.config import load_config
@@ -168,17 +168,7 @@ def test_driver_killed_mid_run_then_rerun_is_byte_identical(
     out = tmp_path / "out"
     args = ["--wav-scp", str(scp), "--out", str(out), "--address", ray_address, "--no-progress"]
     args += ["--num-shards", "6", "--num-actors", "2"]
-    driver = run_driver(tmp_path / "slow.py", 1.5, args)
-    done = out / "shards"
-    deadline = time.monotonic() + 120
-    while not list(done.glob("*.done.json")) if done.exists() else True:
-        if time.monotonic() > deadline or driver.poll() is not None:
-            driver.kill()
-            pytest.fail(f"the driver did not finish a shard: {driver.communicate()[1].decode()[-2000:]}")
-        time.sleep(0.05)
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
-    finished = len(list(done.glob("*.done.json")))
+    finished = kill_after_first_shard(run_driver(tmp_path / "slow.py", 1.5, args), out, 120)
     assert 1 <= finished < 6
     assert not (out / "corpus.rttm").exists()
 

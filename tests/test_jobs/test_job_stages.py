@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from job_helpers import FailsOn, make_corpus
+from job_helpers import FailsOn, kill_after_first_shard, make_corpus
 from ray_fixtures import ray_head, read_log
 
 import jobs.stages
@@ -233,16 +231,7 @@ def test_driver_killed_mid_split_then_rerun_is_byte_identical(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        done = out / "shards"
-        deadline = time.monotonic() + 300
-        while not (done.exists() and list(done.glob("*.done.json"))):
-            if time.monotonic() > deadline or driver.poll() is not None:
-                driver.kill()
-                pytest.fail(f"the driver did not finish a shard: {driver.communicate()[1].decode()[-3000:]}")
-            time.sleep(0.05)
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.communicate()
-        finished = len(list(done.glob("*.done.json")))
+        finished = kill_after_first_shard(driver, out, 300)
         assert 1 <= finished < 6
         assert not (out / "corpus.rttm").exists()
         # a new driver on the same cluster runs only the shards without a done record
