@@ -393,7 +393,8 @@ class JobConfig:
             actors share a GPU at 0.5 each.
         model_actors: most actors per model stage of the split (each stage starts with one).
         model_batch: recordings per model-stage call of the split: their windows share
-            segmentation batches (``frame_model.batch_size`` windows per forward pass).
+            segmentation batches (``frame_model.batch_size`` windows per forward pass), and on
+            a GPU their CAM++ inputs of equal shape share forward passes.
     """
 
     num_shards: int | None = None

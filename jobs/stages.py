@@ -8,7 +8,8 @@ back-pressure, so the model actors are fed while CPU workers prepare the next on
     segment   model actors  segmentation-3.0 over the windows of     (FrameDiarizer.segment)
                             ``job.model_batch`` recordings at once
     features  CPU actors    each local speaker's speech and fbank    (FrameDiarizer.piece_inputs)
-    embed     model actors  CAM++ forward                            (FrameDiarizer.embed_inputs)
+    embed     model actors  CAM++ forward (on a GPU: inputs of       (FrameDiarizer.embed_inputs)
+                            ``job.model_batch`` recordings at once)
     finish    CPU actors    clustering, rendering, post-processing   (FrameDiarizer.finish)
 
 The steps are the ones :meth:`~diar.pipelines.frame.FrameDiarizer.diarize` runs in
@@ -294,21 +295,43 @@ class FeaturesStage(_Stage):
 class EmbedStage(_Stage):
     """Model stage ``embed``: the embedder's forward passes.
 
-    Each recording's batches are embedded as in the single-actor path: CAM++'s output on CPU
-    changes in the last bits with the number of rows in a forward pass, so inputs of other
-    recordings do not join them (the segmentation batches do gather recordings).
+    On a GPU, the inputs of all the batch's recordings share forward passes (those of equal
+    shape, ``embedding.batch_size`` at a time). On the CPU each recording's inputs are
+    embedded as in the single-actor path: CAM++'s output on CPU changes in the last bits
+    with the number of rows in a forward pass, and the split gives the single path's bytes.
     """
 
     name = "embed"
     on_model = True
 
     def run(self, states: list[RecordingState]) -> None:
+        if len(states) > 1 and self.diarizer.embed_device != "cpu":
+            self.run_together(states)
+            return
+
         def one(s: RecordingState) -> None:
             s.vectors = [self.diarizer.embed_inputs(b.inputs, s.hook) for b in s.batches]
             for b in s.batches:
                 b.inputs = []
 
         _per_recording(one, states)
+
+    def run_together(self, states: list[RecordingState]) -> None:
+        """One :meth:`~diar.pipelines.frame.FrameDiarizer.embed_inputs` call for the inputs of
+        every recording of the batch; each batch of inputs gets its rows back, in order."""
+        inputs = [x for s in states for b in s.batches for x in b.inputs]
+        t0 = time.perf_counter()
+        vectors = self.diarizer.embed_inputs(inputs)  # shape: (len(inputs), D)
+        share = (time.perf_counter() - t0) / len(states)
+        at = 0
+        for s in states:
+            s.vectors = []
+            for b in s.batches:
+                n = len(b.inputs)
+                s.vectors.append(vectors[at : at + n] if n else np.zeros((0, 0), dtype=np.float32))
+                at += n
+                b.inputs = []
+            s.hook("embeddings", share)
 
 
 class FinishStage(_Stage):

@@ -207,6 +207,11 @@ class FrameDiarizer(Diarizer):
             self._embed_one = embed
         set_torch_threads(config.num_threads)
 
+    @property
+    def embed_device(self) -> str:
+        """Where the embedder runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ..."""
+        return str(getattr(self._embedder, "device", "cpu"))
+
     def _speech_inputs(self, speech: Sequence[np.ndarray], hook: StepHook) -> list[np.ndarray]:
         """Speech at the model's rate -> the embedder's inputs: resampled to its rate, padded to
         its minimum, and fbank features where the embedder computes them apart (CAM++)."""

@@ -1,4 +1,5 @@
-"""The stage split's crash journal (:func:`jobs.stages.run_journaled`), in this process.
+"""The stage split's stages in this process (no Ray): the crash journal
+(:func:`jobs.stages.run_journaled`) and the embedding stage's batches.
 
 A process death is played by an exception that is not an ``Exception`` (it leaves the batch
 as a killed process would, its journal in OUT); each call after it is Ray's retry of the
@@ -10,10 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from helpers import TEST_DATA, TINY_CAMPPLUS
 
+from diar.config import load_config
+from diar.pipelines.frame import EmbedInputs, FrameDiarizer
 from jobs.plan import Recording, owned_by_job
-from jobs.stages import RecordingState, journal_key, run_journaled
+from jobs.stages import EmbedStage, RecordingState, journal_key, run_journaled
 from jobs.storage import OutDir
 
 
@@ -93,3 +98,54 @@ def test_journal_names_belong_to_their_shard() -> None:
     assert owned_by_job(f"shards/{key}.inflight.json", {"shard-00001"})
     assert not owned_by_job(f"shards/{key}.inflight.json", {"shard-00002"})
     assert not owned_by_job("shards/notes.inflight.json", {"shard-00001"})
+
+
+def test_on_a_gpu_the_embedding_stage_gathers_recordings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inputs of several recordings share forward passes where the embedder is on a GPU (played
+    here on the CPU): each recording's batches get their own rows back, as embedded alone."""
+    config = load_config(
+        None,
+        [
+            f"frame_model.model={TEST_DATA / 'segmentation' / 'tiny_pyannet.ckpt'}",
+            f"embedding.model_dir={TINY_CAMPPLUS}",
+            "frame_model.device=cpu",
+            "embedding.device=cpu",
+        ],
+    )
+    stage = EmbedStage(config, 1, str(tmp_path))
+    rng = np.random.default_rng(0)
+
+    def states() -> list[RecordingState]:
+        shapes = {"a": [[50, 80, 50], [31]], "b": [[50, 64]], "c": [[], [80, 80]]}
+        out = []
+        for reco_id, batches in shapes.items():
+            s = RecordingState("shard-00000", Recording(reco_id, f"{reco_id}.wav", 1.0))
+            for first, lengths in enumerate(batches):
+                feats = [rng.standard_normal((n, 80)).astype(np.float32) for n in lengths]
+                s.batches.append(EmbedInputs(np.arange(len(feats)), np.ones(len(feats)), first, feats))
+            out.append(s)
+        return out
+
+    alone = states()
+    rng = np.random.default_rng(0)
+    together = states()
+    stage.run(alone)  # on the CPU: one recording at a time
+    forwards: list[int] = []
+    embed_features = stage.diarizer._embedder.embed_features  # type: ignore[union-attr]
+
+    def counted(feats: np.ndarray) -> np.ndarray:
+        forwards.append(len(feats))
+        return embed_features(feats)
+
+    monkeypatch.setattr(stage.diarizer._embedder, "embed_features", counted)
+    monkeypatch.setattr(FrameDiarizer, "embed_device", property(lambda self: "cuda"))
+    stage.run(together)
+    # one forward per shape over the three recordings: 50 (x3), 80 (x3), 31, 64
+    assert sorted(forwards) == [1, 1, 3, 3]
+    for a, t in zip(alone, together, strict=True):
+        assert [v.shape for v in a.vectors] == [v.shape for v in t.vectors]
+        for va, vt in zip(a.vectors, t.vectors, strict=True):
+            np.testing.assert_allclose(vt, va, rtol=1e-4, atol=1e-5)
+        assert all(b.inputs == [] for b in t.batches) and t.steps["embeddings"] > 0
