@@ -121,6 +121,8 @@ class WindowOutputs:
         count: shape (num_frames,) float32, active local speakers at each frame summed over
             the windows covering it.
         windows: for each window, (first frame, frames, indices of its pieces).
+        frame_stride: samples between frames (the frame model's).
+        frame_center_offset: sample at the centre of frame 0 (the frame model's).
     """
 
     pieces: list[Piece]
@@ -128,6 +130,8 @@ class WindowOutputs:
     coverage: np.ndarray
     count: np.ndarray
     windows: list[tuple[int, int, list[int]]]
+    frame_stride: int = 1
+    frame_center_offset: int = 0
 
     def speaker_count(self) -> np.ndarray:
         """Per frame, the number of speakers the model hears: the mean over the windows that
@@ -147,10 +151,13 @@ class WindowCollector:
     Args:
         num_frames: frames of the whole recording.
         threshold: a local speaker is active where its probability exceeds this.
+        frame_stride, frame_center_offset: the frame model's grid (see :class:`WindowOutputs`).
     """
 
     num_frames: int
     threshold: float = 0.5
+    frame_stride: int = 1
+    frame_center_offset: int = 0
     pieces: list[Piece] = field(default_factory=list)
     _windows: list[tuple[int, int, list[int]]] = field(default_factory=list)
     _last_start: int = 0
@@ -197,7 +204,15 @@ class WindowCollector:
 
     def finish(self) -> WindowOutputs:
         """The collected pieces and counts."""
-        return WindowOutputs(self.pieces, self.num_frames, self._coverage, self._count, self._windows)
+        return WindowOutputs(
+            self.pieces,
+            self.num_frames,
+            self._coverage,
+            self._count,
+            self._windows,
+            self.frame_stride,
+            self.frame_center_offset,
+        )
 
 
 # --------------------------------------------------------------------------- embedding

@@ -13,7 +13,9 @@ back-pressure, so the model actors are fed while CPU workers prepare the next on
     finish    CPU actors    clustering, rendering, post-processing   (FrameDiarizer.finish)
 
 The steps are the ones :meth:`~diar.pipelines.frame.FrameDiarizer.diarize` runs in
-sequence in the single-actor path, so a recording's turns are the same both ways.
+sequence in the single-actor path, so a recording's turns are the same both ways. Each
+stage's workers load only the model their step needs: segment the frame model, features and
+embed the embedder (its checkpoint defines the features), finish none.
 The driver collects each shard's recordings as they come out and writes the shard's
 files and its done record with the single-actor path's code
 (:class:`~jobs.worker.ShardFiles`): shard files, corpus files, failure rows and resume
@@ -208,19 +210,23 @@ class _Stage:
     """A stage on a pool of actors: builds the diarizer once, runs its step per batch of rows.
 
     Args:
-        config: the job's config; a CPU stage's models are loaded on the CPU (it does not run them).
+        config: the job's config; the CPU stages' models are loaded on the CPU.
         threads: torch threads of the actor.
         out_url: OUT, where the batches' crash journals go (:func:`run_journaled`).
-        factory: builds the diarizer (a :class:`~diar.pipelines.frame.FrameDiarizer`).
+        factory: builds the diarizer (a :class:`~diar.pipelines.frame.FrameDiarizer`, with
+            both models); default: a FrameDiarizer with only the models of the stage's step
+            (:attr:`models`).
     """
 
     name = ""
     on_model = False
+    #: the diarizer's models the stage's step needs (``FrameDiarizer(load=...)``)
+    models: tuple[str, ...] = ()
 
     def __init__(
         self, config: Config, threads: int, out_url: str, factory: DiarizerFactory | None = None
     ) -> None:
-        from diar.pipelines import build_diarizer
+        from diar.pipelines.frame import FrameDiarizer
 
         self.out = OutDir(out_url)
         self.timeout = config.job.recording_timeout
@@ -232,7 +238,7 @@ class _Stage:
                 frame_model=replace(config.frame_model, device="cpu"),
                 embedding=replace(config.embedding, device="cpu"),
             )
-        diarizer = (factory or build_diarizer)(config)
+        diarizer = factory(config) if factory is not None else FrameDiarizer(config, load=self.models)
         if diarizer.sample_rate != config.sample_rate:  # the read stage decodes at config.sample_rate
             raise JobError(
                 f"the stage split reads audio at sample_rate {config.sample_rate}, "
@@ -267,6 +273,7 @@ class SegmentStage(_Stage):
     """Model stage ``segment``: the frame model over the windows of all the batch's recordings."""
 
     name = "segment"
+    models = ("frame_model",)
     on_model = True
 
     def run(self, states: list[RecordingState]) -> None:
@@ -282,6 +289,7 @@ class FeaturesStage(_Stage):
     """CPU stage ``features``: each local speaker's speech, as the embedder's inputs (fbank)."""
 
     name = "features"
+    models = ("embedder",)
 
     def run(self, states: list[RecordingState]) -> None:
         def one(s: RecordingState) -> None:
@@ -302,6 +310,7 @@ class EmbedStage(_Stage):
     """
 
     name = "embed"
+    models = ("embedder",)
     on_model = True
 
     def run(self, states: list[RecordingState]) -> None:

@@ -16,7 +16,7 @@ only the 1-D probabilities of its active local speakers are kept.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,7 +131,7 @@ def segment_many(
         plan = plan_windows(len(waveform), round(window * sr), round(hop * sr), stride)
         per_window = int(model.num_frames(plan.length)) if len(plan) else 0
         num_frames = int(plan.starts[-1]) // stride + per_window if len(plan) else 0
-        collectors.append(WindowCollector(num_frames, threshold))
+        collectors.append(WindowCollector(num_frames, threshold, stride, int(model.frame_center_offset)))
         if per_window:
             todo.setdefault(plan.length, []).extend((r, int(s)) for s in plan.starts)
     for length, windows in todo.items():
@@ -144,6 +144,10 @@ def segment_many(
             del batch, probs
             release_free_memory()  # the batch's activations, else pinned by the collector's arrays
     return [c.finish() for c in collectors]
+
+
+#: The models of a :class:`FrameDiarizer` (its ``load`` argument).
+MODELS = ("frame_model", "embedder")
 
 
 @dataclass
@@ -177,6 +181,15 @@ class FrameDiarizer(Diarizer):
     count comes from the recording (``RecordingInput.num_speakers``), else
     ``clustering.num_speakers``, else it is estimated within [``clustering.min_speakers``,
     ``clustering.max_speakers``].
+
+    Args:
+        config: the config (mode ``frame``).
+        model: the frame model (default: built from ``config.frame_model``).
+        embed: waveform -> embedding, in place of the embedder (tests).
+        load: which of :data:`MODELS` to build when not given. A worker of the job's stage
+            split that runs some steps builds only what they need (:meth:`segment`: the
+            frame model; :meth:`piece_inputs` and :meth:`embed_inputs`: the embedder, whose
+            checkpoint defines its features; :meth:`finish`: neither).
     """
 
     spools_audio = True
@@ -186,26 +199,40 @@ class FrameDiarizer(Diarizer):
         config: Config,
         model: FrameModel | None = None,
         embed: Callable[[np.ndarray], np.ndarray] | None = None,
+        load: Collection[str] = MODELS,
     ) -> None:
         super().__init__(config)
-        self.model = model if model is not None else build_frame_model(config)
-        self.sample_rate = int(self.model.sample_rate)
+        unknown = sorted(set(load) - set(MODELS))
+        if unknown:
+            raise ValueError(f"load: unknown models {unknown}; known: {', '.join(MODELS)}")
+        if model is None and "frame_model" in load:
+            model = build_frame_model(config)
+        self.model: FrameModel | None = model
+        self.sample_rate = int(model.sample_rate if model is not None else config.sample_rate)
         # windows per batch: the config's, else the model's default for its device
         batch_size = config.frame_model.batch_size
-        self.batch_size = int(batch_size if batch_size is not None else self.model.batch_size)
+        self.batch_size = int(batch_size if batch_size is not None else (model.batch_size if model else 1))
         self.clusterer = build_clusterer(config.clustering)
         self._embedder: Embedder | None = None
-        self._embed_one: Callable[[np.ndarray], np.ndarray]
-        if embed is None:
+        self._embed_one: Callable[[np.ndarray], np.ndarray] | None = embed
+        self._embed_rate = self.sample_rate
+        self._embed_min_samples = 1
+        if embed is None and "embedder" in load:
             self._embedder = build_embedder(config)
             self._embed_rate = int(self._embedder.sample_rate)
             self._embed_min_samples = int(self._embedder.min_num_samples)
             self._embed_one = self._embedder.embed_utterance
-        else:
-            self._embed_rate = self.sample_rate
-            self._embed_min_samples = 1
-            self._embed_one = embed
         set_torch_threads(config.num_threads)
+
+    def _frame_model(self) -> FrameModel:
+        if self.model is None:
+            raise RuntimeError("this FrameDiarizer was built without its frame model (load=...)")
+        return self.model
+
+    def _embed(self) -> Callable[[np.ndarray], np.ndarray]:
+        if self._embed_one is None:
+            raise RuntimeError("this FrameDiarizer was built without its embedder (load=...)")
+        return self._embed_one
 
     @property
     def embed_device(self) -> str:
@@ -215,6 +242,7 @@ class FrameDiarizer(Diarizer):
     def _speech_inputs(self, speech: Sequence[np.ndarray], hook: StepHook) -> list[np.ndarray]:
         """Speech at the model's rate -> the embedder's inputs: resampled to its rate, padded to
         its minimum, and fbank features where the embedder computes them apart (CAM++)."""
+        self._embed()  # the embedder's rate, minimum and features need it loaded
         if self._embed_rate != self.sample_rate:
             import soxr
 
@@ -243,7 +271,7 @@ class FrameDiarizer(Diarizer):
         embedder = self._embedder
         with timed(hook, "embeddings"):
             if embedder is None:
-                one = self._embed_one
+                one = self._embed()
                 return np.stack([np.asarray(one(x), dtype=np.float32).reshape(-1) for x in inputs])
             if not isinstance(embedder, FeatureEmbedder):
                 many = getattr(embedder, "embed_many", None)
@@ -261,7 +289,7 @@ class FrameDiarizer(Diarizer):
         """The model step of segmentation: the frame model over the windows of one or more
         recordings (each shape (N,) at ``self.sample_rate``), ``batch_size`` windows per pass."""
         fm = self.config.frame_model
-        return segment_many(self.model, waveforms, fm.window, fm.hop, self.batch_size, fm.threshold)
+        return segment_many(self._frame_model(), waveforms, fm.window, fm.hop, self.batch_size, fm.threshold)
 
     def piece_inputs(
         self, outputs: WindowOutputs, waveform: Waveform, hook: StepHook = no_hook
@@ -275,7 +303,7 @@ class FrameDiarizer(Diarizer):
         """
         fm = self.config.frame_model
         sr = self.sample_rate
-        stride = int(self.model.frame_stride)
+        stride = outputs.frame_stride
         regions = embed_regions(outputs, fm.embed_every)  # shape: (P, 2) frames each window owns
         max_samples, context = round(fm.embed_max_seconds * sr), round(fm.embed_context * sr / stride)
         for first in range(0, len(outputs.pieces), EMBED_BATCH):
@@ -323,8 +351,7 @@ class FrameDiarizer(Diarizer):
         """
         cfg = self.config
         fm = cfg.frame_model
-        model = self.model
-        stride = int(model.frame_stride)
+        stride = outputs.frame_stride
         seconds = np.zeros(len(outputs.pieces))  # shape: (P,)
         found: dict[int, np.ndarray] = {}
         for batch, vectors in embedded:
@@ -361,7 +388,7 @@ class FrameDiarizer(Diarizer):
             labels10 = model_frames_to_labels(  # shape: (T10, K) at 10 ms
                 active,
                 stride,
-                int(model.frame_center_offset),
+                outputs.frame_center_offset,
                 num_samples,
                 round(FRAME_SHIFT * self.sample_rate),
             )

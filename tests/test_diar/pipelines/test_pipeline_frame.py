@@ -299,6 +299,51 @@ def test_tiny_segmentation_and_campplus_through_build_diarizer() -> None:
     assert list(dict.fromkeys(steps)) == ["segmentation", "features", "embeddings", "clustering", "rendering"]
 
 
+def test_a_diarizer_for_some_steps_loads_only_their_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage split's CPU workers: piece_inputs needs only the embedder, finish no model;
+    each gives what the whole diarizer gives."""
+    import diar.pipelines.frame as frame
+
+    config = load_config(
+        None,
+        [
+            f"frame_model.model={DATA / 'segmentation' / 'tiny_pyannet.ckpt'}",
+            "frame_model.device=cpu",
+            f"embedding.model_dir={DATA / 'campplus' / 'tiny_campplus.pt'}",
+            "embedding.device=cpu",
+        ],
+    )
+    whole = FrameDiarizer(config)
+    wav = noise(16.0)
+    outputs = whole.segment([wav])[0]
+    assert (outputs.frame_stride, outputs.frame_center_offset) == (270, 495)  # the model's grid
+    batches = list(whole.piece_inputs(outputs, wav))
+    embedded = [(b, whole.embed_inputs(b.inputs)) for b in batches]
+    expected = whole.finish(RecordingInput("rec", wav), outputs, len(wav), embedded)
+
+    def not_loaded(config: object) -> None:
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(frame, "build_frame_model", not_loaded)
+    features = FrameDiarizer(config, load=("embedder",))
+    got = list(features.piece_inputs(outputs, wav))
+    assert len(got) == len(batches)
+    for a, b in zip(got, batches, strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(a.inputs, b.inputs, strict=True))
+    with pytest.raises(RuntimeError, match="without its frame model"):
+        features.segment([wav])
+    monkeypatch.setattr(frame, "build_embedder", not_loaded)
+    finish = FrameDiarizer(config, load=())
+    got_result = finish.finish(RecordingInput("rec", wav), outputs, len(wav), embedded)
+    assert got_result.annotation == expected.annotation and len(expected.annotation) > 0
+    for a, b in zip(got_result.traces, expected.traces, strict=True):
+        assert (a.speaker, a.seconds) == (b.speaker, b.seconds) and np.array_equal(a.embedding, b.embedding)
+    with pytest.raises(RuntimeError, match="without its embedder"):
+        list(finish.piece_inputs(outputs, wav))
+    with pytest.raises(ValueError, match="unknown models"):
+        FrameDiarizer(config, load=("vad",))
+
+
 def test_speaker_traces_are_the_speakers_embeddings_and_speech() -> None:
     turns = conversation((0, 1), 0, 30, turn=3.0) + conversation((2, 3), 40, 70, turn=3.0)
     truth = turns_to_truth(turns, 70.0, 4)
