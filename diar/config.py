@@ -292,7 +292,10 @@ class FrameModelConfig:
     go into the embedding of each of its local speakers), ``embed_min_seconds`` /
     ``embed_max_seconds`` (speech per embedding; local speakers with less take the speaker
     whose activity agrees with theirs), ``min_speaker_seconds`` (clusters with less
-    embedded speech are folded into the nearest speaker).
+    embedded speech are folded into the nearest speaker), ``distinct_distance`` (local
+    speakers of one window whose embeddings are at least this cosine distance apart are
+    different people: without a known count, at least as many speakers as one window holds
+    such local speakers are kept; None: no such bound).
     """
 
     name: str = "segmentation-3.0"
@@ -308,6 +311,7 @@ class FrameModelConfig:
     embed_min_seconds: float = 1.0
     embed_max_seconds: float = 5.0
     min_speaker_seconds: float = 4.0
+    distinct_distance: float | None = 0.55
 
     def validate(self) -> None:
         """Raise ConfigError naming each ``frame_model.*`` key whose value is out of range."""
@@ -324,6 +328,7 @@ class FrameModelConfig:
         c.number("embed_every", self.embed_every, 1)
         c.number("embed_context", self.embed_context, 0.0)
         c.number("min_speaker_seconds", self.min_speaker_seconds, 0.0)
+        c.number("distinct_distance", self.distinct_distance, 0.0, 2.0, null="no lower bound on the count")
         c.number("embed_min_seconds", self.embed_min_seconds, 0.0)
         c.number("embed_max_seconds", self.embed_max_seconds, 0.0, low_open=True)
         seconds = (self.embed_min_seconds, self.embed_max_seconds)

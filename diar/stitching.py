@@ -12,7 +12,8 @@ outputs into speaker turns, the same way for every frame model:
    talking) in its window's owned stretch widened by a little context
    (:func:`embed_regions`): each second of speech is embedded about once, not once per
    window that covers it.
-3. :func:`cluster_pieces` clusters the pieces with a reliable embedding, drops clusters
+3. :func:`cluster_pieces` clusters the pieces with a reliable embedding into at least as
+   many speakers as one window surely hears (:func:`distinct_voices`), drops clusters
    with too little speech, then gives the pieces of every window distinct speakers
    (Hungarian assignment on their similarity to the speakers' centroids: two local
    speakers of one window are different people). :func:`attach_by_activity` gives a piece
@@ -28,6 +29,7 @@ sample ``s`` (a multiple of the model's stride) starts at frame ``s // stride``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -322,6 +324,41 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def distinct_voices(
+    embeddings: np.ndarray, reliable: np.ndarray, windows: Sequence[Sequence[int]], min_distance: float
+) -> int:
+    """The most local speakers one window hears that are surely different people: reliable
+    pieces of the window whose embeddings are all at least ``min_distance`` (cosine distance)
+    apart. The recording has at least this many speakers.
+
+    A frame model sometimes splits one speaker into two local speakers of a window; the two
+    halves sound alike, so their distance keeps them from counting twice.
+
+    Args:
+        embeddings: shape (P, D) (rows of unreliable pieces are not read).
+        reliable: shape (P,) bool.
+        windows: the pieces of each window.
+
+    Returns:
+        0 when no piece is reliable, else at least 1.
+    """
+    ok = np.asarray(reliable, dtype=bool)
+    found = int(ok.any())
+    for members in windows:
+        local = [i for i in members if ok[i]]
+        if len(local) <= found:
+            continue
+        x = _unit(np.asarray(embeddings[local], dtype=np.float64))  # shape: (n, D)
+        apart = 1.0 - x @ x.T >= min_distance  # shape: (n, n)
+        np.fill_diagonal(apart, True)
+        # the largest set of pairwise distant pieces (a window holds a few local speakers)
+        for size in range(len(local), found, -1):
+            if any(apart[np.ix_(c, c)].all() for c in itertools.combinations(range(len(local)), size)):
+                found = size
+                break
+    return found
+
+
 def cluster_pieces(
     embeddings: np.ndarray,
     reliable: np.ndarray,
@@ -332,13 +369,18 @@ def cluster_pieces(
     min_speakers: int = 1,
     max_speakers: int | None = None,
     min_speaker_seconds: float = 0.0,
+    distinct_distance: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Speakers of the pieces with a reliable embedding.
 
     1. ``clusterer`` clusters the reliable pieces (spectral or agglomerative, with the count
        bounds). Two local speakers of one window are *not* kept apart here: a frame model
        sometimes splits one speaker into two local speakers of a window, and that must not
-       keep the speaker's clusters apart for the whole recording.
+       keep the speaker's clusters apart for the whole recording. But without a known count,
+       the recording has at least as many speakers as one window holds local speakers whose
+       embeddings are ``distinct_distance`` apart (:func:`distinct_voices`): that raises
+       ``min_speakers`` (up to ``max_speakers``). Else a clustering that merges two voices
+       leaves one speaker where the frame model hears two at once, and the overlap is lost.
     2. Clusters with less than ``min_speaker_seconds`` of embedded speech are not speakers
        of their own (a few words that sound unlike their speaker, a cough, noise), unless
        fewer than ``min_speakers`` would be left; with a known count every cluster stays.
@@ -351,6 +393,8 @@ def cluster_pieces(
         reliable: shape (P,) bool.
         seconds: shape (P,) speech each embedding was computed from.
         windows: the pieces of each window.
+        distinct_distance: cosine distance at which two reliable local speakers of one window
+            count as different people for the lower bound on the count; None: no such bound.
 
     Returns:
         (shape (P,) int64 labels 0..K-1, -1 for unreliable pieces;
@@ -361,6 +405,9 @@ def cluster_pieces(
     core = np.flatnonzero(ok)
     if len(core) == 0:
         return labels, np.zeros((0, embeddings.shape[1] if embeddings.ndim == 2 else 0))
+    if num_speakers is None and distinct_distance is not None:
+        heard = distinct_voices(embeddings, ok, windows, distinct_distance)
+        min_speakers = max(min_speakers, min(heard, max_speakers or heard))
     x = _unit(np.asarray(embeddings, dtype=np.float64))
     found = np.asarray(clusterer(x[core], num_speakers, min_speakers, max_speakers))
     weight = np.asarray(seconds, dtype=np.float64)

@@ -373,6 +373,7 @@ class FrameDiarizer(Diarizer):
                 cfg.clustering.min_speakers,
                 cfg.clustering.max_speakers,
                 fm.min_speaker_seconds,
+                fm.distinct_distance,
             )
             labels = attach_by_activity(outputs, labels)
         # pieces that overlap no speaker and had too little speech: their own short embedding

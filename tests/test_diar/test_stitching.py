@@ -31,6 +31,7 @@ from diar.stitching import (
     WindowOutputs,
     attach_by_activity,
     cluster_pieces,
+    distinct_voices,
     embed_regions,
     gather_samples,
     piece_speech,
@@ -294,6 +295,40 @@ def test_known_count_and_bounds_are_honoured():
     assert len(set(labels.tolist())) == 2
     labels, _ = cluster_pieces(emb, ok, seconds, windows, AGGLOMERATIVE, min_speakers=5)
     assert len(set(labels.tolist())) == 5
+
+
+def test_distinct_voices_counts_the_local_speakers_of_one_window_that_sound_apart():
+    near_a = A + 0.1 * B  # a speaker split in two local speakers: the halves sound alike
+    emb = np.stack([A, B, near_a, C, A, A + 0.05 * C])
+    windows = [[0, 1, 2], [3], [4, 5]]
+    ok = np.ones(6, dtype=bool)
+    assert distinct_voices(emb, ok, windows, 0.5) == 2
+    assert distinct_voices(emb, ok, windows, 0.0) == 3  # at distance 0 every local speaker counts
+    assert distinct_voices(np.stack([A, B, C]), np.ones(3, bool), [[0, 1, 2]], 0.5) == 3
+    ok[1] = False  # unreliable pieces do not count
+    assert distinct_voices(emb, ok, windows, 0.5) == 1
+    assert distinct_voices(emb, np.zeros(6, bool), windows, 0.5) == 0
+
+
+def test_two_voices_one_window_hears_at_once_stay_two_speakers():
+    # a clustering that merges every voice leaves one speaker where a window hears two
+    merge_all = build_clusterer(ClusteringConfig(method="agglomerative", threshold=1.5))
+    emb = np.stack([A, B, A, B])
+    windows = [[0, 1], [2, 3]]
+    ok, seconds = np.ones(4, dtype=bool), np.full(4, 5.0)
+    labels, _ = cluster_pieces(emb, ok, seconds, windows, merge_all)
+    assert labels.tolist() == [0, 0, 0, 0]
+    labels, centroids = cluster_pieces(emb, ok, seconds, windows, merge_all, distinct_distance=0.5)
+    assert labels.tolist() == [0, 1, 0, 1] and len(centroids) == 2
+    # a known count or max_speakers wins over the bound
+    labels, _ = cluster_pieces(emb, ok, seconds, windows, merge_all, num_speakers=1, distinct_distance=0.5)
+    assert labels.tolist() == [0, 0, 0, 0]
+    labels, _ = cluster_pieces(emb, ok, seconds, windows, merge_all, max_speakers=1, distinct_distance=0.5)
+    assert labels.tolist() == [0, 0, 0, 0]
+    # two local speakers that sound alike (one speaker split in two) do not make two speakers
+    split = np.stack([A, A + 0.1 * B, A, A + 0.1 * B])
+    labels, _ = cluster_pieces(split, ok, seconds, windows, merge_all, distinct_distance=0.5)
+    assert labels.tolist() == [0, 0, 0, 0]
 
 
 def test_unreliable_pieces_stay_unlabelled():
