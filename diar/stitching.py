@@ -18,7 +18,8 @@ outputs into speaker turns, the same way for every frame model:
    (Hungarian assignment on their similarity to the speakers' centroids: two local
    speakers of one window are different people). :func:`attach_by_activity` gives a piece
    with too little speech for an embedding the speaker whose activity in the overlapping
-   windows agrees with its own.
+   windows agrees with its own, and :func:`distinct_in_windows` keeps those apart from
+   their window's other local speakers too.
 4. :func:`render` averages each speaker's activity over the windows that cover a frame,
    and :func:`select_by_count` keeps per frame as many speakers as the frame model hears
    there: overlapped speech stays, and frames where the model hears nobody are silence.
@@ -462,6 +463,63 @@ def attach_by_activity(outputs: WindowOutputs, labels: np.ndarray) -> np.ndarray
         agreement[list(taken.get(piece.window, ()))] = 0.0
         if agreement.max() > 0:
             labels[i] = int(np.argmax(agreement))
+    return labels
+
+
+def distinct_in_windows(
+    outputs: WindowOutputs, labels: np.ndarray, fixed: np.ndarray, near: int
+) -> np.ndarray:
+    """Give the local speakers of every window distinct speakers wherever there are enough.
+
+    :func:`cluster_pieces` keeps the clustered local speakers of a window apart; those
+    labelled after it (too little speech of their own: :func:`attach_by_activity`, or their
+    short embedding's nearest speaker) may take a speaker their window already has, or none.
+    Then the frames where the model hears both render as one speaker, and the overlap is
+    lost. Here each of them whose speaker its window already has, or that has none (most
+    active first), takes a speaker the window does not have yet: the one whose activity in
+    the other windows agrees most with its own, else the one who talks most within ``near``
+    frames of its speech (probability above 0.5; people answer those who just spoke), else
+    the one who talks most. With every speaker taken, it keeps its label.
+
+    Args:
+        labels: shape (P,) speaker of each piece (-1: none).
+        fixed: shape (P,) bool, pieces whose speaker stays (those :func:`cluster_pieces` gave).
+        near: frames on each side of a piece where its speakers' neighbours are looked for.
+
+    Returns:
+        shape (P,) int64 labels.
+    """
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    k = int(labels.max(initial=-1)) + 1
+    if k < 2:
+        return labels
+    scores = np.zeros((outputs.num_frames, k), dtype=np.float32)  # shape: (T, K) summed activity
+    for piece, label in zip(outputs.pieces, labels, strict=True):
+        if label >= 0:
+            scores[piece.start : piece.end, label] += piece.probs
+    talk = scores.sum(axis=0)  # shape: (K,)
+    for _, _, members in outputs.windows:
+        taken = {int(labels[i]) for i in members if fixed[i] and labels[i] >= 0}
+        rest = [i for i in members if not fixed[i]]
+        rest.sort(key=lambda i: -float(outputs.pieces[i].probs.sum()))  # most active first
+        for i in rest:
+            if labels[i] >= 0 and int(labels[i]) not in taken:
+                taken.add(int(labels[i]))
+                continue
+            free = np.array([s for s in range(k) if s not in taken], dtype=np.int64)
+            if len(free) == 0:
+                continue
+            piece = outputs.pieces[i]
+            agreement = piece.probs @ scores[piece.start : piece.end][:, free]  # shape: (F,)
+            talking = np.flatnonzero(piece.probs > 0.5)  # its frames (or its window's)
+            first, last = (talking[0], talking[-1] + 1) if len(talking) else (0, len(piece.probs))
+            span = slice(max(0, piece.start + first - near), piece.start + last + near)
+            around = scores[span][:, free].sum(axis=0)
+            for score in (agreement, around, talk[free]):
+                if score.max() > 0:
+                    labels[i] = int(free[int(np.argmax(score))])
+                    taken.add(int(labels[i]))
+                    break
     return labels
 
 

@@ -43,6 +43,7 @@ from diar.stitching import (
     WindowOutputs,
     attach_by_activity,
     cluster_pieces,
+    distinct_in_windows,
     embed_regions,
     nearest_speaker,
     piece_speech,
@@ -145,6 +146,10 @@ def segment_many(
             release_free_memory()  # the batch's activations, else pinned by the collector's arrays
     return [c.finish() for c in collectors]
 
+
+#: Seconds around a local speaker labelled after the clustering where the speakers it may
+#: take are looked for (:func:`~diar.stitching.distinct_in_windows`).
+NEAR_SECONDS = 10.0
 
 #: The models of a :class:`FrameDiarizer` (its ``load`` argument).
 MODELS = ("frame_model", "embedder")
@@ -375,6 +380,7 @@ class FrameDiarizer(Diarizer):
                 fm.min_speaker_seconds,
                 fm.distinct_distance,
             )
+            clustered = labels >= 0  # shape: (P,) the pieces cluster_pieces gave a speaker
             labels = attach_by_activity(outputs, labels)
         # pieces that overlap no speaker and had too little speech: their own short embedding
         alone = np.flatnonzero((labels < 0) & (seconds > 0))
@@ -382,7 +388,8 @@ class FrameDiarizer(Diarizer):
             labels[alone] = nearest_speaker(np.stack([found[int(i)] for i in alone]), centroids)
         elif len(labels) and labels.max() < 0:
             labels[:] = 0  # nothing to compare with: one speaker
-        labels = relabel(labels)
+        near = round(NEAR_SECONDS * self.sample_rate / stride)
+        labels = relabel(distinct_in_windows(outputs, labels, clustered, near))
         with timed(hook, "rendering"):
             scores = render(outputs, labels)  # shape: (T, K)
             active = select_by_count(scores, outputs.speaker_count())  # shape: (T, K)

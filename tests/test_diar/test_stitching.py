@@ -31,6 +31,7 @@ from diar.stitching import (
     WindowOutputs,
     attach_by_activity,
     cluster_pieces,
+    distinct_in_windows,
     distinct_voices,
     embed_regions,
     gather_samples,
@@ -371,6 +372,36 @@ def test_a_short_piece_takes_the_speaker_whose_activity_it_shares():
     assert attach_by_activity(outputs, np.array([0, 1, -1, 0, -1])).tolist() == [0, 1, 1, 0, -1]
     # nobody labelled: nothing to attach to
     assert attach_by_activity(outputs, np.full(5, -1)).tolist() == [-1] * 5
+
+
+def test_local_speakers_labelled_after_clustering_take_a_speaker_their_window_lacks():
+    # window (frames)   clustered piece (speaker)   piece labelled later (its label)
+    # 0 [0, 20)         x 0-20 (0)                  p 5-10 (0: its window's x has it)
+    # 1 [20, 40)        y 20-40 (1)                 q 35-40 (none)
+    # 2 [40, 60)        z 40-60 (2)                 r 50-60 (2: z has it)
+    # 3 [60, 100)       u 60-100 (0)                v 90-95 (none)
+    # 4 [80, 100)       s 85-100 (1)
+    w0 = np.stack([activity(20, (0, 20)), activity(20, (5, 10))], axis=1)
+    w1 = np.stack([activity(20, (0, 20)), activity(20, (15, 20))], axis=1)
+    w2 = np.stack([activity(20, (0, 20)), activity(20, (10, 20))], axis=1)
+    w3 = np.stack([activity(40, (0, 40)), activity(40, (30, 35))], axis=1)
+    w4 = activity(20, (5, 20))[:, None]
+    outputs = collect(100, [(0, w0), (20, w1), (40, w2), (60, w3), (80, w4)])
+    labels = np.array([0, 0, 1, -1, 2, 2, 0, -1, 1])
+    fixed = np.array([True, False, True, False, True, False, True, False, True])
+    got = distinct_in_windows(outputs, labels, fixed, near=15)
+    # p and r: nobody they could be talks with them, so the one who talks most within 15
+    # frames (p: 1 at 20-25; r: 0 at 60-75 over 1 at 35-40); q: 2 (40-55; 0 is 15 frames
+    # away); v: 1, who talks with it (s, in the next window)
+    assert got.tolist() == [0, 1, 1, 2, 2, 0, 0, 1, 1]
+    for members in outputs.pieces_by_window():
+        assert len({int(got[i]) for i in members}) == len(members)
+    # nobody within `near`: the speaker who talks most (q: 0, 65 frames, over 2's 30)
+    assert distinct_in_windows(outputs, labels, fixed, near=0)[3] == 0
+    # a label free in its window stays; one speaker: nothing to give
+    free = np.array([0, 2, 1, 0, 2, 1, 0, 2, 1])
+    assert distinct_in_windows(outputs, free, fixed, 15).tolist() == free.tolist()
+    assert distinct_in_windows(outputs, np.zeros(9, np.int64), fixed, 15).tolist() == [0] * 9
 
 
 # --------------------------------------------------------------------------- rendering
