@@ -434,6 +434,23 @@ def cluster_pieces(
     return labels, centroids
 
 
+def summed_activity(outputs: WindowOutputs, labels: np.ndarray) -> np.ndarray:
+    """Per frame, each speaker's activity summed over the pieces labelled with it.
+
+    Args:
+        labels: shape (P,) speaker of each piece (-1: none, not counted).
+
+    Returns:
+        shape (num_frames, K) float32, K = ``labels.max() + 1``.
+    """
+    k = int(np.max(labels, initial=-1)) + 1
+    scores = np.zeros((outputs.num_frames, k), dtype=np.float32)
+    for piece, label in zip(outputs.pieces, labels, strict=True):
+        if label >= 0:
+            scores[piece.start : piece.end, label] += piece.probs
+    return scores
+
+
 def attach_by_activity(outputs: WindowOutputs, labels: np.ndarray) -> np.ndarray:
     """Give pieces without a speaker (-1) the speaker whose activity agrees most with theirs.
 
@@ -450,12 +467,10 @@ def attach_by_activity(outputs: WindowOutputs, labels: np.ndarray) -> np.ndarray
     pending = np.flatnonzero(labels < 0)
     if len(pending) == 0 or labels.max(initial=-1) < 0:
         return labels
-    k = int(labels.max()) + 1
-    scores = np.zeros((outputs.num_frames, k), dtype=np.float32)
+    scores = summed_activity(outputs, labels)  # shape: (T, K)
     taken: dict[int, set[int]] = {}  # window -> speakers of its settled local speakers
     for piece, label in zip(outputs.pieces, labels, strict=True):
         if label >= 0:
-            scores[piece.start : piece.end, label] += piece.probs
             taken.setdefault(piece.window, set()).add(int(label))
     for i in pending:
         piece = outputs.pieces[i]
@@ -493,10 +508,7 @@ def distinct_in_windows(
     k = int(labels.max(initial=-1)) + 1
     if k < 2:
         return labels
-    scores = np.zeros((outputs.num_frames, k), dtype=np.float32)  # shape: (T, K) summed activity
-    for piece, label in zip(outputs.pieces, labels, strict=True):
-        if label >= 0:
-            scores[piece.start : piece.end, label] += piece.probs
+    scores = summed_activity(outputs, labels)  # shape: (T, K)
     talk = scores.sum(axis=0)  # shape: (K,)
     for _, _, members in outputs.windows:
         taken = {int(labels[i]) for i in members if fixed[i] and labels[i] >= 0}

@@ -480,14 +480,20 @@ def run_split(
         )
     by_shard = {s.shard_id: s for s in shards}
     pending: dict[str, dict[str, RecordingState]] = {s.shard_id: {} for s in shards}
+    # recordings out of the shards not yet complete, and their audio seconds (progress bar)
+    partial_count, partial_seconds = 0, 0.0
     try:
         for row in ds.iter_rows():
             state: RecordingState = row["state"]
             got = pending[state.shard_id]
             got[state.rec.reco_id] = state
             shard = by_shard[state.shard_id]
+            partial_count += 1
+            partial_seconds += state.rec.seconds or 0.0
             if len(got) == len(shard.items):
                 del pending[shard.shard_id]
+                partial_count -= len(got)
+                partial_seconds -= sum(st.rec.seconds or 0.0 for st in got.values())
                 # the stages' actors start while the first recordings are read: their start-up is
                 # not told apart (first_actor_seconds stays 0; process_seconds is the whole work)
                 stats.actors_ready = stats.num_actors
@@ -497,9 +503,8 @@ def run_split(
                     on_outcome(Outcome(shard, error=e, stage="shard"))
                 else:
                     on_outcome(Outcome(shard, result=record))
-            if on_partial is not None:  # the recordings out of shards not yet complete
-                recs = [st.rec for g in pending.values() for st in g.values()]
-                on_partial(len(recs), sum(r.seconds or 0.0 for r in recs))
+            if on_partial is not None:
+                on_partial(partial_count, max(0.0, partial_seconds))
     except Exception as e:  # the dataset failed: its actors are gone for good
         logger.error("the stage split stopped: %s", e)
         for shard_id in list(pending):

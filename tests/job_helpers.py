@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +272,13 @@ def kill_after_first_shard(driver: subprocess.Popen[bytes], out: Path, timeout: 
     os.kill(driver.pid, signal.SIGKILL)
     driver.communicate()
     return len(list(done.glob("*.done.json")))
+
+
+#: The corpus outputs that resume, kills and the stage split must leave byte-identical.
+CORPUS_FILES = ("corpus.rttm", "corpus.parquet", "failures.tsv")
+
+
+def assert_same_files(out: Path, reference: Path, names: Sequence[str] = CORPUS_FILES) -> None:
+    """The files ``names`` of job output ``out`` are byte-identical to ``reference``'s."""
+    for name in names:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), (out, name)

@@ -28,7 +28,7 @@ import soundfile as sf
 import soxr
 from conftest import serve_folder
 from helpers import REPO, free_port, never_built
-from job_helpers import read_failures_tsv
+from job_helpers import assert_same_files, read_failures_tsv
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 
 from diar.config import load_config
@@ -355,8 +355,7 @@ def test_failure_budget_as_count_and_fraction(
     assert len(err) == 1, err
     assert f"{n_bad} of {matrix.total} recordings failed" in err[0] and "failures.tsv" in err[0]
     check_outputs(out, matrix, allowed=n_bad - 1)
-    for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert_same_files(out, reference)
 
     # the budget is judged again on a rerun (no model work: every shard is done)
     share = n_bad / matrix.total
@@ -490,8 +489,7 @@ def test_ray_job_gives_the_same_rows_and_turns(
     assert report.exit_code == 0, report.reason
     assert report.summary["num_actors"] == 2
     check_outputs(out, matrix, allowed=len(matrix.bad))
-    for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert_same_files(out, reference)
     assert files_outside(matrix.root, out) == before
 
 

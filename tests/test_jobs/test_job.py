@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from helpers import REPO, never_built
-from job_helpers import DURATIONS, energy_factory, make_corpus, read_failures_tsv
+from job_helpers import DURATIONS, assert_same_files, energy_factory, make_corpus, read_failures_tsv
 
 from diar.config import load_config
 from diar.errors import ManifestError
@@ -82,8 +82,7 @@ def test_many_shards_give_byte_identical_corpus_files(scp: Path, reference: Path
     out = tmp_path / "out"
     report = run_local(config("job.num_shards=4"), scp, out, energy_factory())
     assert report.exit_code == 0 and report.summary["shards"]["total"] == 4
-    for name in ("corpus.rttm", "corpus.parquet", "corpus.vad", "failures.tsv"):
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert_same_files(out, reference, ("corpus.rttm", "corpus.parquet", "corpus.vad", "failures.tsv"))
     # balanced by duration: 9+3 | 7.5+4 | 6+5 ... each shard's record covers its recordings
     plan = json.loads((out / "job.json").read_text())
     assert sorted(rid for s in plan["shards"] for rid, _ in s["items"]) == sorted(DURATIONS)
@@ -140,8 +139,7 @@ def test_resume_redoes_only_unfinished_shards(scp: Path, reference: Path, tmp_pa
     assert report.summary["shards"] == {"total": 3, "run": 2, "reused": 1, "lost": 0}
     assert diarized == {rid for s in plan["shards"][1:] for rid, _ in s["items"]}
     assert not [p for p in shards.iterdir() if ".tmp-" in p.name]
-    for name in ("corpus.rttm", "corpus.parquet", "corpus.vad"):
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert_same_files(out, reference, ("corpus.rttm", "corpus.parquet", "corpus.vad"))
 
 
 def test_bad_recordings_become_failure_rows_and_the_others_are_diarized(tmp_path: Path) -> None:

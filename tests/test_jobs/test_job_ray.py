@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from job_helpers import DURATIONS, energy_factory, kill_after_first_shard
+from job_helpers import DURATIONS, assert_same_files, energy_factory, kill_after_first_shard
 from ray_fixtures import ray_address  # noqa: F401  (fixture)
 
 from diar.config import load_config
@@ -52,8 +52,7 @@ def test_two_actors_many_shards_equal_one_local_shard(
     records = [json.loads(p.read_text()) for p in sorted((out / "shards").glob("*.done.json"))]
     assert len(records) == 3 and all(r["node_id"] for r in records)  # the node that did each shard
     assert report.summary["nodes"] == 1
-    for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert_same_files(out, reference)
 
 
 def test_actor_killed_mid_shard_is_restarted_and_output_identical(
@@ -92,8 +91,7 @@ def test_actor_killed_mid_shard_is_restarted_and_output_identical(
     assert redone
     assert report.exit_code == 0
     assert report.summary["recordings"] == {"total": 6, "done": 6, "failed": 0}
-    for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert_same_files(out, reference)
 
 
 def test_actor_dead_for_good_fails_its_shard_and_a_rerun_finishes(
@@ -178,8 +176,7 @@ def test_driver_killed_mid_run_then_rerun_is_byte_identical(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["shards"]["reused"] >= finished
     assert summary["shards"]["run"] == 6 - summary["shards"]["reused"]
-    for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert_same_files(out, reference)
 
 
 def test_progress_inside_a_running_shard_reaches_the_driver(ray_address: str) -> None:  # noqa: F811

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from job_helpers import FailsOn, kill_after_first_shard, make_corpus
+from job_helpers import FailsOn, assert_same_files, kill_after_first_shard, make_corpus
 from ray_fixtures import ray_head, read_log
 
 import jobs.stages
@@ -138,8 +138,7 @@ def test_stage_split_on_a_gpu_node(
     # the embedding actor died once mid-run (SIGKILL), was restarted, and its batch redone
     assert marker.exists()
     for out in (split, killed):
-        for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
-            assert (out / name).read_bytes() == (reference / name).read_bytes(), (out, name)
+        assert_same_files(out, reference)
     assert (reference / "corpus.rttm").read_text().count("SPEAKER") >= 4
     # the recording that cannot be read is a failure row of stage read; the others are done
     rows = (split / "failures.tsv").read_text().splitlines()[1:]
@@ -147,8 +146,7 @@ def test_stage_split_on_a_gpu_node(
     # a recording the model fails (in a batch with others) is a diarize row; the others finish
     rows = (failing / "failures.tsv").read_text().splitlines()[1:]
     assert [r.split("\t")[:2] for r in rows] == [["rec-bad", "read"], ["rec-c", "diarize"]]
-    for name in ("corpus.rttm", "failures.tsv"):
-        assert (failing / name).read_bytes() == (reference_failing / name).read_bytes(), name
+    assert_same_files(failing, reference_failing, ("corpus.rttm", "failures.tsv"))
     assert (failing / "corpus.rttm").read_text().count("rec-a") >= 1
 
 
@@ -238,5 +236,4 @@ def test_driver_killed_mid_split_then_rerun_is_byte_identical(
         assert drive(scp, [{"out": str(out), "set": sets}], address) == [
             {"exit_code": 0, "shards_run": 6 - finished}
         ]
-    for name in ("corpus.rttm", "corpus.parquet", "failures.tsv"):
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert_same_files(out, reference)
