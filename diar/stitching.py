@@ -535,6 +535,45 @@ def distinct_in_windows(
     return labels
 
 
+def reference_labels(outputs: WindowOutputs, reference: np.ndarray) -> np.ndarray:
+    """Label every piece with the reference speaker it overlaps most: an oracle clustering, to
+    measure what the frame model's local speakers and count allow whatever the clustering
+    (``diar bench default --bound``). The local speakers of a window take distinct reference
+    speakers (the assignment of most overlap, Hungarian) where they overlap them, the others
+    their most overlapped one; a piece that overlaps no reference speech takes none (-1).
+
+    Args:
+        reference: shape (num_frames, S) bool, each reference speaker's activity on the frame
+            model's grid.
+
+    Returns:
+        shape (P,) int64 labels.
+    """
+    ref = np.asarray(reference, dtype=np.float32)
+    if ref.shape[0] != outputs.num_frames:
+        raise ValueError(f"reference has {ref.shape[0]} frames, the recording {outputs.num_frames}")
+    labels = np.full(len(outputs.pieces), -1, dtype=np.int64)
+    if ref.shape[1] == 0:
+        return labels
+    for _, _, members in outputs.windows:
+        if not members:
+            continue
+        overlap = np.stack(  # shape: (local, S) frames each piece shares with each reference speaker
+            [
+                (outputs.pieces[i].probs > 0.5) @ ref[outputs.pieces[i].start : outputs.pieces[i].end]
+                for i in members
+            ]
+        )
+        rows, cols = linear_sum_assignment(overlap, maximize=True)
+        best = np.argmax(overlap, axis=1)  # shape: (local,)
+        given = overlap[rows, cols] > 0  # an assignment to a speaker it never overlaps is none
+        best[rows[given]] = cols[given]
+        for r, i in enumerate(members):
+            if overlap[r, best[r]] > 0:
+                labels[i] = best[r]
+    return labels
+
+
 def nearest_speaker(embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Shape (n, D), (K, D) -> (n,) int64: the most similar centroid of each embedding."""
     if len(embeddings) == 0 or len(centroids) == 0:

@@ -8,9 +8,15 @@ segmentation, features, embeddings, clustering, rendering), then the whole pipel
 real-time factor with the models' loading and the audio's decoding included. Torch runs
 with ``--threads`` threads (default 1).
 
+With ``--bound`` (mode frame) it also prints the frame model's bound: the DER when every
+local speaker takes the reference speaker it overlaps most (an oracle clustering), rendered
+as usual: what the frame model's local speakers and speaker count allow, whatever the
+embeddings and the clustering.
+
     diar bench default
     diar bench default --threads 2 --set clustering.method=agglomerative
     diar bench default --wav-scp my/wav.scp --rttm my/ref.rttm --uem my/uem
+    diar bench default --bound
     python -m diar.benchmarks.default --repeat 3
 """
 
@@ -72,6 +78,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rttm", default=None, help="reference RTTM of --wav-scp")
     parser.add_argument("--uem", default=None, help="UEM of --wav-scp (optional)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per recording; the fastest one counts")
+    parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="mode frame: also score the local speakers labelled by the reference (the frame model's bound)",
+    )
     return parser.parse_args(argv)
 
 
@@ -105,6 +116,42 @@ def run_dataset(diarizer, data: DataSet, repeat: int) -> tuple[dict, float]:  # 
     return hyps, audio
 
 
+def reference_frames(annotation, num_frames: int, stride: int, offset: int, sample_rate: int):  # type: ignore[no-untyped-def]
+    """Shape (num_frames, S) bool: each reference speaker's activity at the frame model's frame
+    centres (``offset + stride * t`` samples), speakers in sorted order."""
+    import numpy as np
+
+    speakers = sorted(annotation.speakers)
+    centres = (offset + stride * np.arange(num_frames)) / sample_rate  # shape: (T,) seconds
+    active = np.zeros((num_frames, len(speakers)), dtype=bool)
+    for turn in annotation.turns:
+        active[(centres >= turn.start) & (centres < turn.end), speakers.index(turn.speaker)] = True
+    return active
+
+
+def bound_dataset(diarizer, data: DataSet, reference: dict) -> dict:  # type: ignore[no-untyped-def]
+    """reco_id -> annotation with every local speaker labelled by the reference speaker it
+    overlaps most (:func:`~diar.stitching.reference_labels`), rendered as the diarizer renders."""
+    from diar.audio import load_audio
+    from diar.stitching import reference_labels, relabel
+    from diar.types import Annotation
+
+    hyps = {}
+    for reco_id, source in data.sources.items():
+        waveform = load_audio(source, diarizer.sample_rate, reco_id=reco_id)
+        outputs = diarizer.segment([waveform])[0]
+        ref = reference_frames(
+            reference.get(reco_id, Annotation(reco_id)),
+            outputs.num_frames,
+            outputs.frame_stride,
+            outputs.frame_center_offset,
+            diarizer.sample_rate,
+        )
+        labels = relabel(reference_labels(outputs, ref))
+        hyps[reco_id] = diarizer.render_labels(reco_id, outputs, labels, len(waveform))[0]
+    return hyps
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     from diar.config import load_config
@@ -114,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     from diar.scoring import score
 
     config = load_config(args.config, [*args.overrides, f"num_threads={args.threads}"])
+    if args.bound and config.mode != "frame":
+        sys.stderr.write(f"--bound needs mode frame (local speakers), the config has mode {config.mode}\n")
+        return 2
     if args.wav_scp:
         if not args.rttm:
             sys.stderr.write("--wav-scp needs --rttm\n")
@@ -159,6 +209,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{'total':<14} {c0.der:7.3f} {c25.der:8.3f} {c25.miss:6.3f} {c25.false_alarm:6.3f} "
             f"{c25.confusion:6.3f}  {right}/{len(hyps)} counts right"
         )
+        if args.bound:
+            bound = {
+                c: score(ref, bound_dataset(diarizer, data, reference), uem=uem, collar=c).corpus
+                for c in (0.0, 0.25)
+            }
+            b0, b25 = bound[0.0], bound[0.25]
+            say(
+                f"{'bound':<14} {b0.der:7.3f} {b25.der:8.3f} {b25.miss:6.3f} {b25.false_alarm:6.3f} "
+                f"{b25.confusion:6.3f}  (local speakers labelled by the reference)"
+            )
         steps = [step for step in data.times if step not in ("total", "decode")]
         split = "  ".join(f"{step} {data.times[step] / audio:.4f}" for step in steps)
         say(f"RTF ({args.threads} thread(s)): diarizing {data.times['total'] / audio:.4f} = {split}")

@@ -391,24 +391,7 @@ class FrameDiarizer(Diarizer):
         near = round(NEAR_SECONDS * self.sample_rate / stride)
         labels = relabel(distinct_in_windows(outputs, labels, clustered, near))
         with timed(hook, "rendering"):
-            scores = render(outputs, labels)  # shape: (T, K)
-            active = select_by_count(scores, outputs.speaker_count())  # shape: (T, K)
-            labels10 = model_frames_to_labels(  # shape: (T10, K) at 10 ms
-                active,
-                stride,
-                outputs.frame_center_offset,
-                num_samples,
-                round(FRAME_SHIFT * self.sample_rate),
-            )
-            annotation = labels_to_annotation(
-                recording.reco_id,
-                labels10,
-                [f"spk{k + 1}" for k in range(labels10.shape[1])],
-                smooth_size=cfg.postprocess.smooth_size,
-                dur_threshold=cfg.postprocess.dur_threshold,
-            )
-            names = first_turn_names(annotation)
-            annotation = annotation.rename(names)
+            annotation, names = self.render_labels(recording.reco_id, outputs, labels, num_samples)
         used = np.flatnonzero(reliable & (labels >= 0))
         traces = speaker_traces(
             annotation,
@@ -430,6 +413,39 @@ class FrameDiarizer(Diarizer):
             len(outputs.windows),
             len(outputs.pieces),
             int(reliable.sum()),
-            labels10.shape[1],
+            int(labels.max(initial=-1)) + 1,
         )
         return Diarization(annotation, traces)
+
+    def render_labels(
+        self, reco_id: str, outputs: WindowOutputs, labels: np.ndarray, num_samples: int
+    ) -> tuple[Annotation, dict[str, str]]:
+        """The recording's turns from its pieces' speakers: in each frame the speakers with the
+        highest rendered activity, as many as the frame model hears (:func:`select_by_count`),
+        on the 10 ms grid, post-processed (``postprocess``) and named by first turn.
+
+        Args:
+            labels: shape (P,) speaker of each piece (-1: none).
+
+        Returns:
+            (annotation, its names: ``spk<k+1>`` of label k -> name in the annotation).
+        """
+        stride = outputs.frame_stride
+        scores = render(outputs, labels)  # shape: (T, K)
+        active = select_by_count(scores, outputs.speaker_count())  # shape: (T, K)
+        labels10 = model_frames_to_labels(  # shape: (T10, K) at 10 ms
+            active,
+            stride,
+            outputs.frame_center_offset,
+            num_samples,
+            round(FRAME_SHIFT * self.sample_rate),
+        )
+        annotation = labels_to_annotation(
+            reco_id,
+            labels10,
+            [f"spk{k + 1}" for k in range(labels10.shape[1])],
+            smooth_size=self.config.postprocess.smooth_size,
+            dur_threshold=self.config.postprocess.dur_threshold,
+        )
+        names = first_turn_names(annotation)
+        return annotation.rename(names), names

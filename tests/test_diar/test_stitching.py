@@ -27,6 +27,7 @@ from diar.cluster import build_clusterer
 from diar.config import ClusteringConfig
 from diar.postprocess import model_frames_to_labels
 from diar.stitching import (
+    reference_labels,
     WindowCollector,
     WindowOutputs,
     attach_by_activity,
@@ -402,6 +403,24 @@ def test_local_speakers_labelled_after_clustering_take_a_speaker_their_window_la
     free = np.array([0, 2, 1, 0, 2, 1, 0, 2, 1])
     assert distinct_in_windows(outputs, free, fixed, 15).tolist() == free.tolist()
     assert distinct_in_windows(outputs, np.zeros(9, np.int64), fixed, 15).tolist() == [0] * 9
+
+
+def test_reference_labels_give_each_local_speaker_the_reference_speaker_it_overlaps_most():
+    # reference: A talks 0-30, B 20-50; C 60-70 is heard by no window's local speaker
+    ref = np.zeros((80, 3), dtype=bool)
+    ref[0:30, 0] = ref[20:50, 1] = ref[60:70, 2] = True
+    # window 0 [0, 40): x 0-30 (A), y 20-40 (B), z 0-10 (A again: the model split A in two)
+    # window 1 [30, 70): u 30-50 (B), v 52-58 (nobody talks there)
+    w0 = np.stack([activity(40, (0, 30)), activity(40, (20, 40)), activity(40, (0, 10))], axis=1)
+    w1 = np.stack([activity(40, (0, 20)), activity(40, (22, 28))], axis=1)
+    outputs = collect(80, [(0, w0), (30, w1)])
+    assert [(p.window, p.local) for p in outputs.pieces] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    # x and y take distinct speakers; z shares A with x (it overlaps nobody else), v none
+    assert reference_labels(outputs, ref).tolist() == [0, 1, 0, 1, -1]
+    # a reference without speakers labels nothing; a reference on another grid is refused
+    assert reference_labels(outputs, np.zeros((80, 0), dtype=bool)).tolist() == [-1] * 5
+    with pytest.raises(ValueError, match="79 frames"):
+        reference_labels(outputs, ref[:79])
 
 
 # --------------------------------------------------------------------------- rendering
