@@ -339,9 +339,13 @@ class FrameModelConfig:
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Frame-level post-processing shared by every model (ModelScope's names, 10 ms frames)."""
+    """Frame-level post-processing shared by every model (ModelScope's names, 10 ms frames).
 
-    smooth_size: int = 83
+    The default's median filter (51 frames) is shorter than ModelScope's 83 (its pipelines'
+    configs keep 83): the frame model's outputs are smooth already.
+    """
+
+    smooth_size: int = 51
     dur_threshold: int = 10
 
     def validate(self) -> None:
