@@ -27,7 +27,6 @@ from diar.cluster import build_clusterer
 from diar.config import ClusteringConfig
 from diar.postprocess import model_frames_to_labels
 from diar.stitching import (
-    reference_labels,
     WindowCollector,
     WindowOutputs,
     attach_by_activity,
@@ -38,6 +37,7 @@ from diar.stitching import (
     gather_samples,
     piece_speech,
     plan_windows,
+    reference_labels,
     relabel,
     render,
     select_by_count,
