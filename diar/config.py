@@ -295,7 +295,10 @@ class FrameModelConfig:
     embedded speech are folded into the nearest speaker), ``distinct_distance`` (local
     speakers of one window whose embeddings are at least this cosine distance apart are
     different people: without a known count, at least as many speakers as one window holds
-    such local speakers are kept; None: no such bound).
+    such local speakers are kept; None: no such bound), ``overlap_fraction`` (where the
+    model's speaker count is n or more on at least this fraction of the frames where it hears
+    anyone, and for at least a second, the recording has at least n speakers; None: no such
+    bound).
     """
 
     name: str = "segmentation-3.0"
@@ -312,6 +315,7 @@ class FrameModelConfig:
     embed_max_seconds: float = 5.0
     min_speaker_seconds: float = 4.0
     distinct_distance: float | None = 0.55
+    overlap_fraction: float | None = 0.05
 
     def validate(self) -> None:
         """Raise ConfigError naming each ``frame_model.*`` key whose value is out of range."""
@@ -329,6 +333,7 @@ class FrameModelConfig:
         c.number("embed_context", self.embed_context, 0.0)
         c.number("min_speaker_seconds", self.min_speaker_seconds, 0.0)
         c.number("distinct_distance", self.distinct_distance, 0.0, 2.0, null="no lower bound on the count")
+        c.number("overlap_fraction", self.overlap_fraction, 0.0, 1.0, null="no lower bound on the count")
         c.number("embed_min_seconds", self.embed_min_seconds, 0.0)
         c.number("embed_max_seconds", self.embed_max_seconds, 0.0, low_open=True)
         seconds = (self.embed_min_seconds, self.embed_max_seconds)

@@ -360,6 +360,24 @@ def distinct_voices(
     return found
 
 
+def heard_together(outputs: WindowOutputs, min_fraction: float, min_frames: int) -> int:
+    """The most speakers the frame model surely hears at once: the largest n such that its
+    speaker count (:meth:`WindowOutputs.speaker_count`) is n or more on at least ``min_frames``
+    frames and on at least ``min_fraction`` of the frames where it hears anyone. The recording
+    has at least this many speakers, however alike their embeddings sound.
+
+    Returns:
+        0 when the model hears nobody, else at least 1.
+    """
+    count = outputs.speaker_count()  # shape: (T,)
+    speech = int((count >= 1).sum())
+    for n in range(int(count.max(initial=0)), 1, -1):
+        frames = int((count >= n).sum())
+        if frames >= min_frames and frames >= min_fraction * speech:
+            return n
+    return int(speech > 0)
+
+
 def cluster_pieces(
     embeddings: np.ndarray,
     reliable: np.ndarray,

@@ -45,6 +45,7 @@ from diar.stitching import (
     cluster_pieces,
     distinct_in_windows,
     embed_regions,
+    heard_together,
     nearest_speaker,
     piece_speech,
     plan_windows,
@@ -150,6 +151,10 @@ def segment_many(
 #: Seconds around a local speaker labelled after the clustering where the speakers it may
 #: take are looked for (:func:`~diar.stitching.distinct_in_windows`).
 NEAR_SECONDS = 10.0
+
+#: Overlap the frame model must hear, besides ``frame_model.overlap_fraction`` of its speech,
+#: before it raises the least number of speakers (:func:`~diar.stitching.heard_together`).
+MIN_OVERLAP_SECONDS = 1.0
 
 #: The models of a :class:`FrameDiarizer` (its ``load`` argument).
 MODELS = ("frame_model", "embedder")
@@ -367,6 +372,15 @@ class FrameDiarizer(Diarizer):
         embeddings = np.zeros((len(outputs.pieces), dim), dtype=np.float32)  # shape: (P, D)
         for i in np.flatnonzero(reliable):
             embeddings[i] = found[int(i)]
+        clu = cfg.clustering
+        num_speakers = recording.num_speakers or clu.num_speakers
+        min_speakers = clu.min_speakers
+        if num_speakers is None and fm.overlap_fraction is not None:
+            # speakers the model hears at once are different people, however alike they sound
+            least = heard_together(
+                outputs, fm.overlap_fraction, round(MIN_OVERLAP_SECONDS * self.sample_rate / stride)
+            )
+            min_speakers = max(min_speakers, min(least, clu.max_speakers or least))
         with timed(hook, "clustering"):
             labels, centroids = cluster_pieces(  # shape: (P,), (K, D)
                 embeddings,
@@ -374,9 +388,9 @@ class FrameDiarizer(Diarizer):
                 seconds,
                 outputs.pieces_by_window(),
                 self.clusterer,
-                recording.num_speakers or cfg.clustering.num_speakers,
-                cfg.clustering.min_speakers,
-                cfg.clustering.max_speakers,
+                num_speakers,
+                min_speakers,
+                clu.max_speakers,
                 fm.min_speaker_seconds,
                 fm.distinct_distance,
             )
@@ -399,8 +413,6 @@ class FrameDiarizer(Diarizer):
             seconds[used],
             [names.get(f"spk{k + 1}", "") for k in labels[used]],
         )
-        clu = cfg.clustering
-        num_speakers = recording.num_speakers or clu.num_speakers
         asked = num_speakers or (clu.min_speakers if clu.min_speakers > 1 else None)
         shortfall = speaker_shortfall(
             asked, len(annotation.speakers), int(reliable.sum()), len(centroids), "embedded local speakers"

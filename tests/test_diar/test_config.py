@@ -43,6 +43,7 @@ def test_values_are_taken_as_they_are_and_validated_with_the_rest(tmp_path: Path
         ("frame_model.embed_every=0", "frame_model.embed_every"),
         ("frame_model.min_speaker_seconds=-1", "frame_model.min_speaker_seconds"),
         ("frame_model.distinct_distance=-0.1", "frame_model.distinct_distance"),
+        ("frame_model.overlap_fraction=1.5", "frame_model.overlap_fraction"),
     ],
 )
 def test_bad_values_fail_at_load_time_naming_the_key(override: str, key: str) -> None:

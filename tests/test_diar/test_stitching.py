@@ -35,6 +35,7 @@ from diar.stitching import (
     distinct_voices,
     embed_regions,
     gather_samples,
+    heard_together,
     piece_speech,
     plan_windows,
     reference_labels,
@@ -310,6 +311,22 @@ def test_distinct_voices_counts_the_local_speakers_of_one_window_that_sound_apar
     ok[1] = False  # unreliable pieces do not count
     assert distinct_voices(emb, ok, windows, 0.5) == 1
     assert distinct_voices(emb, np.zeros(6, bool), windows, 0.5) == 0
+
+
+def test_heard_together_is_the_most_speakers_the_count_holds_long_enough():
+    # window 0 [0, 50): x 0-50, y 10-30 (two at once on 20 frames); window 1 [50, 100): u 50-90
+    w0 = np.stack([activity(50, (0, 50)), activity(50, (10, 30))], axis=1)
+    w1 = activity(50, (0, 40))[:, None]
+    outputs = collect(100, [(0, w0), (50, w1)])  # 90 frames of speech, 20 of them overlapped
+    assert heard_together(outputs, 0.05, 10) == 2
+    assert heard_together(outputs, 0.05, 21) == 1  # too short
+    assert heard_together(outputs, 0.25, 10) == 1  # too small a part of the speech (20 < 22.5)
+    # three at once on 10 frames, two or more on 20
+    w3 = np.stack([activity(50, (0, 50)), activity(50, (10, 30)), activity(50, (20, 30))], axis=1)
+    three = collect(100, [(0, w3), (50, w1)])
+    assert heard_together(three, 0.05, 10) == 3
+    assert heard_together(three, 0.05, 15) == 2
+    assert heard_together(collect(100, [(0, np.zeros((50, 2))), (50, np.zeros((50, 2)))]), 0.05, 1) == 0
 
 
 def test_two_voices_one_window_hears_at_once_stay_two_speakers():

@@ -190,6 +190,26 @@ def test_min_and_max_speakers(four: np.ndarray) -> None:
     assert len(raised.apply(RecordingInput("rec", two)).speakers) == 3
 
 
+def test_two_voices_heard_at_once_stay_two_speakers_however_alike_they_sound() -> None:
+    truth = turns_to_truth(conversation((0, 1), 0, 40, turn=3.0), 40.0, 2)  # 1/6 of it overlapped
+    audio = tones(truth)
+    merge_all = {  # a clustering that hears one voice, and no window bound from the embeddings
+        "clustering.method": "agglomerative",
+        "clustering.threshold": 1.9,
+        "frame_model.distinct_distance": "null",
+    }
+    for fraction, expected in (("null", 1), ("0.05", 2), ("0.5", 1)):
+        diarizer, _ = tone_diarizer(**merge_all, **{"frame_model.overlap_fraction": fraction})
+        annotation = diarizer.apply(RecordingInput("rec", audio))
+        assert len(annotation.speakers) == expected, fraction
+    two, _ = tone_diarizer(**merge_all)
+    assert frame_errors(truth, truth_of(two.apply(RecordingInput("rec", audio)), 40.0)) < 0.02 * truth.size
+    # a known count, or max_speakers, wins
+    capped, _ = tone_diarizer(**merge_all, **{"clustering.max_speakers": 1})
+    assert len(capped.apply(RecordingInput("rec", audio)).speakers) == 1
+    assert len(two.apply(RecordingInput("rec", audio, num_speakers=1)).speakers) == 1
+
+
 def test_short_and_silent_recordings_give_empty_annotations() -> None:
     diarizer, _ = tone_diarizer()
     assert len(diarizer.apply(RecordingInput("empty", np.zeros(0, np.float32)))) == 0
