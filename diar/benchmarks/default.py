@@ -210,11 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{c25.confusion:6.3f}  {right}/{len(hyps)} counts right"
         )
         if args.bound:
-            bound = {
-                c: score(ref, bound_dataset(diarizer, data, reference), uem=uem, collar=c).corpus
-                for c in (0.0, 0.25)
-            }
-            b0, b25 = bound[0.0], bound[0.25]
+            labelled = bound_dataset(diarizer, data, reference)
+            b0, b25 = (score(ref, labelled, uem=uem, collar=c).corpus for c in (0.0, 0.25))
             say(
                 f"{'bound':<14} {b0.der:7.3f} {b25.der:8.3f} {b25.miss:6.3f} {b25.false_alarm:6.3f} "
                 f"{b25.confusion:6.3f}  (local speakers labelled by the reference)"
