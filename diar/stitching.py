@@ -13,7 +13,8 @@ outputs into speaker turns, the same way for every frame model:
    (:func:`embed_regions`): each second of speech is embedded about once, not once per
    window that covers it.
 3. :func:`cluster_pieces` clusters the pieces with a reliable embedding into at least as
-   many speakers as one window surely hears (:func:`distinct_voices`), drops clusters
+   many speakers as one window surely hears (:func:`distinct_voices`) or the frame model
+   hears at once (:func:`heard_together`), drops clusters
    with too little speech, then gives the pieces of every window distinct speakers
    (Hungarian assignment on their similarity to the speakers' centroids: two local
    speakers of one window are different people). :func:`attach_by_activity` gives a piece
@@ -378,6 +379,16 @@ def heard_together(outputs: WindowOutputs, min_fraction: float, min_frames: int)
     return int(speech > 0)
 
 
+def distinct_assignment(scores: np.ndarray) -> np.ndarray:
+    """Per row of ``scores`` (shape (n, K): the local speakers of one window against K
+    speakers), a distinct column maximising the total score (Hungarian); rows beyond K take
+    their best column. Shape (n,) int64."""
+    best = np.argmax(scores, axis=1).astype(np.int64)
+    rows, cols = linear_sum_assignment(scores, maximize=True)
+    best[rows] = cols
+    return best
+
+
 def cluster_pieces(
     embeddings: np.ndarray,
     reliable: np.ndarray,
@@ -389,6 +400,7 @@ def cluster_pieces(
     max_speakers: int | None = None,
     min_speaker_seconds: float = 0.0,
     distinct_distance: float | None = None,
+    heard: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Speakers of the pieces with a reliable embedding.
 
@@ -397,7 +409,8 @@ def cluster_pieces(
        sometimes splits one speaker into two local speakers of a window, and that must not
        keep the speaker's clusters apart for the whole recording. But without a known count,
        the recording has at least as many speakers as one window holds local speakers whose
-       embeddings are ``distinct_distance`` apart (:func:`distinct_voices`): that raises
+       embeddings are ``distinct_distance`` apart (:func:`distinct_voices`), and as many as
+       the frame model hears at once (``heard``, :func:`heard_together`): that raises
        ``min_speakers`` (up to ``max_speakers``). Else a clustering that merges two voices
        leaves one speaker where the frame model hears two at once, and the overlap is lost.
     2. Clusters with less than ``min_speaker_seconds`` of embedded speech are not speakers
@@ -414,6 +427,7 @@ def cluster_pieces(
         windows: the pieces of each window.
         distinct_distance: cosine distance at which two reliable local speakers of one window
             count as different people for the lower bound on the count; None: no such bound.
+        heard: speakers the frame model hears at once, another lower bound (0: none).
 
     Returns:
         (shape (P,) int64 labels 0..K-1, -1 for unreliable pieces;
@@ -424,8 +438,9 @@ def cluster_pieces(
     core = np.flatnonzero(ok)
     if len(core) == 0:
         return labels, np.zeros((0, embeddings.shape[1] if embeddings.ndim == 2 else 0))
-    if num_speakers is None and distinct_distance is not None:
-        heard = distinct_voices(embeddings, ok, windows, distinct_distance)
+    if num_speakers is None:
+        if distinct_distance is not None:
+            heard = max(heard, distinct_voices(embeddings, ok, windows, distinct_distance))
         min_speakers = max(min_speakers, min(heard, max_speakers or heard))
     x = _unit(np.asarray(embeddings, dtype=np.float64))
     found = np.asarray(clusterer(x[core], num_speakers, min_speakers, max_speakers))
@@ -444,11 +459,7 @@ def cluster_pieces(
         local = [i for i in members if ok[i]]
         if not local:
             continue
-        sims = x[local] @ centroids.T  # shape: (local, K)
-        rows, cols = linear_sum_assignment(sims, maximize=True)
-        labels[[local[r] for r in rows]] = cols
-        for r in sorted(set(range(len(local))) - set(rows.tolist())):
-            labels[local[r]] = int(np.argmax(sims[r]))
+        labels[local] = distinct_assignment(x[local] @ centroids.T)  # shape: (local, K) similarities
     return labels, centroids
 
 
@@ -582,10 +593,9 @@ def reference_labels(outputs: WindowOutputs, reference: np.ndarray) -> np.ndarra
                 for i in members
             ]
         )
-        rows, cols = linear_sum_assignment(overlap, maximize=True)
-        best = np.argmax(overlap, axis=1)  # shape: (local,)
-        given = overlap[rows, cols] > 0  # an assignment to a speaker it never overlaps is none
-        best[rows[given]] = cols[given]
+        best = distinct_assignment(overlap)  # shape: (local,)
+        unshared = overlap[np.arange(len(members)), best] == 0  # assigned a speaker it never overlaps
+        best[unshared] = np.argmax(overlap[unshared], axis=1)
         for r, i in enumerate(members):
             if overlap[r, best[r]] > 0:
                 labels[i] = best[r]

@@ -374,13 +374,11 @@ class FrameDiarizer(Diarizer):
             embeddings[i] = found[int(i)]
         clu = cfg.clustering
         num_speakers = recording.num_speakers or clu.num_speakers
-        min_speakers = clu.min_speakers
-        if num_speakers is None and fm.overlap_fraction is not None:
-            # speakers the model hears at once are different people, however alike they sound
-            least = heard_together(
-                outputs, fm.overlap_fraction, round(MIN_OVERLAP_SECONDS * self.sample_rate / stride)
-            )
-            min_speakers = max(min_speakers, min(least, clu.max_speakers or least))
+        # speakers the model hears at once are different people, however alike they sound
+        heard = 0
+        if fm.overlap_fraction is not None:
+            min_frames = round(MIN_OVERLAP_SECONDS * self.sample_rate / stride)
+            heard = heard_together(outputs, fm.overlap_fraction, min_frames)
         with timed(hook, "clustering"):
             labels, centroids = cluster_pieces(  # shape: (P,), (K, D)
                 embeddings,
@@ -389,10 +387,11 @@ class FrameDiarizer(Diarizer):
                 outputs.pieces_by_window(),
                 self.clusterer,
                 num_speakers,
-                min_speakers,
+                clu.min_speakers,
                 clu.max_speakers,
                 fm.min_speaker_seconds,
                 fm.distinct_distance,
+                heard,
             )
             clustered = labels >= 0  # shape: (P,) the pieces cluster_pieces gave a speaker
             labels = attach_by_activity(outputs, labels)
