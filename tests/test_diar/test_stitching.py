@@ -348,6 +348,12 @@ def test_two_voices_one_window_hears_at_once_stay_two_speakers():
     split = np.stack([A, A + 0.1 * B, A, A + 0.1 * B])
     labels, _ = cluster_pieces(split, ok, seconds, windows, merge_all, distinct_distance=0.5)
     assert labels.tolist() == [0, 0, 0, 0]
+    # two the frame model hears at once (heard) make two speakers however alike they sound,
+    # up to max_speakers
+    labels, _ = cluster_pieces(split, ok, seconds, windows, merge_all, distinct_distance=0.5, heard=2)
+    assert labels.tolist() == [0, 1, 0, 1]
+    labels, _ = cluster_pieces(split, ok, seconds, windows, merge_all, max_speakers=1, heard=2)
+    assert labels.tolist() == [0, 0, 0, 0]
 
 
 def test_unreliable_pieces_stay_unlabelled():
