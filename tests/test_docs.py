@@ -157,7 +157,10 @@ def ids(commands: list[Command]) -> list[str]:
 def parse(
     parser: argparse.ArgumentParser, args: list[str], where: str
 ) -> tuple[argparse.Namespace, list[str]]:
-    """``parser.parse_known_args(args)``; an argparse error fails the test with its message."""
+    """``parser.parse_known_args(args)``, options spelled out in full (``--num-speaker`` for
+    ``--num-speakers`` is a typo, though argparse would take it); an argparse error fails the
+    test with its message."""
+    exact(parser)
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -166,6 +169,15 @@ def parse(
         if e.code == 0:  # --help
             return argparse.Namespace(), []
         pytest.fail(f"{where}\n  {err.getvalue().strip().splitlines()[-1]}")
+
+
+def exact(parser: argparse.ArgumentParser) -> None:
+    """No abbreviated options, in ``parser`` and its subcommands' parsers."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                exact(sub)
 
 
 def check_diar(args: list[str], where: str) -> None:
@@ -208,6 +220,7 @@ def check_bench(name: str, args: list[str], where: str) -> None:
     real_parse_args = argparse.ArgumentParser.parse_args
 
     def parse_only(self: argparse.ArgumentParser, *a: Any, **k: Any) -> Any:
+        exact(self)
         raise _Parsed(real_parse_args(self, *a, **k))
 
     err = io.StringIO()
@@ -506,15 +519,13 @@ def test_json_and_rttm_examples_parse() -> None:
 
 @pytest.mark.corpus
 def test_corpus_paths_exist(corpus: Path) -> None:
-    """The ../shared/corpus files the commands name, where that corpus is present."""
-    missing = {
-        word
-        for c in COMMANDS
-        for token in c.argv
-        for word in (token, *token.split("=")[1:])
-        if word.startswith("../shared/corpus/") and not (REPO / word).exists()
-    }
-    assert not missing
+    """The ../shared/corpus files the pages name (in commands and inline code), where it is present."""
+    words = [w for c in COMMANDS for token in c.argv for w in (token, *token.split("=")[1:])]
+    for page in PAGES:
+        words += [w for span in re.findall(r"`([^`]+)`", prose(page)) for w in span.split()]
+    named = {w for w in words if w.startswith("../shared/corpus/")}
+    assert named, "no page names a file of ../shared/corpus any more: drop this test"
+    assert not [w for w in sorted(named) if not (REPO / w).exists()]
 
 
 def quick_start() -> list[Block]:
