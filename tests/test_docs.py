@@ -17,7 +17,8 @@ commands), and each command is checked against the real thing without running it
 * ``pip install`` uses ``-c constraints.txt`` and names extras that diar declares;
   ``./scripts/*.sh`` exist, are executable and pass ``bash -n``;
 * every file of the repository a command names (``configs/...``, ``diar/data/...``) exists;
-* any other program fails the test: teach this file how to check it.
+* a few shell utilities (``cd``, ``echo``, ``ls``, ...) only get the path check; any other
+  program fails the test: teach this file how to check it.
 
 Besides: links between the pages (and their ``#anchors``) resolve, repository paths in inline
 code exist, the configuration tables' keys and defaults equal ``diar.config``'s and every
@@ -61,9 +62,12 @@ SHELL = {"bash", "sh", "shell", "console"}
 #: Tokens that start with one of these name a file of the repository.
 REPO_PATH = re.compile(r"^(?:\./)?(?:configs|scripts|diar|jobs|tests|docs|\.ci)/")
 OPERATORS = {"&&", "||", ";", "|", "&"}
+REDIRECTS = {">", ">>", "<"}
 JOBS = ("jobs.diarize", "jobs.profiles")
 FRONT_PAGE_LINES = 150
 QUICK_START = "Quick start"
+#: Shell utilities whose arguments are only checked for repository paths.
+UTILITIES = {"cd", "echo", "export", "mkdir", "ls", "cat", "head", "tail"}
 #: The programs the quick start may run (anything else there is only parsed).
 RUNNABLE = {"diar", "python"}
 
@@ -112,7 +116,7 @@ def blocks(path: Path) -> list[Block]:
 
 
 def prose(path: Path) -> str:
-    """The page without its fenced blocks (each replaced by an empty line)."""
+    """The page without its fenced blocks."""
     return re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.M | re.S)
 
 
@@ -129,11 +133,14 @@ def commands(block: Block) -> list[Command]:
         lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
         argv: list[str] = []
-        for token in [*lexer, ";"]:
+        tokens = iter([*lexer, ";"])
+        for token in tokens:
             if token in OPERATORS:
                 if argv:
                     found.append(Command(block.path, block.line + first, tuple(argv)))
                 argv = []
+            elif token in REDIRECTS:
+                next(tokens)  # the file: not the program's argument
             else:
                 argv.append(token)
     return found
@@ -147,8 +154,8 @@ def all_commands() -> list[Command]:
     return [c for b in shell_blocks() for c in commands(b)]
 
 
-def ids(commands: list[Command]) -> list[str]:
-    return [f"{c.path.relative_to(REPO)}:{c.line}:{c.argv[0]}" for c in commands]
+def ids(found: list[Command]) -> list[str]:
+    return [f"{c.path.relative_to(REPO)}:{c.line}:{c.argv[0]}" for c in found]
 
 
 # --------------------------------------------------------------------------- parsing commands
@@ -390,7 +397,7 @@ def check_argv(argv: list[str], where: str) -> None:
         CHECKS[program](args, where)
         if program in ("diar", "python", "python3"):
             check_config(args, where)
-    else:
+    elif program not in UTILITIES:
         pytest.fail(f"{where}\n  {program}: a program tests/test_docs.py does not know how to check")
 
 
