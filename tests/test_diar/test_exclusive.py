@@ -130,3 +130,42 @@ def test_exclusive_turns_keep_the_speech_and_drop_the_overlap(items):
     assert speech(got) == speech(source)
     assert all(within(turn, source) for turn in got)
     assert exclusive_turns(got) == got  # already exclusive: unchanged
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**31 - 1),
+    st.integers(1, 12),
+    st.integers(2, 4),
+    st.sampled_from([1, 11, 12, 51]),
+    st.booleans(),
+)
+def test_frame_mode_exclusive_turns_from_random_window_outputs(
+    seed: int, num_windows: int, local: int, smooth_size: int, chosen: bool
+) -> None:
+    """Frame mode (render_labels): whatever the windows' activities and the pieces' speakers,
+    the exclusive turns never hold two speakers at once, lie within the overlap-aware turns of
+    the same (named alike) speaker, and with postprocess.exclusive are the annotation."""
+    from diar.config import load_config
+    from diar.pipelines.frame import FrameDiarizer
+    from diar.stitching import WindowCollector
+
+    rng = np.random.default_rng(seed)
+    config = load_config(None, [f"postprocess.smooth_size={smooth_size}", f"postprocess.exclusive={chosen}"])
+    diarizer = FrameDiarizer(config, load=())
+    stride, frames = 320, 100  # 20 ms frames, 2 s windows every 1 s
+    collector = WindowCollector((num_windows + 1) * 50, 0.5, stride, stride // 2)
+    for w in range(num_windows):
+        smooth = np.repeat(rng.random((frames // 10, local)), 10, axis=0)  # runs of 0.2 s
+        collector.add(w * 50, smooth)
+    outputs = collector.finish()
+    labels = rng.integers(-1, 4, len(outputs.pieces))
+    num_samples = outputs.num_frames * stride
+    annotation, names, exclusive = diarizer.render_labels("r", outputs, labels, num_samples)
+    assert overlapping_pairs(exclusive) == []
+    if chosen:
+        assert annotation == exclusive
+    else:
+        assert all(within(turn, annotation) for turn in exclusive)
+        assert set(exclusive.speakers) <= set(annotation.speakers)
+    assert set(annotation.speakers) | set(exclusive.speakers) <= set(names.values())
