@@ -123,3 +123,33 @@ def test_owned_files() -> None:
     assert owned_by_job("shards/shard-00000.exclusive.rttm", ids)
     assert owned_by_job("shards/shard-00000.exclusive.rttm.tmp-0123456789ab", ids)
     assert not owned_by_job("shards/shard-00009.exclusive.rttm", ids)
+
+
+def test_the_stage_split_writes_the_exclusive_turns_its_finish_step_made(tmp_path: Path) -> None:
+    """The stage split's driver writes a shard from its recordings' states with the single path's
+    ShardFiles: the exclusive turns come from the Diarization the finish stage returned."""
+    from jobs.plan import Recording
+    from jobs.shards import Shard
+    from jobs.stages import RecordingState, _write_shard
+    from jobs.storage import OutDir
+
+    recs = (Recording("a", "/audio/a.wav", 2.0), Recording("b", "/audio/b.wav", 2.0))
+    shard = Shard("shard-00000", recs, 4.0, "fp")
+    got = {}
+    for rec in recs:
+        exclusive = Annotation(rec.reco_id, (Turn(rec.reco_id, 0.0, 2.0, "spk1"),))
+        both = Annotation(rec.reco_id, (*exclusive.turns, Turn(rec.reco_id, 1.0, 2.0, "spk2")))
+        state = RecordingState(shard.shard_id, rec, num_samples=32000)
+        state.diarization = Diarization(both, (), exclusive)
+        got[rec.reco_id] = state
+    out = OutDir(str(tmp_path))
+    record = _write_shard(config(), out, shard, got)
+    assert sorted(record.files) == [
+        "shard-00000.exclusive.rttm",
+        "shard-00000.rttm",
+        "shard-00000.traces.ark",
+        "shard-00000.traces.parquet",
+    ]
+    exclusive_turns = read_rttm(tmp_path / "shards" / "shard-00000.exclusive.rttm")
+    assert {k: a.speakers for k, a in exclusive_turns.items()} == {"a": ["spk1"], "b": ["spk1"]}
+    assert read_rttm(tmp_path / "shards" / "shard-00000.rttm")["a"].speakers == ["spk1", "spk2"]
