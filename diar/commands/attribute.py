@@ -4,8 +4,8 @@
 WORDS are word timings: Kaldi CTM (``<reco-id> <channel> <start> <duration> <word>
 [<confidence>]``, ``.ctm``) or the JSON Whisper, faster-whisper and WhisperX write
 (``segments`` with ``words``, ``.json``; a file of one recording takes its id from its
-``reco_id`` key, else ``--reco-id``, else its file name without extension). DIARIZATION is
-an RTTM file, a Parquet table, or the job's output folder (its ``corpus.rttm``;
+``reco_id`` key, else ``--reco-id``, else its file name without extension). DIAR (``-d``)
+is an RTTM file, a Parquet table, or the job's output folder (its ``corpus.rttm``;
 give ``OUT/corpus.exclusive.rttm`` for its exclusive turns).
 
 The output (``--format``, else by the suffix of ``-o``): ``ctm`` (the CTM fields, then the
