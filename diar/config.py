@@ -348,16 +348,22 @@ class PostprocessConfig:
 
     The default's median filter (51 frames) is shorter than ModelScope's 83 (its pipelines'
     configs keep 83): the frame model's outputs are smooth already.
+
+    With ``exclusive`` the turns keep at most one speaker at each instant, the one the
+    pipeline scores highest among those it hears there (pyannote 4's exclusive diarization,
+    for aligning with a transcript); the default keeps overlapped speech.
     """
 
     smooth_size: int = 51
     dur_threshold: int = 10
+    exclusive: bool = False
 
     def validate(self) -> None:
         """Raise ConfigError naming each ``postprocess.*`` key whose value is out of range."""
         c = _Checks("postprocess")
         c.number("smooth_size", self.smooth_size, 1)
         c.number("dur_threshold", self.dur_threshold, 0)
+        c.require("exclusive", self.exclusive, isinstance(self.exclusive, bool), "true or false")
         c.raise_if_any()
 
 
@@ -385,7 +391,8 @@ class JobConfig:
         recording_timeout: seconds one recording may take (reading and diarizing) on a Ray
             actor; past it the actor ends itself and the recording becomes a failure row
             (None: no limit). Not enforced with ``--local``.
-        out_formats: corpus formats besides RTTM: parquet, vad.
+        out_formats: corpus formats besides RTTM: parquet, vad, exclusive (the exclusive turns,
+            corpus.exclusive.rttm).
         placement_timeout: seconds to wait for a node that can hold one actor on a cluster
             that cannot grow (no autoscaler); past it the job stops (None: wait forever).
             On an autoscaling cluster such an actor is demand and the job waits.

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from diar.errors import one_line
 
 #: Stages a recording can fail in: a manifest line, reading its audio, the model (diarizing,
-#: or embedding for profiles and ``diar embed``), writing outputs, or the job's actor process
-#: dying for good (after its restarts and task retries).
-STAGES = ("manifest", "read", "diarize", "embed", "write", "actor")
+#: or embedding for profiles and ``diar embed``), writing outputs, the job's actor process
+#: dying for good (after its restarts and task retries), or giving its transcript's words
+#: speakers (``diar attribute``: no diarization of it).
+STAGES = ("manifest", "read", "diarize", "embed", "write", "actor", "attribute")
 
 #: Longest message kept in a failure row (characters).
 MAX_MESSAGE = 1000

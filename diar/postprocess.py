@@ -5,11 +5,18 @@ Names and defaults follow ModelScope's speaker-diarization pipeline (FunASR
 zero-padded at both ends), then a speaker's turn is kept only if it lasts more
 than ``dur_threshold`` frames (10, i.e. turns of 100 ms or less are dropped).
 
+Exclusive turns (``postprocess.exclusive``, as pyannote 4's ``exclusive_speaker_diarization``
+for aligning with a transcript) keep at most one speaker at each instant: per frame, of the
+speakers active there, the one the pipeline scores highest (:func:`exclusive_labels`), before
+the smoothing (:func:`exclusive_annotation`). :func:`exclusive_turns` does the same for turns
+that come without scores.
+
 Work is done on integer frame indices; seconds appear only when turns are built.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -124,6 +131,97 @@ def labels_to_annotation(
     return Annotation.from_turns(
         reco_id, labels_to_turns(reco_id, smoothed, speakers, dur_threshold, shift, offset)
     )
+
+
+def exclusive_labels(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per frame, of the speakers active there, only the one with the highest score.
+
+    pyannote 4's exclusive diarization: a frame where anyone talks keeps exactly one
+    speaker, the most likely one; a frame where nobody talks stays silent.
+
+    Args:
+        labels: shape (num_frames, num_speakers), nonzero where a speaker is active.
+        scores: shape (num_frames, num_speakers), how likely each speaker talks (any scale:
+            activity, similarity); ties go to the lower column, NaN counts as the lowest score.
+
+    Returns:
+        shape (num_frames, num_speakers) int8 0/1 with at most one 1 per row.
+    """
+    arr = _check_labels(labels)
+    score = np.asarray(scores, dtype=np.float64)
+    if score.shape != arr.shape:
+        raise ValueError(f"scores of shape {score.shape} do not match labels of shape {arr.shape}")
+    active = arr != 0  # shape: (num_frames, num_speakers)
+    out = np.zeros(arr.shape, dtype=np.int8)
+    if arr.size == 0:
+        return out
+    masked = np.where(active & ~np.isnan(score), score, -np.inf)
+    best = np.argmax(masked, axis=1)  # shape: (num_frames,)
+    rows = np.flatnonzero(active.any(axis=1))
+    out[rows, best[rows]] = 1
+    # a row whose active scores are all NaN: argmax found -inf everywhere, pick its first active
+    stray = rows[~active[rows, best[rows]]]
+    if len(stray):
+        out[stray] = 0
+        out[stray, np.argmax(active[stray], axis=1)] = 1
+    return out
+
+
+def exclusive_annotation(
+    reco_id: str,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    speakers: Sequence[str],
+    smooth_size: int = SMOOTH_SIZE,
+    dur_threshold: float = DUR_THRESHOLD,
+    shift: float = FRAME_SHIFT,
+    offset: float = 0.0,
+) -> Annotation:
+    """Exclusive turns: :func:`exclusive_labels`, then :func:`labels_to_annotation`'s smoothing
+    and short-turn removal.
+
+    The median filter keeps the speakers apart for an odd ``smooth_size`` (a frame is on where
+    more than half its window is, and disjoint columns cannot both be); where an even one lets
+    two speakers through, the higher score wins again. Every exclusive turn lies within a turn
+    of the same speaker in :func:`labels_to_annotation` ``(labels, ...)`` (the filter is monotone).
+
+    Args:
+        labels: shape (num_frames, num_speakers) binary activity (overlap allowed).
+        scores: shape (num_frames, num_speakers) what decides between speakers active together.
+        speakers, smooth_size, dur_threshold, shift, offset: as :func:`labels_to_annotation`.
+    """
+    one = exclusive_labels(labels, scores)  # shape: (num_frames, num_speakers)
+    smoothed = exclusive_labels(smooth_labels(one, smooth_size), scores)
+    return Annotation.from_turns(
+        reco_id, labels_to_turns(reco_id, smoothed, speakers, dur_threshold, shift, offset)
+    )
+
+
+def exclusive_turns(annotation: Annotation) -> Annotation:
+    """Exclusive turns of an annotation that comes without scores: where turns overlap, the
+    speaker whose turn there is the longest keeps the stretch (a short interjection inside
+    a long turn goes to the long turn; ties: the speaker label that sorts first). Times are
+    kept exactly (no frame grid); a speaker's consecutive pieces are joined.
+    """
+    reco_id = annotation.reco_id
+    cuts = sorted({t.start for t in annotation} | {t.end for t in annotation})
+    by_start = sorted(annotation, key=lambda t: t.start)
+    out: list[Turn] = []
+    live: list[Turn] = []  # turns that started before the current stretch and may cover it
+    taken = 0
+    for lo, hi in itertools.pairwise(cuts):
+        while taken < len(by_start) and by_start[taken].start <= lo:
+            live.append(by_start[taken])
+            taken += 1
+        live = [t for t in live if t.end >= hi]  # cuts include every end: covering = not ended
+        if not live:
+            continue
+        best = min(live, key=lambda t: (-t.duration, t.speaker))
+        if out and out[-1].speaker == best.speaker and out[-1].end == lo:
+            out[-1] = Turn(reco_id, out[-1].start, hi, best.speaker)
+        else:
+            out.append(Turn(reco_id, lo, hi, best.speaker))
+    return Annotation(reco_id, tuple(out))
 
 
 def _fraction(seconds: float) -> Fraction:

@@ -11,9 +11,11 @@ Output folder (a local path or any fsspec URL)::
     OUT/job.json                    the plan: config and input digests, shards and their items
     OUT/shards/<shard-id>.rttm      turns of the shard's recordings (written atomically)
     OUT/shards/<shard-id>.parquet   the same as a table (with "parquet" in job.out_formats)
+    OUT/shards/<shard-id>.exclusive.rttm  the exclusive turns (with "exclusive" in job.out_formats)
     OUT/shards/<shard-id>.done.json written last: recordings done and failed, step timings
     OUT/corpus.rttm                 every turn, sorted by recording id then start, channel 1
     OUT/corpus.parquet, corpus.vad  with "parquet" / "vad" in job.out_formats
+    OUT/corpus.exclusive.rttm       with "exclusive": at most one speaker at a time, the most likely
     OUT/failures.tsv                reco_id, stage, error_type, message (header only if none)
     OUT/summary.json                counts, audio hours, wall time, real-time factor, step times, config
 
@@ -60,7 +62,9 @@ from jobs.reduce import (
     failure_budget,
     failures_tsv,
     json_bytes,
+    lacks_shard_turns,
     merge_annotations,
+    merge_exclusive,
 )
 from jobs.runner import RunStats, run_shards
 from jobs.shards import Shard
@@ -185,8 +189,13 @@ def _run_job(
     todo: list[Shard[Recording]] = []
     for shard in shards:
         record = read_done(out, shard)
-        # + a shard without the traces that speaker linking needs
-        if record is None or (retry_failed and record.failures) or needs_traces(record, config.job):
+        # + a shard without the traces that speaker linking needs, or the exclusive turns asked for
+        if (
+            record is None
+            or (retry_failed and record.failures)
+            or needs_traces(record, config.job)
+            or lacks_shard_turns(record, config.job.out_formats)
+        ):
             todo.append(shard)
         else:
             records[shard.shard_id] = record
@@ -231,15 +240,16 @@ def _run_job(
     totals.add_lost(lost)
     try:
         annotations = merge_annotations(out, finished)
+        exclusive = merge_exclusive(out, finished, config.job.out_formats)
     except FileNotFoundError as e:
         raise JobError(
             f"a finished shard's files are missing from {out.display('shards')} ({e}); on a multi-node "
             "cluster OUT must be storage every node reaches (a shared folder or an fsspec URL such as s3://)"
         ) from e
     # written together at the end: a full disk leaves the previous versions of all of them
-    files = corpus_files(annotations, config.job.out_formats, model=model_name(config))
+    files = corpus_files(annotations, config.job.out_formats, model_name(config), exclusive)
     if config.job.link_speakers:  # global speaker labels, speakers.tsv, corpus.local.rttm
-        files.update(linked_files(out, finished, annotations, config.job, model_name(config)))
+        files.update(linked_files(out, finished, annotations, config.job, model_name(config), exclusive))
     files["failures.tsv"] = failures_tsv(totals.failures).encode("utf-8")
     outputs = list(files)
 

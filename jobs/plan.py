@@ -22,6 +22,7 @@ import numpy as np
 
 from diar.config import Config, to_dict
 from diar.errors import shorten
+from diar.formats.writers import OUTPUT_FORMATS
 from diar.outputs import TMP_MARKER, FileSet
 from jobs.errors import JobError
 from jobs.records import CrashJournal, ShardRecord, done_name, file_digest
@@ -255,14 +256,19 @@ TOP_FILES = (
     "job.json",
     "summary.json",
     "failures.tsv",
-    "corpus.rttm",
-    "corpus.parquet",
-    "corpus.vad",
+    *(fmt.file_name("corpus") for fmt in OUTPUT_FORMATS.values()),  # corpus.rttm, corpus.parquet, ...
     *LINK_FILES,  # speakers.tsv, corpus.local.rttm (speaker linking)
     ".lock",
 )
 #: Files the job writes per shard, ``shards/<shard-id><suffix>``.
-SHARD_SUFFIXES = (".rttm", ".parquet", ".done.json", CrashJournal.SUFFIX, *TRACE_SUFFIXES)
+SHARD_SUFFIXES = (
+    ".rttm",
+    ".parquet",
+    ".exclusive.rttm",
+    ".done.json",
+    CrashJournal.SUFFIX,
+    *TRACE_SUFFIXES,
+)
 
 
 def owned_by_job(rel: str, shard_ids: Set[str] | None) -> bool:

@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diar.config import ConfigError
 from diar.errors import DiarError, quote
@@ -20,6 +20,9 @@ from diar.failures import Failure
 from diar.types import Annotation
 from jobs.records import ShardRecord
 from jobs.storage import OutDir, OutError
+
+if TYPE_CHECKING:
+    from diar.formats.writers import OutputFormat
 
 #: Exit code when more recordings failed than ``job.max_failures`` allows.
 EXIT_OVER_BUDGET = 1
@@ -84,17 +87,18 @@ class Totals:
         self.failures.extend(failures)
 
 
-def merge_annotations(out: OutDir, records: Sequence[ShardRecord]) -> list[Annotation]:
+def merge_annotations(out: OutDir, records: Sequence[ShardRecord], suffix: str = "rttm") -> list[Annotation]:
     """Annotations of every done recording, sorted by recording id.
 
-    Reads each shard's RTTM; a done recording without any turn (no speech) gets an
-    empty annotation, so it still appears in formats that list recordings.
+    Reads each shard's RTTM (``shards/<shard-id>.<suffix>``: ``exclusive.rttm`` for the
+    exclusive turns); a done recording without any turn (no speech) gets an empty
+    annotation, so it still appears in formats that list recordings.
     """
     from diar.formats.rttm import read_rttm
 
     by_id: dict[str, Annotation] = {}
     for record in records:
-        rttm_name = f"shards/{record.shard_id}.rttm"
+        rttm_name = f"shards/{record.shard_id}.{suffix}"
         try:
             found = read_rttm(io.StringIO(out.read_text(rttm_name))) if record.done else {}
         except (DiarError, ValueError) as e:  # changed since its done record was checked
@@ -112,19 +116,64 @@ def merge_annotations(out: OutDir, records: Sequence[ShardRecord]) -> list[Annot
     return [by_id[k] for k in sorted(by_id)]
 
 
-def corpus_files(annotations: Sequence[Annotation], formats: Sequence[str], model: str) -> dict[str, bytes]:
-    """``corpus.<fmt>`` -> its bytes for each requested format (rttm always)."""
+def exclusive_format(formats: Sequence[str]) -> OutputFormat | None:
+    """The format of the corpus ``formats`` (``job.out_formats``) that holds the exclusive turns
+    (``exclusive``), or None."""
     from diar.formats.writers import corpus_formats
 
-    return {f"corpus.{fmt.name}": fmt.to_bytes(annotations, model) for fmt in corpus_formats(formats)}
+    return next((fmt for fmt in corpus_formats(formats) if fmt.exclusive), None)
+
+
+def lacks_shard_turns(record: ShardRecord, formats: Sequence[str]) -> bool:
+    """Whether a finished shard must run again because the corpus ``formats`` ask for turns that
+    only a shard file holds and it has none: the exclusive turns of a shard made without the
+    ``exclusive`` format (the other formats are made from its RTTM)."""
+    fmt = exclusive_format(formats)
+    return fmt is not None and bool(record.done) and fmt.file_name(record.shard_id) not in record.files
+
+
+def merge_exclusive(
+    out: OutDir, records: Sequence[ShardRecord], formats: Sequence[str]
+) -> list[Annotation] | None:
+    """The exclusive turns of every done recording, sorted by recording id, from the shards'
+    files of them, when the corpus ``formats`` hold them; else None."""
+    fmt = exclusive_format(formats)
+    return None if fmt is None else merge_annotations(out, records, fmt.suffix)
+
+
+def corpus_files(
+    annotations: Sequence[Annotation],
+    formats: Sequence[str],
+    model: str,
+    exclusive: Sequence[Annotation] | None = None,
+) -> dict[str, bytes]:
+    """``corpus.<suffix>`` -> its bytes for each requested format (rttm always).
+
+    Args:
+        exclusive: the exclusive turns of the same recordings, for the formats that hold them
+            (``corpus.exclusive.rttm``); needed when ``formats`` asks for one.
+    """
+    from diar.formats.writers import corpus_formats
+
+    files = {}
+    for fmt in corpus_formats(formats):
+        if fmt.exclusive and exclusive is None:
+            raise ValueError(f"corpus format {fmt.name!r} needs the exclusive turns")
+        turns = exclusive if fmt.exclusive and exclusive is not None else annotations
+        files[fmt.file_name("corpus")] = fmt.to_bytes(turns, model)
+    return files
 
 
 def write_corpus(
-    out: OutDir, annotations: Sequence[Annotation], formats: Sequence[str], model: str
+    out: OutDir,
+    annotations: Sequence[Annotation],
+    formats: Sequence[str],
+    model: str,
+    exclusive: Sequence[Annotation] | None = None,
 ) -> list[str]:
-    """Write ``corpus.<fmt>`` for each requested format (rttm always), all or none (a full disk
+    """Write ``corpus.<suffix>`` for each requested format (rttm always), all or none (a full disk
     leaves the previous ones); return the names written."""
-    files = corpus_files(annotations, formats, model)
+    files = corpus_files(annotations, formats, model, exclusive)
     out.write_many(files)
     return list(files)
 

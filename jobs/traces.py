@@ -38,7 +38,7 @@ from diar.errors import DiarError, quote
 from diar.linking import LinkSettings, Trace, link_annotations, relabel
 from diar.types import Annotation
 from jobs.records import ShardRecord
-from jobs.reduce import corpus_files, merge_annotations
+from jobs.reduce import corpus_files, exclusive_format, lacks_shard_turns, merge_annotations, merge_exclusive
 from jobs.storage import OutDir
 
 if TYPE_CHECKING:
@@ -150,6 +150,7 @@ def link_outputs(
     settings: LinkSettings,
     formats: Sequence[str],
     models: Mapping[str, str],
+    exclusive: Sequence[Annotation] | None = None,
 ) -> dict[str, bytes]:
     """The files of a linked corpus: speakers.tsv, corpus.* with global labels, corpus.local.rttm.
 
@@ -158,14 +159,17 @@ def link_outputs(
         traces: their speakers' traces.
         formats: ``job.out_formats``.
         models: recording id -> the Parquet ``model`` column of its turns.
+        exclusive: the same recordings' exclusive turns (the same speakers), relabelled alike,
+            for the formats that hold them.
     """
     from diar.formats.speakers import write_speakers
     from diar.formats.writers import OUTPUT_FORMATS
 
     links = link_annotations(annotations, traces, settings)
     linked = relabel(annotations, links)
+    linked_exclusive = None if exclusive is None else relabel(exclusive, links)
     kinds = sorted(set(models.values()))
-    files = corpus_files(linked, formats, model=kinds[0] if len(kinds) == 1 else "")
+    files = corpus_files(linked, formats, kinds[0] if len(kinds) == 1 else "", linked_exclusive)
     if "parquet" in formats and len(kinds) > 1:
         files["corpus.parquet"] = _parquet_of_models(linked, models)
     text = io.StringIO()
@@ -195,14 +199,20 @@ def _parquet_of_models(annotations: Sequence[Annotation], models: Mapping[str, s
 
 
 def linked_files(
-    out: OutDir, records: Sequence[ShardRecord], annotations: Sequence[Annotation], job: JobConfig, model: str
+    out: OutDir,
+    records: Sequence[ShardRecord],
+    annotations: Sequence[Annotation],
+    job: JobConfig,
+    model: str,
+    exclusive: Sequence[Annotation] | None = None,
 ) -> dict[str, bytes]:
     """The job's reduce with ``job.link_speakers``: the linked corpus files of ``out``
-    (``annotations``: the merged annotations of its finished shards ``records``)."""
+    (``annotations``: the merged annotations of its finished shards ``records``; ``exclusive``:
+    their exclusive turns, where ``job.out_formats`` holds them)."""
     traces, embedders = read_shard_traces(out, records)
     check_embedders(embedders, out.display(""))
     models = {a.reco_id: model for a in annotations}
-    return link_outputs(annotations, traces, settings_of(job), job.out_formats, models)
+    return link_outputs(annotations, traces, settings_of(job), job.out_formats, models, exclusive)
 
 
 def check_embedders(embedders: set[str], where: str) -> None:
@@ -350,6 +360,7 @@ def _link_folders(
     embedders: set[str] = set()
     models: dict[str, str] = {}
     seen: dict[str, str] = {}
+    exclusive: list[Annotation] | None = [] if exclusive_format(formats) else None
     for i, url in enumerate(folders):
         out = OutDir(url)
         if i > 0 and _same_folder(out, target):
@@ -367,11 +378,15 @@ def _link_folders(
             seen[a.reco_id] = url
             models[a.reco_id] = model
             annotations.append(a)
+        if exclusive is not None:
+            exclusive += _folder_exclusive(out, records, formats)
         traces += found
         embedders |= kinds
     check_embedders(embedders, ", ".join(folders))
     annotations.sort(key=lambda a: a.reco_id)
-    files = link_outputs(annotations, traces, settings, formats, models)
+    if exclusive is not None:
+        exclusive.sort(key=lambda a: a.reco_id)
+    files = link_outputs(annotations, traces, settings, formats, models, exclusive)
     target.makedirs()
     target.write_many(files)
     rows = files["speakers.tsv"].decode("utf-8").splitlines()[1:]
@@ -382,6 +397,21 @@ def _link_folders(
         written=sorted(files),
         dest=dest,
     )
+
+
+def _folder_exclusive(
+    out: OutDir, records: Sequence[ShardRecord], formats: Sequence[str]
+) -> list[Annotation]:
+    """The exclusive turns of a finished folder's done recordings (``diar link`` with the
+    ``exclusive`` format); LinkJobError when its shards were made without them."""
+    lacking = [r.shard_id for r in records if lacks_shard_turns(r, formats)]
+    if lacking:
+        raise LinkJobError(
+            f"{out.display('shards')}: {len(lacking)} finished shards have no exclusive turns "
+            f"({', '.join(lacking[:3])}{', ...' if len(lacking) > 3 else ''}): rerun the job into that "
+            "folder with exclusive in job.out_formats to make them, or leave it out of --set job.out_formats"
+        )
+    return merge_exclusive(out, records, formats) or []
 
 
 def _same_folder(a: OutDir, b: OutDir) -> bool:

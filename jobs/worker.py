@@ -32,9 +32,10 @@ logger = logging.getLogger(__name__)
 
 DiarizerFactory = Callable[[Config], "Diarizer"]
 
-#: Formats each shard is written in as well (when ``job.out_formats`` asks for them): RTTM, which
-#: the reduce step merges, and the table; the others are made for the corpus only.
-SHARD_FORMATS = ("rttm", "parquet")
+#: Formats each shard is written in as well (when ``job.out_formats`` asks for them): RTTM and the
+#: exclusive turns' RTTM, which the reduce step merges, and the table; the others are made for
+#: the corpus only.
+SHARD_FORMATS = ("rttm", "parquet", "exclusive")
 
 
 def peak_rss_mib() -> float | None:
@@ -149,7 +150,8 @@ def check_reco_id(diarization: Diarization, rec: Recording) -> None:
 
 class ShardFiles:
     """The outputs of one shard as its recordings come in, written together at the end:
-    the shard's RTTM (and Parquet), its speaker traces, and last its done record.
+    the shard's RTTM (and Parquet, and the exclusive turns' RTTM), its speaker traces, and
+    last its done record.
 
     Both ways of running the job fill one: the single-actor worker (:class:`DiarizeWorker`)
     and the stage split (:mod:`jobs.stages`), so their files are the same.
@@ -163,6 +165,9 @@ class ShardFiles:
         self.formats: list[OutputFormat] = corpus_formats(config.job.out_formats)
         self.model = model_name(config)
         self.annotations: list[Annotation] = []
+        #: the exclusive turns of the done recordings, where a format holds them
+        self.exclusive: list[Annotation] = []
+        self.wants_exclusive = any(fmt.exclusive for fmt in self.formats)
         #: speaker traces of the shard, written with its files (speaker linking)
         self.traces = TraceCollector()
 
@@ -179,14 +184,17 @@ class ShardFiles:
         """A recording of the shard is diarized (``seconds`` of audio); a label that a format
         cannot hold fails it (stage ``write``), not the shard."""
         annotation = diarization.annotation
+        exclusive = diarization.exclusive_turns() if self.wants_exclusive else annotation
         self.traces.add(rec.reco_id, diarization.traces)
         try:
             for fmt in self.formats:
-                fmt.to_bytes([annotation], self.model)
+                fmt.to_bytes([exclusive if fmt.exclusive else annotation], self.model)
         except Exception as e:
             self.fail(Failure.from_exception(rec.reco_id, "write", e, rec.source))
             return
         self.annotations.append(annotation)
+        if self.wants_exclusive:
+            self.exclusive.append(exclusive)
         self.record.done[rec.reco_id] = round(seconds, 6)
 
     def write(self, compute_seconds: float, node_id: str | None) -> ShardRecord:
@@ -196,8 +204,8 @@ class ShardFiles:
         try:
             for fmt in self.formats:
                 if fmt.name in SHARD_FORMATS:
-                    name = f"{shard_id}.{fmt.name}"
-                    data = fmt.to_bytes(self.annotations, self.model)
+                    name = fmt.file_name(shard_id)
+                    data = fmt.to_bytes(self.exclusive if fmt.exclusive else self.annotations, self.model)
                     self.out.write_bytes(f"shards/{name}", data)
                     record.add_file(name, data)
             # the shard's speaker traces (ark + table), recorded in the done record like the rest

@@ -11,6 +11,8 @@ The speaker count of a recording comes from ``--reco2num-spk``, else
 ``--num-speakers``, else it is estimated (within ``--min-speakers`` /
 ``--max-speakers``). Every setting can be changed with ``--config FILE`` and
 ``--set KEY=VALUE`` (e.g. ``--set clustering.method=agglomerative``).
+Overlapped speech is kept (several speakers at once); ``--exclusive`` keeps at most
+one speaker at each instant, the most likely one, as transcripts want.
 
 A recording that fails (missing, corrupt or empty audio, ...) is logged and
 skipped; the others are still written, and the exit status is 1.
@@ -64,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="'<reco-id> <num-speakers>' lines; overrides --num-speakers for the recordings it lists",
     )
     parser.add_argument(
+        "--exclusive",
+        action="store_true",
+        help="at most one speaker at a time, the most likely one (for aligning with a transcript); "
+        "shortcut for --set postprocess.exclusive=true",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, metavar="N", help="CPU threads (config: num_threads, default 1)"
     )
     parser.add_argument(
@@ -92,6 +100,8 @@ def build_config(args: argparse.Namespace) -> Config:
             raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {value}")
         if value is not None:
             values["num_threads" if key == "threads" else f"clustering.{key}"] = value
+    if args.exclusive:
+        values["postprocess.exclusive"] = True
     if args.enroll is not None or args.profile_scp is not None:
         values["mode"] = "profile"
         if args.enroll is not None:
@@ -164,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
             waveform = diarizer.load(source, reco_id, allow_pipes=config.audio.allow_pipes)
             stage = "diarize"
             recording = RecordingInput(reco_id, waveform, counts.get(reco_id), *profiles.of(reco_id))
-            annotation = diarizer.apply(recording)
+            diarization = diarizer.diarize(recording)
+            annotation = diarization.exclusive_turns() if fmt.exclusive else diarization.annotation
         except Exception as e:  # a model error on one recording must not lose the others
             failures.append(Failure.from_exception(reco_id, stage, e, source))
             logger.error("recording %r failed at %s: %s", reco_id, stage, failures[-1].message)

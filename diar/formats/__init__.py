@@ -4,6 +4,13 @@
 * :mod:`diar.formats.vad`: ModelScope's per-speaker ``vad`` lines (``write_vad``, ``read_vad``);
 * :mod:`diar.formats.parquet`: a pyarrow table (``write_parquet``, ``read_parquet``).
 
+Transcripts (``diar attribute``, :mod:`diar.words`):
+
+* :mod:`diar.formats.ctm`: Kaldi/NIST CTM words, with a speaker field (``write_ctm``, ``read_ctm``);
+* :mod:`diar.formats.words_json`: Whisper-style JSON words (``write_words_json``, ``read_words_json``);
+* :mod:`diar.formats.stm`: NIST STM utterances (``write_stm``, ``read_stm``);
+* :mod:`diar.formats.srt`, :mod:`diar.formats.vtt`: subtitles with speaker names.
+
 Text writers take an open text file object; :func:`atomic_open` gives one whose
 content appears at ``path`` only once the ``with`` block succeeds. It is the one way local
 files are written atomically (temporary file beside the target, then rename), for one file
@@ -16,10 +23,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, TypeVar
 
 from diar.errors import ManifestError
 from diar.types import Annotation
+
+T = TypeVar("T")
 
 
 class AtomicFiles:
@@ -121,9 +130,9 @@ __all__ = ["AtomicFiles", "as_annotations", "atomic_files", "atomic_open"]
 
 def read_text(
     source: str | os.PathLike[str] | IO[str],
-    parse: Callable[[IO[str], str], dict[str, Annotation]],
+    parse: Callable[[IO[str], str], T],
     what: str,
-) -> dict[str, Annotation]:
+) -> T:
     """``parse(file, name)`` of a path or an open text file; missing or non-UTF-8 files: ManifestError."""
     if not isinstance(source, (str, os.PathLike)):
         return parse(source, str(getattr(source, "name", "<stream>")))

@@ -1,6 +1,10 @@
 """The output formats by name: the one registry behind ``diar diarize --format``,
 ``job.out_formats`` and the job's shard and corpus files.
 
+Every format but ``exclusive`` writes a recording's annotation (overlap-aware, unless
+``postprocess.exclusive``); ``exclusive`` writes its exclusive turns as RTTM
+(``corpus.exclusive.rttm``), so that one run gives both.
+
 Adding a format: its module (reader and writer side by side), then one entry in
 :data:`OUTPUT_FORMATS`.
 """
@@ -24,12 +28,24 @@ Writer = Callable[[Sequence[Annotation], IO[Any], str], object]
 
 @dataclass(frozen=True)
 class OutputFormat:
-    """A format turns can be written in: its name (also the file suffix) and writer."""
+    """A format turns can be written in: its name, writer and file suffix.
+
+    Attributes:
+        suffix: what its files end with after the dot (``corpus.<suffix>``); "" : the name.
+        exclusive: it holds the exclusive turns (at most one speaker at a time,
+            :meth:`~diar.pipelines.base.Diarization.exclusive_turns`), not the annotation.
+    """
 
     name: str
     description: str
     binary: bool
     write: Writer
+    suffix: str = ""
+    exclusive: bool = False
+
+    def file_name(self, stem: str) -> str:
+        """The name of a file of this format: ``corpus`` -> ``corpus.exclusive.rttm``."""
+        return f"{stem}.{self.suffix or self.name}"
 
     def to_bytes(self, annotations: Iterable[Annotation], model: str = "") -> bytes:
         """The file's content (text formats: UTF-8, ``\\n`` line ends), ``annotations`` in order."""
@@ -70,6 +86,14 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
             "ModelScope's '<reco-id> <speaker>: [start, end], ...' lines",
             False,
             lambda a, f, m: vad.write_vad(a, f),
+        ),
+        OutputFormat(
+            "exclusive",
+            "NIST RTTM of the exclusive turns: at most one speaker at a time (for transcripts)",
+            False,
+            lambda a, f, m: rttm.write_rttm(a, f),
+            suffix="exclusive.rttm",
+            exclusive=True,
         ),
     )
 }

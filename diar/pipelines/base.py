@@ -81,10 +81,31 @@ class SpeakerTrace:
 
 @dataclass(frozen=True)
 class Diarization:
-    """One recording's turns and, where the pipeline has them, its speakers' traces."""
+    """One recording's turns and, where the pipeline has them, its speakers' traces and its
+    exclusive turns.
+
+    Attributes:
+        annotation: the turns: overlap-aware (several speakers at once where the pipeline hears
+            them), or the exclusive ones with ``postprocess.exclusive``.
+        traces: what each speaker sounds like (speaker linking).
+        exclusive: the same speakers at most one at a time (per frame, of those active, the one
+            the pipeline scores highest: :func:`~diar.postprocess.exclusive_labels`), made from
+            the same model outputs as ``annotation``; None from a pipeline that does not make
+            them (:meth:`exclusive_turns` then derives them from ``annotation``).
+    """
 
     annotation: Annotation
     traces: tuple[SpeakerTrace, ...] = ()
+    exclusive: Annotation | None = None
+
+    def exclusive_turns(self) -> Annotation:
+        """At most one speaker at each instant: the pipeline's exclusive turns, else those of
+        :func:`~diar.postprocess.exclusive_turns` ``(annotation)`` (by turn length)."""
+        if self.exclusive is not None:
+            return self.exclusive
+        from diar.postprocess import exclusive_turns
+
+        return exclusive_turns(self.annotation)
 
 
 def speaker_traces(

@@ -25,7 +25,7 @@ from diar.pipelines.base import (
     speaker_traces,
     timed,
 )
-from diar.postprocess import labels_to_annotation
+from diar.postprocess import exclusive_annotation, labels_to_annotation
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 @DIARIZERS.register("cluster")
 class ClusteringDiarizer(Diarizer):
     """VAD -> windows over speech -> embeddings -> clustering -> 10 ms labels -> smoothed turns.
+
+    A window between two speakers' centroids gives its frames both (overlap); the exclusive
+    turns keep, per frame, the speaker of the windows' own cluster (the majority of the
+    windows covering it with ``embedding.frame_method: mean``).
 
     Speakers are named ``spk1``, ``spk2``, ... in order of first appearance. The speaker
     count comes from the recording (``RecordingInput.num_speakers``, e.g. reco2num_spk),
@@ -97,6 +101,20 @@ class ClusteringDiarizer(Diarizer):
                 smooth_size=cfg.postprocess.smooth_size,
                 dur_threshold=cfg.postprocess.dur_threshold,
             )
+            # where a frame has two speakers, the one of its windows' own cluster stays
+            own = steps.window_scores_to_frame_scores(  # shape: (T, K)
+                windows, steps.one_hot(labels, scores.shape[1]), num_frames, sr, cfg.embedding.frame_method
+            )
+            exclusive = exclusive_annotation(
+                recording.reco_id,
+                frame_labels,
+                own,
+                speakers,
+                smooth_size=cfg.postprocess.smooth_size,
+                dur_threshold=cfg.postprocess.dur_threshold,
+            )
+            if cfg.postprocess.exclusive:
+                annotation = exclusive
         clu = cfg.clustering
         asked = num_speakers or (clu.min_speakers if clu.min_speakers > 1 else None)
         shortfall = speaker_shortfall(asked, len(annotation.speakers), len(windows), scores.shape[1])
@@ -111,4 +129,4 @@ class ClusteringDiarizer(Diarizer):
         )
         seconds = (windows[:, 1] - windows[:, 0]) / sr if len(windows) else np.zeros(0)
         traces = speaker_traces(annotation, embeddings, seconds, [f"spk{k + 1}" for k in labels])
-        return Diarization(annotation, traces)
+        return Diarization(annotation, traces, exclusive)

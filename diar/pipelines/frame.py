@@ -37,7 +37,7 @@ from diar.pipelines.base import (
     speaker_traces,
     timed,
 )
-from diar.postprocess import labels_to_annotation, model_frames_to_labels
+from diar.postprocess import exclusive_annotation, labels_to_annotation, model_frames_to_labels
 from diar.stitching import (
     WindowCollector,
     WindowOutputs,
@@ -404,7 +404,7 @@ class FrameDiarizer(Diarizer):
         near = round(NEAR_SECONDS * self.sample_rate / stride)
         labels = relabel(distinct_in_windows(outputs, labels, clustered, near))
         with timed(hook, "rendering"):
-            annotation, names = self.render_labels(recording.reco_id, outputs, labels, num_samples)
+            annotation, names, exclusive = self.render_labels(recording.reco_id, outputs, labels, num_samples)
         used = np.flatnonzero(reliable & (labels >= 0))
         traces = speaker_traces(
             annotation,
@@ -426,20 +426,25 @@ class FrameDiarizer(Diarizer):
             int(reliable.sum()),
             int(labels.max(initial=-1)) + 1,
         )
-        return Diarization(annotation, traces)
+        return Diarization(annotation, traces, exclusive)
 
     def render_labels(
         self, reco_id: str, outputs: WindowOutputs, labels: np.ndarray, num_samples: int
-    ) -> tuple[Annotation, dict[str, str]]:
+    ) -> tuple[Annotation, dict[str, str], Annotation]:
         """The recording's turns from its pieces' speakers: in each frame the speakers with the
         highest rendered activity, as many as the frame model hears (:func:`select_by_count`),
         on the 10 ms grid, post-processed (``postprocess``) and named by first turn.
+
+        The exclusive turns keep, in each frame where the model hears anyone, the one speaker
+        with the highest rendered activity (pyannote 4 caps its count at one the same way),
+        before the smoothing; they are the annotation with ``postprocess.exclusive``.
 
         Args:
             labels: shape (P,) speaker of each piece (-1: none).
 
         Returns:
-            (annotation, its names: ``spk<k+1>`` of label k -> name in the annotation).
+            (annotation, its names: ``spk<k+1>`` of label k -> name in the annotation,
+            the exclusive turns with the same names).
         """
         stride = outputs.frame_stride
         scores = render(outputs, labels)  # shape: (T, K)
@@ -458,5 +463,19 @@ class FrameDiarizer(Diarizer):
             smooth_size=self.config.postprocess.smooth_size,
             dur_threshold=self.config.postprocess.dur_threshold,
         )
-        names = first_turn_names(annotation)
-        return annotation.rename(names), names
+        scores10 = model_frames_to_labels(  # shape: (T10, K) the rendered activity at 10 ms
+            scores, stride, outputs.frame_center_offset, num_samples, round(FRAME_SHIFT * self.sample_rate)
+        )
+        exclusive = exclusive_annotation(
+            reco_id,
+            labels10,
+            scores10,
+            [f"spk{k + 1}" for k in range(labels10.shape[1])],
+            smooth_size=self.config.postprocess.smooth_size,
+            dur_threshold=self.config.postprocess.dur_threshold,
+        )
+        shown = exclusive if self.config.postprocess.exclusive else annotation
+        names = first_turn_names(shown)
+        for label in first_turn_names(annotation) | first_turn_names(exclusive):  # only the other has
+            names.setdefault(label, f"spk{len(names) + 1}")
+        return shown.rename(names), names, exclusive.rename(names)

@@ -10,10 +10,12 @@ window the best-scoring speaker talks, and so does any other speaker whose score
 the best is small for how far apart the two voices are (overlapped speech); each
 speaker's activity is spread a little at its ends (``profile.spread``, overlap at turn
 changes) and cut to the detected speech; then the shared ``smooth_size`` /
-``dur_threshold`` post-processing. Defaults (1 s windows every 0.25 s, ``profile.window`` /
-``profile.hop``) were tuned with the CAM++ embedder on the simulated LibriSpeech
-conversations of the shared corpus (DER 0.065 at collar 0.25, overlap scored); GE2E keeps
-its own (1.5 s windows every 0.5 s: DER 0.067), set in ``configs/ge2e.yaml``.
+``dur_threshold`` post-processing. The exclusive turns (``postprocess.exclusive``) keep, per
+frame, the active speaker whose profile is most similar to the frame's windows. Defaults
+(1 s windows every 0.25 s, ``profile.window`` / ``profile.hop``) were tuned with the CAM++
+embedder on the simulated LibriSpeech conversations of the shared corpus (DER 0.065 at
+collar 0.25, overlap scored); GE2E keeps its own (1.5 s windows every 0.5 s: DER 0.067),
+set in ``configs/ge2e.yaml``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from diar.pipelines.base import (
     no_hook,
     timed,
 )
-from diar.postprocess import labels_to_annotation
+from diar.postprocess import exclusive_annotation, labels_to_annotation
 from diar.types import Annotation, seconds_to_frames
 
 logger = logging.getLogger(__name__)
@@ -358,6 +360,20 @@ class ProfileDiarizer(Diarizer):
                 smooth_size=cfg.postprocess.smooth_size,
                 dur_threshold=cfg.postprocess.dur_threshold,
             )
+            # where several speakers are active, the one most similar to the frame's windows stays
+            similarity = steps.window_scores_to_frame_scores(  # shape: (T, S)
+                windows, scores, num_frames, sr, cfg.embedding.frame_method
+            )
+            exclusive = exclusive_annotation(
+                recording.reco_id,
+                labels,
+                similarity,
+                list(names),
+                smooth_size=cfg.postprocess.smooth_size,
+                dur_threshold=cfg.postprocess.dur_threshold,
+            )
+            if cfg.postprocess.exclusive:
+                annotation = exclusive
         logger.debug(
             "%s: %d speech regions, %d windows, %d profiles",
             recording.reco_id,
@@ -371,4 +387,4 @@ class ProfileDiarizer(Diarizer):
             for k, name in enumerate(names)
             if name in seconds
         )
-        return Diarization(annotation, tuple(sorted(traces, key=lambda t: t.speaker)))
+        return Diarization(annotation, tuple(sorted(traces, key=lambda t: t.speaker)), exclusive)

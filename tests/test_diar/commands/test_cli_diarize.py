@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,15 @@ def test_enroll_runs_profile_mode_with_enrolled_speaker_names(audio: Path, tmp_p
     assert list(result) == ["rec-a"]
     assert set(result["rec-a"].speakers) <= {spk for _, spk, _ in entries}
     assert result["rec-a"].speakers
+
+
+def test_exclusive_option_and_format_keep_one_speaker_at_a_time(audio: Path, tmp_path: Path) -> None:
+    """``--exclusive`` (postprocess.exclusive) and ``--format exclusive`` write the same turns,
+    never two speakers at once."""
+    wav = str(audio / "a.wav")
+    chosen, written = tmp_path / "chosen.rttm", tmp_path / "written.rttm"
+    assert main(["diarize", wav, "-o", str(chosen), "--exclusive"]) == 0
+    assert main(["diarize", wav, "-o", str(written), "--format", "exclusive"]) == 0
+    assert chosen.read_bytes() == written.read_bytes()
+    turns = read_rttm(chosen)["a"].turns
+    assert turns and all(b.start >= a.end for a, b in itertools.pairwise(turns))

@@ -250,14 +250,16 @@ def test_one_registry_of_output_formats_for_the_command_and_the_job() -> None:
     from diar.config import ConfigError, JobConfig
     from diar.formats.writers import OUTPUT_FORMATS, corpus_formats, output_format
 
-    assert list(OUTPUT_FORMATS) == ["rttm", "parquet", "vad"]
+    assert list(OUTPUT_FORMATS) == ["rttm", "parquet", "vad", "exclusive"]
     parser = argparse.ArgumentParser()
     diarize.add_arguments(parser)
     choices = next(a.choices for a in parser._actions if a.dest == "format")
     assert list(choices) == list(OUTPUT_FORMATS)
-    with pytest.raises(FormatError, match=r"unknown output format 'csv'; valid: rttm, parquet, vad"):
+    with pytest.raises(
+        FormatError, match=r"unknown output format 'csv'; valid: rttm, parquet, vad, exclusive"
+    ):
         output_format("csv")
-    with pytest.raises(ConfigError, match=r"out_formats.*rttm, parquet, vad"):
+    with pytest.raises(ConfigError, match=r"out_formats.*rttm, parquet, vad, exclusive"):
         JobConfig(out_formats=["rttm", "csv"]).validate()
     assert [f.name for f in corpus_formats(["vad"])] == ["rttm", "vad"]  # RTTM always, first
     turns = Annotation("r", (Turn("r", 0.5, 1.25, "A"),))
@@ -265,3 +267,10 @@ def test_one_registry_of_output_formats_for_the_command_and_the_job() -> None:
     assert rttm == b"SPEAKER r 1 0.500 0.750 <NA> <NA> A <NA> <NA>\n"
     assert output_format("vad").to_bytes([turns]) == b"r A: [0.50, 1.25]\n"
     assert read_parquet(io.BytesIO(output_format("parquet").to_bytes([turns], "m")))["r"].speakers == ["A"]
+    # the exclusive turns are RTTM in a file of their own
+    exclusive = output_format("exclusive")
+    assert exclusive.exclusive and exclusive.to_bytes([turns]) == rttm
+    assert [f.file_name("corpus") for f in corpus_formats(["exclusive"])] == [
+        "corpus.rttm",
+        "corpus.exclusive.rttm",
+    ]

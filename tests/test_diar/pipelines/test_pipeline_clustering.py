@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -203,3 +205,14 @@ def test_speaker_traces_of_the_bundled_sample(diarizer: ClusteringDiarizer, samp
     a, b = (t.embedding for t in result.traces)
     assert abs(float(a @ a) - 1) < 1e-5 and float(a @ b) < 0.9  # two different voices
     assert all(t.seconds > 10 for t in result.traces)
+
+
+def test_exclusive_turns_of_the_bundled_sample(diarizer: ClusteringDiarizer, sample: np.ndarray) -> None:
+    result = diarizer.diarize(RecordingInput("sim01_2spk", sample))
+    assert result.exclusive is not None
+    assert result.exclusive.speakers == result.annotation.speakers
+    turns = result.exclusive.turns
+    assert all(b.start >= a.end for a, b in itertools.pairwise(turns))  # one at a time
+    ref = read_rttm(SAMPLE / "ref.rttm")
+    der = score(ref, {"sim01_2spk": result.exclusive}, collar=0.25).corpus.der
+    assert der < 0.15, der

@@ -8,6 +8,7 @@ checkpoints: WavLM-SD with the GE2E embedder, and segmentation-3.0 with CAM++.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -402,3 +403,33 @@ def test_windows_of_several_recordings_share_batches_with_the_same_result() -> N
         for a, b in zip(got.pieces, alone.pieces, strict=True):
             assert (a.window, a.local, a.start) == (b.window, b.local, b.start)
             assert np.array_equal(a.probs, b.probs)
+
+
+def speech_frames(annotation: Annotation) -> set[int]:
+    """The 10 ms frames where anyone talks."""
+    return {k for t in annotation for k in range(round(t.start * 100), round(t.end * 100))}
+
+
+def test_exclusive_turns_keep_one_speaker_of_an_overlap_from_the_same_model_outputs(four: np.ndarray) -> None:
+    diarizer, model = tone_diarizer()
+    result = diarizer.diarize(RecordingInput("rec", tones(four)))
+    calls = model.calls
+    assert result.exclusive is not None
+    overlapping, exclusive = result.annotation, result.exclusive
+    assert exclusive.speakers == overlapping.speakers  # named alike
+    for a, b in itertools.pairwise(exclusive.turns):
+        assert b.start >= a.end  # one speaker at a time
+    assert speech_frames(exclusive) == speech_frames(overlapping)  # overlap becomes one speaker's
+    # where one speaker talks, the exclusive turns are as right as the overlap-aware ones
+    single = four.sum(axis=1) == 1
+    hyp = truth_of(exclusive, 190.0)
+    assert frame_errors(four[single], hyp[single]) < 0.01 * four[single].size
+    # postprocess.exclusive gives these turns out, with the overlap-aware ones' names
+    chosen, model = tone_diarizer(**{"postprocess.exclusive": "true"})
+    again = chosen.diarize(RecordingInput("rec", tones(four)))
+    assert again.annotation == exclusive == again.exclusive
+    assert model.calls == calls  # both from one pass of the model
+    assert (
+        tone_diarizer(**{"postprocess.exclusive": "true"})[0].apply(RecordingInput("rec", tones(four)))
+        == exclusive
+    )

@@ -373,3 +373,16 @@ def test_profiles_from_config_enroll_list_and_profile_scp(tmp_path: Path, write_
     assert d.apply(given).speakers == ["p", "q"]
     with pytest.raises(ValueError, match=r"'nobody' has no speaker profiles \(not in profile.profile_scp"):
         d.apply(RecordingInput("nobody", wav, None, *sources.of("nobody")))
+
+
+def test_exclusive_turns_give_the_overlap_to_one_speaker(fake_diarizer: ProfileDiarizer) -> None:
+    wav = tone(300, 0.5, 6, 15) + tone(2000, 4, 10, 15) + tone(300, 11, 14, 15)  # overlap 4-6 s
+    profiles = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    result = fake_diarizer.diarize(RecordingInput("rec", wav, None, profiles, ("alice", "bob")))
+    assert result.exclusive is not None
+    turns = [(t.speaker, t.start, t.end) for t in result.exclusive]
+    assert [t[0] for t in turns] == ["alice", "bob", "alice"], turns
+    (_, a0, a1), (_, b0, b1), (_, c0, c1) = turns
+    assert a1 == b0 and 4.0 <= a1 <= 6.0  # the overlap split at one instant
+    assert (round(a0), round(b1), round(c0), round(c1)) == (0, 10, 11, 14)
+    assert result.annotation != result.exclusive  # the default keeps the overlap
