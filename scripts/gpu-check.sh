@@ -108,11 +108,18 @@ do_prepare() { # REHEARSAL (0|1)
 }
 
 run_half() { # PYTHON WHEEL_DIR: install into a fresh target, run the CUDA tests, measure
-  local py=$1 whl=("$2"/*.whl) rc tests_rc=0
+  local py=$1 whl=("$2"/*.whl) rc tests_rc=0 have want
   mkdir -p "$out"
+  have=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  want=$(sed -n 's/^ *"python_version": "\(.*\)",$/\1/p' "$pack/manifest.json" 2>/dev/null || true)
+  if [ "$2" = "$pack/wheels" ] && [ ${#whl[@]} -gt 0 ] && [ -n "$want" ] && [ "$want" != "$have" ]; then
+    echo "gpu-check: the wheels in $2 are for Python $want, $py is $have: prepare with --python-version $have, or give --wheels" >&2
+    exit 2
+  fi
   phase "run: ${#whl[@]} wheels into a fresh target folder ($("$py" --version 2>&1))"
   if [ ${#whl[@]} -gt 0 ]; then
-    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$work/site" "${whl[@]}"
+    "$py" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --no-cache-dir \
+      --target "$work/site" "${whl[@]}"
   fi
   export PYTHONPATH="$work/site:$ROOT" PYTHONNOUSERSITE=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
   if [ "$tests" = 0 ]; then
