@@ -295,7 +295,7 @@ def test_cuda_matches_cpu(tiny3d: CAMPPlusEmbedder, golden: dict[str, np.ndarray
     out = gpu(windows)
     assert out.dtype == np.float32
     cosine = (out * cpu).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(cpu, axis=1)
-    assert cosine.min() > (0.99999 if autocast == "none" else 0.999)
+    assert cosine.min() > (0.9999 if autocast == "none" else 0.999)  # none: TF32 convolutions allowed
 
 
 # --------------------------------------------------------------------------- CLI
