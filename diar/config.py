@@ -36,7 +36,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 LINKAGES = ("average", "complete", "single", "weighted")
 #: ``embedding.frame_method`` values.
 FRAME_METHODS = ("center", "mean")
-#: ``frame_model.autocast`` values.
+#: ``frame_model.autocast`` and ``embedding.autocast`` values.
 AUTOCAST = ("none", "bf16", "fp16")
 
 
@@ -144,6 +144,8 @@ class EmbeddingConfig:
     model_dir: str | None = None
     device: str = "auto"
     batch_size: int = 64
+    # mixed precision of the embedder's forward passes (none | bf16 | fp16; campplus only)
+    autocast: str = "none"
     window: float = 1.5
     hop: float = 0.75
     # how frames of overlapping windows get their speaker: nearest window "center" or "mean"
@@ -157,6 +159,7 @@ class EmbeddingConfig:
         c.name("name", self.name)
         c.device("device", self.device)
         c.number("batch_size", self.batch_size, 1)
+        c.choice("autocast", self.autocast, AUTOCAST)
         c.number("window", self.window, 0.0, low_open=True)
         c.number("hop", self.hop, 0.0, low_open=True)
         if _positive(self.window) and _positive(self.hop) and self.hop > self.window:

@@ -77,3 +77,26 @@ def save_tiny_wavlm(directory: Path, do_normalize: bool, seed: int = 0, num_labe
         return_attention_mask=True,
     ).save_pretrained(directory)
     return directory
+
+
+def sample_clip(dest: Path, seconds: float) -> Path:
+    """A data set (wav.scp, ref.rttm, uem) in ``dest`` of the bundled sample's first ``seconds``,
+    as 16-bit WAV, its reference turns cut there: a short real recording for benchmark tests."""
+    import soundfile as sf
+
+    sample = REPO / "diar" / "data" / "sample"
+    audio, rate = sf.read(sample / "sim01_2spk.flac", dtype="int16")
+    audio = audio[: round(seconds * rate)]
+    dest.mkdir(parents=True, exist_ok=True)
+    sf.write(dest / "clip.wav", audio, rate, subtype="PCM_16")
+    (dest / "wav.scp").write_text("sim01_2spk clip.wav\n")
+    turns = []
+    for line in (sample / "ref.rttm").read_text().splitlines():
+        fields = line.split()
+        start, end = float(fields[3]), min(float(fields[3]) + float(fields[4]), seconds)
+        if start < end:
+            fields[3:5] = [f"{start:.3f}", f"{end - start:.3f}"]
+            turns.append(" ".join(fields) + "\n")
+    (dest / "ref.rttm").write_text("".join(turns))
+    (dest / "uem").write_text(f"sim01_2spk 1 0.000 {seconds:.3f}\n")
+    return dest

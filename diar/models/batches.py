@@ -1,4 +1,5 @@
-"""What the frame models share: windows run through a network in batches, under autocast."""
+"""What the frame models share: windows run through a network in batches, under autocast (the
+embedders use the autocast names too)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from diar.errors import ModelLoadError
 from diar.models.build import resolve_device, set_torch_threads
 
-#: ``frame_model.autocast`` names -> torch dtypes.
+#: ``frame_model.autocast`` / ``embedding.autocast`` names -> torch dtypes.
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -7,6 +7,7 @@ with :func:`resolve_device` and sets threads with :func:`set_torch_threads`.
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -80,10 +81,24 @@ def build_vad(config: Config) -> VoiceActivityDetector:
 
 
 def build_embedder(config: Config) -> Embedder:
-    """The embedder ``config.embedding.name`` names (model_dir, device from ``config.embedding``)."""
+    """The embedder ``config.embedding.name`` names (model_dir, device, batch_size and autocast
+    from ``config.embedding``).
+
+    Raises:
+        ConfigError: ``embedding.autocast`` asks for mixed precision of an embedder that has none.
+    """
     emb = config.embedding
-    built: Embedder = _lookup(EMBEDDERS, emb.name, "embedding.name")(
-        model_dir=emb.model_dir, device=emb.device, num_threads=config.num_threads
+    factory = _lookup(EMBEDDERS, emb.name, "embedding.name")
+    options: dict[str, Any] = {"batch_size": emb.batch_size}
+    if emb.autocast != "none":
+        if "autocast" not in inspect.signature(factory).parameters:
+            raise ConfigError(
+                f"embedding.autocast: {emb.autocast!r} is not allowed for embedder {emb.name!r}, which "
+                "runs in float32 only; set embedding.autocast=none"
+            )
+        options["autocast"] = emb.autocast
+    built: Embedder = factory(
+        model_dir=emb.model_dir, device=emb.device, num_threads=config.num_threads, **options
     )
     return built
 

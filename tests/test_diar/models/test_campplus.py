@@ -19,8 +19,10 @@ import torch
 from helpers import TEST_DATA
 
 from diar.cli import main
+from diar.config import ConfigError, load_config
 from diar.errors import ModelLoadError
 from diar.models.base import EMBEDDERS, Embedder
+from diar.models.build import build_embedder
 from diar.models.campplus import WEIGHTS, CAMPPlusEmbedder, CAMPPlusParams, Fbank
 
 DATA = TEST_DATA / "campplus"
@@ -252,6 +254,48 @@ def test_masks_and_embed_many_equal_embed_utterance(
     np.testing.assert_allclose(masked[2], single[4], atol=1e-5)
     with pytest.raises(ValueError, match="do not match"):
         tiny3d(windows, masks[:, :100])
+
+
+def test_autocast_keeps_the_embeddings_and_float32_output(
+    tiny3d: CAMPPlusEmbedder, golden: dict[str, np.ndarray]
+) -> None:
+    w2 = pcm(golden, "w2")
+    windows = np.stack([w2[:16000], w2[5000:21000], w2[20000:36000]])
+    exact = tiny3d(windows)
+    for name in ("bf16", "fp16"):
+        mixed = CAMPPlusEmbedder(str(DATA / "tiny_campplus.pt"), device="cpu", autocast=name)(windows)
+        assert mixed.dtype == np.float32
+        cosine = (mixed * exact).sum(1) / np.linalg.norm(mixed, axis=1) / np.linalg.norm(exact, axis=1)
+        assert cosine.min() > 0.999, name
+    with pytest.raises(ModelLoadError, match=r"embedding\.autocast 'fp8'"):
+        CAMPPlusEmbedder(str(DATA / "tiny_campplus.pt"), device="cpu", autocast="fp8")
+
+
+def test_config_gives_the_embedder_its_batch_size_and_autocast() -> None:
+    tiny = str(DATA / "tiny_campplus.pt")
+    config = load_config(
+        None, [f"embedding.model_dir={tiny}", "embedding.batch_size=3", "embedding.autocast=bf16"]
+    )
+    embedder = build_embedder(config)
+    assert isinstance(embedder, CAMPPlusEmbedder)
+    assert embedder.batch_size == 3 and embedder.autocast_dtype == torch.bfloat16
+    with pytest.raises(ConfigError, match=r"embedding\.autocast: 'fp16' is not allowed for embedder 'ge2e'"):
+        build_embedder(load_config(None, ["embedding.name=ge2e", "embedding.autocast=fp16"]))
+    with pytest.raises(ConfigError, match=r"embedding\.autocast"):
+        load_config(None, ["embedding.autocast=fp8"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("autocast", ["none", "bf16", "fp16"])
+def test_cuda_matches_cpu(tiny3d: CAMPPlusEmbedder, golden: dict[str, np.ndarray], autocast: str) -> None:
+    w2 = pcm(golden, "w2")
+    windows = np.stack([w2[:16000], w2[5000:21000], w2[20000:36000]])
+    cpu = tiny3d(windows)
+    gpu = CAMPPlusEmbedder(str(DATA / "tiny_campplus.pt"), device="cuda", autocast=autocast, batch_size=2)
+    out = gpu(windows)
+    assert out.dtype == np.float32
+    cosine = (out * cpu).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(cpu, axis=1)
+    assert cosine.min() > (0.9999 if autocast == "none" else 0.999)  # none: TF32 convolutions allowed
 
 
 # --------------------------------------------------------------------------- CLI
