@@ -15,7 +15,9 @@ commands), and each command is checked against the real thing without running it
   only parsed, never run (they need a cloud, a registry or a Kubernetes cluster; ``ray job
   submit`` against a local head is run by tests/test_jobs/test_job_submit.py);
 * ``pip install`` uses ``-c constraints.txt`` and names extras that diar declares;
-  ``./scripts/*.sh`` exist, are executable and pass ``bash -n``;
+  ``./scripts/*.sh`` (or ``bash scripts/*.sh``) exist, are executable and pass ``bash -n``; a
+  script given arguments checks them itself: ``scripts/gpu-check.sh ... --dry-run`` parses its
+  options and prints the ``diar bench gpu`` commands it would run, which are checked in turn;
 * every file of the repository a command names (``configs/...``, ``diar/data/...``) exists;
 * a few shell utilities (``cd``, ``echo``, ``ls``, ...) only get the path check; any other
   program fails the test: teach this file how to check it.
@@ -294,13 +296,42 @@ def check_pip(args: list[str], where: str) -> None:
                 )
 
 
-def check_script(program: str, where: str) -> None:
+def check_script(program: str, args: list[str], where: str) -> None:
     script = REPO / program
     if not (script.is_file() and os.access(script, os.X_OK)):
         pytest.fail(f"{where}\n  {program} is not an executable file of the repository")
     syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     if syntax.returncode:
         pytest.fail(f"{where}\n  bash -n {program}: {syntax.stderr.strip()}")
+    name = script.resolve().relative_to(REPO).as_posix()
+    if name in SCRIPT_ARGS:
+        SCRIPT_ARGS[name](args, where)
+    elif args:
+        pytest.fail(f"{where}\n  {name} takes arguments here: teach tests/test_docs.py to check them")
+
+
+def check_gpu_check(args: list[str], where: str) -> None:
+    """The script's own option parsing (``--dry-run``: parse, print the commands, run nothing),
+    then the ``diar bench gpu`` commands it prints with that benchmark's parser."""
+    cut = args.index("--") if "--" in args else len(args)
+    dry = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu-check.sh"), *args[:cut], "--dry-run", *args[cut:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if dry.returncode:
+        pytest.fail(f"{where}\n  {dry.stderr.strip()}")
+    printed = [shlex.split(line) for line in dry.stdout.splitlines()]
+    if not printed or any(argv[:3] != ["diar", "bench", "gpu"] for argv in printed):
+        pytest.fail(f"{where}\n  --dry-run printed no diar bench gpu commands: {dry.stdout!r}")
+    for argv in printed:
+        check_argv(argv, f"{where}\n  (runs {shlex.join(argv)})")
+
+
+#: Scripts that take arguments, and how to check them.
+SCRIPT_ARGS: dict[str, Callable[[list[str], str], None]] = {"scripts/gpu-check.sh": check_gpu_check}
 
 
 def check_ray(args: list[str], where: str) -> None:
@@ -391,8 +422,10 @@ def check_argv(argv: list[str], where: str) -> None:
         argv = argv[1:]
     program, args = argv[0], argv[1:]
     check_paths(argv, where)
-    if REPO_PATH.match(program):
-        check_script(program, where)
+    if program == "bash" and args and REPO_PATH.match(args[0]):  # bash SCRIPT ARGS
+        check_script(args[0], args[1:], where)
+    elif REPO_PATH.match(program):
+        check_script(program, args, where)
     elif program in CHECKS:
         CHECKS[program](args, where)
         if program in ("diar", "python", "python3"):
@@ -416,6 +449,22 @@ def test_every_page_is_checked() -> None:
     programs = {c.argv[0] for c in COMMANDS}
     assert {"diar", "python", "ray", "docker", "kubectl", "pip", "./scripts/demo.sh"} <= programs
     assert len(COMMANDS) > 40
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["scripts/gpu-check.sh", "--devcie", "cpu"], "unknown option --devcie"),
+        (["bash", "scripts/gpu-check.sh", "run", "--limit", "all"], "--limit is a number"),
+        (["scripts/gpu-check.sh", "run", "--", "--precision", "fp32"], "unrecognized arguments: --precision"),
+        (["./scripts/demo.sh", "--fast"], "takes arguments here"),
+    ],
+)
+def test_a_scripts_wrong_arguments_fail(argv: list[str], message: str) -> None:
+    """The script check is not only ``bash -n``: the options reach the script's own parser and
+    the benchmark's."""
+    with pytest.raises(pytest.fail.Exception, match=message):
+        check_argv(argv, "example")
 
 
 def test_front_page_is_short_and_starts_with_the_two_commands() -> None:
