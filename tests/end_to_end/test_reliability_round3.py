@@ -1,0 +1,119 @@
+"""Issue 23, the reliability matrix, round 3: no silent half-results, no shrinking corpus, scoring
+and linking that never lie.
+
+Every case runs the real command (``diar ...`` or ``python -m jobs.diarize`` in this process)
+and checks what a user would notice: a recording that cannot be read whole is a failure row
+saying why, never half a recording; a bad scoring input is one line with exit code 2 naming
+the file, the line and the value; a corpus file never loses recordings; every speaker leaves a
+trace. Audio is made here (job_helpers' speech-like tones, or the bundled LibriSpeech sample,
+CC BY 4.0, see diar/data/sample/ATTRIBUTION.md); the job tests use job_helpers' energy diarizer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from audio_containers import zero_rate
+from job_helpers import energy_factory, make_corpus, read_failures_tsv, speechlike
+
+from diar.containers import read_header
+from diar.formats.rttm import read_rttm
+from jobs.diarize import main as job_main
+
+SR = 16000
+
+
+def job_argv(scp: Path, out: Path | str, *extra: str) -> list[str]:
+    return ["--wav-scp", str(scp), "--out", str(out), "--local", "--no-progress", "--num-shards", "2", *extra]
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    """The single line the command wrote to stderr; it must contain every needle."""
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    for needle in needles:
+        assert needle in err[0], err[0]
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+# --------------------------------------------------------------------------- audio
+
+#: Containers whose header declares the length: soundfile format, extension.
+DECLARING = {"aiff": ("AIFF", "aiff"), "rf64": ("RF64", "rf64"), "w64": ("W64", "w64"), "au": ("AU", "au")}
+DECLARING |= {"caf": ("CAF", "caf"), "nist": ("NIST", "nist"), "wav": ("WAV", "wav")}
+
+
+def half_held(path: Path) -> None:
+    """Cut ``path`` to the header and the first half of its audio data (the header still
+    declares all of it)."""
+    data = path.read_bytes()
+    header = read_header(path)
+    assert header is not None and header.present_bytes is not None and header.data_bytes is not None
+    start = len(data) - header.present_bytes
+    path.write_bytes(data[: start + header.data_bytes // 2])
+
+
+@pytest.fixture
+def odd_audio(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A wav.scp of two good recordings, a 20 s recording of every declaring container that
+    holds only 10 s, and one of each whose header rate is 0; expected message per bad one."""
+    folder = tmp_path / "audio"
+    scp = make_corpus(folder, {"good-1": 3.0, "good-2": 2.0})
+    lines = scp.read_text(encoding="utf-8").splitlines()
+    expected: dict[str, str] = {}
+    speech = speechlike(20.0, seed=7)
+    for name, (fmt, ext) in DECLARING.items():
+        cut = folder / f"cut.{ext}"
+        sf.write(cut, speech, SR, format=fmt, subtype="PCM_16")
+        half_held(cut)
+        lines.append(f"cut-{name} {cut}")
+        expected[f"cut-{name}"] = (
+            f"truncated audio: the {name.upper()} header declares {20 * SR} frames, the file holds {10 * SR}"
+        )
+        zero = folder / f"zero.{ext}"
+        sf.write(zero, speech[: 2 * SR], SR, format=fmt, subtype="PCM_16")
+        zero_rate(zero)
+        lines.append(f"zero-{name} {zero}")
+        expected[f"zero-{name}"] = "implausible sample rate 0 Hz in the header (allowed: 1000 to 768000 Hz)"
+    scp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return scp, expected
+
+
+def test_audio_cut_short_or_with_a_rate_of_zero_is_a_failure_row_in_every_container(
+    odd_audio: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    scp, expected = odd_audio
+    out = tmp_path / "out"
+    code = job_main(job_argv(scp, out, "--set", f"job.max_failures={len(expected)}"), energy_factory())
+    assert code == 0
+    rows = {r.reco_id: r for r in read_failures_tsv((out / "failures.tsv").read_text(encoding="utf-8"))}
+    assert sorted(rows) == sorted(expected)
+    for reco_id, message in expected.items():
+        row = rows[reco_id]
+        assert (row.stage, row.error_type) == ("read", "AudioDecodeError"), row
+        assert message in row.message, row
+    assert sorted(read_rttm(out / "corpus.rttm")) == ["good-1", "good-2"]
+    # one more failure than the budget allows: the job says so
+    assert job_main(job_argv(scp, tmp_path / "strict", "--set", "job.max_failures=0"), energy_factory()) == 1
+
+
+def test_whole_files_of_every_declaring_container_are_diarized(tmp_path: Path) -> None:
+    folder = tmp_path / "whole"
+    folder.mkdir()
+    lines = []
+    for name, (fmt, ext) in DECLARING.items():
+        path = folder / f"a.{ext}"
+        sf.write(path, np.stack([speechlike(6.0, seed=3)] * 2, axis=1), SR, format=fmt, subtype="PCM_16")
+        lines.append(f"{name} {path}")
+    scp = folder / "wav.scp"
+    scp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert job_main(job_argv(scp, out), energy_factory()) == 0
+    got = read_rttm(out / "corpus.rttm")
+    assert sorted(got) == sorted(DECLARING)
+    turns = {name: [(t.start, t.end, t.speaker) for t in got[name].turns] for name in DECLARING}
+    assert all(turns[name] == turns["wav"] and turns[name] for name in DECLARING)
