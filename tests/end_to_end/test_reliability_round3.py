@@ -19,6 +19,7 @@ import soundfile as sf
 from audio_containers import zero_rate
 from job_helpers import energy_factory, make_corpus, read_failures_tsv, speechlike
 
+from diar.cli import main as diar_main
 from diar.containers import read_header
 from diar.formats.rttm import read_rttm
 from jobs.diarize import main as job_main
@@ -117,3 +118,93 @@ def test_whole_files_of_every_declaring_container_are_diarized(tmp_path: Path) -
     assert sorted(got) == sorted(DECLARING)
     turns = {name: [(t.start, t.end, t.speaker) for t in got[name].turns] for name in DECLARING}
     assert all(turns[name] == turns["wav"] and turns[name] for name in DECLARING)
+
+
+# --------------------------------------------------------------------------- scoring inputs
+
+REF_LINES = (
+    "SPEAKER r 1 0.000 4.000 <NA> <NA> a <NA> <NA>\n"
+    "SPEAKER r 1 4.000 3.000 <NA> <NA> b <NA> <NA>\n"
+    "SPEAKER q 1 1.000 2.000 <NA> <NA> a <NA> <NA>\n"
+)
+
+
+def score_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, object]:
+    import json
+
+    assert diar_main(["score", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("side", ["ref", "hyp", "both"])
+def test_an_rttm_with_a_byte_order_mark_is_read_whole(
+    side: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain, bom = tmp_path / "plain.rttm", tmp_path / "bom.rttm"
+    plain.write_text(REF_LINES, encoding="utf-8")
+    bom.write_text(REF_LINES, encoding="utf-8-sig")
+    ref = bom if side in ("ref", "both") else plain
+    hyp = bom if side in ("hyp", "both") else plain
+    figures = score_json(capsys, "--ref", str(ref), "--hyp", str(hyp))
+    assert figures["der"] == 0.0 and figures["jer"] == 0.0 and figures["total"] == 9.0
+    assert sorted(read_rttm(bom)) == ["q", "r"] and read_rttm(bom) == read_rttm(plain)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("onset", "1e400", "onset '1e400' is beyond 1e+09 seconds"),
+        ("duration", "1e400", "duration '1e400' is beyond 1e+09 seconds"),
+        ("onset", "1e9999999999", "onset '1e9999999999' is beyond"),
+        ("duration", "inf", "duration 'inf' is not a finite number"),
+        ("onset", "-inf", "onset '-inf' is not a finite number"),
+        ("onset", "NaN", "onset 'NaN' is not a finite number"),
+        ("duration", "0x10", "duration '0x10' is not a finite number"),
+        ("onset", "999999999.5", "the turn ends beyond 1e+09 seconds"),
+    ],
+)
+@pytest.mark.parametrize("side", ["--ref", "--hyp"])
+def test_an_rttm_time_that_is_no_time_is_one_line_naming_file_line_and_value(
+    field: str, value: str, message: str, side: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, bad = tmp_path / "good.rttm", tmp_path / "bad.rttm"
+    good.write_text(REF_LINES, encoding="utf-8")
+    fields = "SPEAKER r 1 2.000 1.000 <NA> <NA> a <NA> <NA>".split()
+    fields[3 if field == "onset" else 4] = value
+    bad.write_text(REF_LINES + " ".join(fields) + "\n", encoding="utf-8")
+    other = "--hyp" if side == "--ref" else "--ref"
+    assert diar_main(["score", side, str(bad), other, str(good)]) == 2
+    one_error_line(capsys, f"{bad}:4:", message)
+
+
+def test_a_uem_time_that_is_no_time_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rttm, uem = tmp_path / "ref.rttm", tmp_path / "uem"
+    rttm.write_text(REF_LINES, encoding="utf-8")
+    uem.write_text("r 1 0 10\nq 1 0 1e400\n", encoding="utf-8")
+    assert diar_main(["score", "--ref", str(rttm), "--hyp", str(rttm), "--uem", str(uem)]) == 2
+    one_error_line(capsys, f"{uem}:2:", "end '1e400' is beyond")
+
+
+@pytest.mark.parametrize("what", ["a directory", "a device", "missing", "binary", "unknown type"])
+@pytest.mark.parametrize("side", ["--ref", "--hyp"])
+def test_a_scoring_input_that_is_no_rttm_is_one_line(
+    what: str, side: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.rttm"
+    good.write_text(REF_LINES, encoding="utf-8")
+    bad = {"a directory": tmp_path, "a device": Path("/dev/zero"), "missing": tmp_path / "gone.rttm"}.get(
+        what
+    )
+    if bad is None:
+        bad = tmp_path / "bad.rttm"
+        bad.write_bytes(b"\0" * 100_000 if what == "binary" else REF_LINES.encode() + b"SPEAKRE r 1 0 1 x\n")
+    expected = {
+        "a directory": "is a directory, not an RTTM file",
+        "a device": "is a character device, not an RTTM file",
+        "missing": "RTTM file does not exist",
+        "binary": "line longer than",
+        "unknown type": ":4: unknown RTTM line type 'SPEAKRE'",
+    }[what]
+    other = "--hyp" if side == "--ref" else "--ref"
+    assert diar_main(["score", side, str(bad), other, str(good)]) == 2
+    one_error_line(capsys, str(bad), expected)
