@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audio_containers import zero_rate
+from helpers import REPO, TINY_CAMPPLUS
 from job_helpers import energy_factory, make_corpus, read_failures_tsv, speechlike
 
 from diar.cli import main as diar_main
@@ -25,6 +26,7 @@ from diar.formats.rttm import read_rttm
 from jobs.diarize import main as job_main
 
 SR = 16000
+SAMPLE = REPO / "diar" / "data" / "sample" / "sim01_2spk.flac"
 
 
 def job_argv(scp: Path, out: Path | str, *extra: str) -> list[str]:
@@ -232,3 +234,39 @@ def test_diar_score_with_a_thousand_speakers_in_one_recording(
     figures = score_json(capsys, "--ref", paths[0], "--hyp", paths[1], "--collar", "0.25")
     assert 0.0 < float(figures["der"]) and 0.0 < float(figures["jer"]) <= 1.0  # type: ignore[arg-type]
     assert sorted(figures["files"]) == ["big"]  # type: ignore[call-overload]
+
+
+# --------------------------------------------------------------------------- embeddings of no voice
+
+
+def test_diar_embed_refuses_what_diar_profiles_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Digital silence, a DC-only file and a 1-sample file have no voice: one failure row each
+    (exit 1), the good file still embedded; ``diar profiles`` refuses each of them the same way."""
+    import kaldiio
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    speech = sf.read(SAMPLE, dtype="float32")[0][: 3 * SR]
+    sf.write(folder / "good.wav", speech, SR, subtype="PCM_16")
+    sf.write(folder / "silence.wav", np.zeros(2 * SR, dtype=np.float32), SR, subtype="PCM_16")
+    sf.write(folder / "dc.wav", np.full(2 * SR, 0.25, dtype=np.float32), SR, subtype="PCM_16")
+    sf.write(folder / "one.wav", np.full(1, 0.5, dtype=np.float32), SR, subtype="PCM_16")
+    bad = ("silence", "dc", "one")
+    tiny = ["--model", "campplus", "--model-dir", str(TINY_CAMPPLUS), "--device", "cpu"]
+    ark = tmp_path / "emb.ark"
+    files = [str(folder / f"{name}.wav") for name in ("good", *bad)]
+    assert diar_main(["embed", *files, "-o", str(ark), *tiny]) == 1
+    err = capsys.readouterr().err
+    rows = [line.split("\t") for line in err.splitlines() if line.startswith("  ")]
+    assert sorted(r[0].strip() for r in rows) == sorted(bad), err
+    for row in rows:
+        assert row[1:3] == ["embed", "NoSpeechError"] and "the audio is silent" in row[3], row
+    assert "Traceback" not in err
+    assert list(kaldiio.load_scp(str(tmp_path / "emb.scp"))) == ["good"]
+    for name in bad:
+        enroll = tmp_path / f"enroll-{name}.scp"
+        enroll.write_text(f"rec spk-{name} {folder / name}.wav\n", encoding="utf-8")
+        assert diar_main(["profiles", "--enroll", str(enroll), "--out", str(tmp_path / "p"), *tiny]) == 2
+        one_error_line(capsys, f"speaker 'spk-{name}' is silent", f"{name}.wav")
