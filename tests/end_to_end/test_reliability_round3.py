@@ -27,6 +27,7 @@ from jobs.diarize import main as job_main
 
 SR = 16000
 SAMPLE = REPO / "diar" / "data" / "sample" / "sim01_2spk.flac"
+DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
 
 
 def job_argv(scp: Path, out: Path | str, *extra: str) -> list[str]:
@@ -270,3 +271,110 @@ def test_diar_embed_refuses_what_diar_profiles_refuses(
         enroll.write_text(f"rec spk-{name} {folder / name}.wav\n", encoding="utf-8")
         assert diar_main(["profiles", "--enroll", str(enroll), "--out", str(tmp_path / "p"), *tiny]) == 2
         one_error_line(capsys, f"speaker 'spk-{name}' is silent", f"{name}.wav")
+
+
+# --------------------------------------------------------------------------- linking
+
+
+@pytest.fixture(scope="module")
+def short_and_long(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two long recordings of the sample's two readers, and 1 s recordings of each reader (less
+    than job.link_min_seconds, less than frame_model.embed_min_seconds)."""
+    folder = tmp_path_factory.mktemp("linking")
+    wav = sf.read(SAMPLE, dtype="float32")[0]
+    cuts = {"long-a": (0.0, 36.0), "long-b": (36.0, 73.0), "short-3005": (48.6, 49.6)}
+    cuts |= {"short-3331": (29.0, 30.0), "short-3331-half": (30.5, 31.0)}
+    lines = []
+    for reco_id, (start, end) in cuts.items():
+        sf.write(folder / f"{reco_id}.wav", wav[round(start * SR) : round(end * SR)], SR, subtype="PCM_16")
+        lines.append(f"{reco_id} {folder / reco_id}.wav")
+    (folder / "wav.scp").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder / "wav.scp"
+
+
+@pytest.mark.slow
+def test_speakers_with_little_speech_leave_a_trace_and_join_a_global_speaker(
+    short_and_long: Path, tmp_path: Path
+) -> None:
+    """The real default pipeline (frame mode): a 1 s recording's speaker has a trace and joins
+    the most similar global speaker of the long recordings (it was a global speaker of its own)."""
+    from diar.formats.speakers import read_speakers
+    from diar.formats.traces import read_traces
+
+    out = tmp_path / "out"
+    argv = job_argv(short_and_long, out, "--set", "job.link_speakers=true", "--config", str(DEFAULT_CONFIG))
+    assert job_main(argv) == 0
+    rows = read_speakers(out / "speakers.tsv")
+    speakers = {(a.reco_id, s) for a in read_rttm(out / "corpus.local.rttm").values() for s in a.speakers}
+    traced = set()
+    for shard in (out / "shards").glob("*.traces.parquet"):
+        ark = shard.with_name(shard.name.replace(".parquet", ".ark"))
+        traced |= {t.key for t, _ in read_traces(ark.read_bytes(), shard.read_bytes())}
+    assert {(r.reco_id, r.speaker) for r in rows} == speakers == traced  # every speaker has a trace
+    glob = {r.reco_id: r.global_speaker for r in rows if r.reco_id.startswith("short")}
+    long_globals = {r.global_speaker for r in rows if r.reco_id.startswith("long")}
+    assert sorted(glob) == ["short-3005", "short-3331", "short-3331-half"]
+    assert set(glob.values()) <= long_globals  # joined, none founded a global speaker
+    assert glob["short-3331"] == glob["short-3331-half"] != glob["short-3005"]
+
+
+@pytest.fixture
+def finished_job(tmp_path: Path) -> Path:
+    """A finished job of 13 recordings in 4 shards (linking off)."""
+    scp = make_corpus(tmp_path / "corpus", {f"rec-{i:02d}": 3.0 + i % 4 for i in range(13)})
+    out = tmp_path / "out"
+    argv = ["--wav-scp", str(scp), "--out", str(out), "--local", "--no-progress", "--num-shards", "4"]
+    assert job_main(argv, energy_factory()) == 0
+    return out
+
+
+def corpus_state(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+
+
+def test_diar_link_in_place_refuses_an_out_with_an_unfinished_shard(
+    finished_job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = finished_job
+    (out / "shards" / "shard-00002.done.json").unlink()  # killed before its done record
+    before = corpus_state(out)
+    assert len(read_rttm(out / "corpus.rttm")) == 13
+    assert diar_main(["link", str(out)]) == 2
+    one_error_line(capsys, str(out), "1 of 4 shards are not finished (shard-00002)", "rerun the job")
+    assert corpus_state(out) == before  # corpus.rttm still has its 13 recordings
+    assert diar_main(["link", str(out), "-o", str(out.parent / "elsewhere")]) == 2
+    one_error_line(capsys, "shard-00002")
+    assert not (out.parent / "elsewhere").exists()
+
+
+def test_diar_link_output_rules(
+    finished_job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = finished_job
+    a_file = tmp_path / "speakers.txt"
+    a_file.write_text("mine\n", encoding="utf-8")
+    assert diar_main(["link", str(out), "-o", str(a_file)]) == 2
+    one_error_line(capsys, f"-o {a_file}", "is a regular file, not a folder")
+    assert diar_main(["link", str(out), "-o", str(a_file / "sub")]) == 2
+    one_error_line(capsys, "cannot create the folder")
+    assert a_file.read_text(encoding="utf-8") == "mine\n"
+    # another job's folder: its corpus files would be replaced by OUT's recordings
+    other = tmp_path / "other"
+    scp = make_corpus(tmp_path / "c2", {"x": 3.0, "y": 4.0})
+    assert job_main(job_argv(scp, other), energy_factory()) == 0
+    before = corpus_state(other)
+    assert diar_main(["link", str(out), "-o", str(other)]) == 2
+    one_error_line(capsys, "is the output folder of a job")
+    assert corpus_state(other) == before
+    # a folder of the user's own files
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep\n", encoding="utf-8")
+    assert diar_main(["link", str(out), "-o", str(mine)]) == 2
+    one_error_line(capsys, "holds files diar link does not write (notes.txt)")
+    # new, then the same again (an earlier -o of diar link may be replaced)
+    fresh = tmp_path / "linked"
+    assert diar_main(["link", str(out), "-o", str(fresh)]) == 0
+    first = corpus_state(fresh)
+    assert diar_main(["link", str(out), "-o", str(fresh)]) == 0
+    assert corpus_state(fresh) == first and len(read_rttm(fresh / "corpus.rttm")) == 13
