@@ -378,3 +378,41 @@ def test_diar_link_output_rules(
     first = corpus_state(fresh)
     assert diar_main(["link", str(out), "-o", str(fresh)]) == 0
     assert corpus_state(fresh) == first and len(read_rttm(fresh / "corpus.rttm")) == 13
+
+
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        (
+            "clustering:\n  method: spectral\nembedding:\n  window: 1.5\nclustering:\n  threshold: 0.5\n",
+            5,
+            "clustering",
+        ),
+        ("clustering:\n  method: spectral\n  method: agglomerative\n", 3, "method"),
+        ("job:\n  out_formats: [rttm]\n  max_failures: 2\n  max_failures: 0\n", 4, "max_failures"),
+        ("embedding: {window: 1.5, window: 2.0}\n", 1, "window"),
+    ],
+)
+def test_a_config_key_given_twice_is_refused_with_file_and_line(
+    text: str, line: int, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "dup.yaml"
+    config.write_text(text, encoding="utf-8")
+    scp = make_corpus(tmp_path / "c", {"a": 2.0})
+    out = tmp_path / "out"
+    assert diar_main(["diarize", str(scp), "-o", str(tmp_path / "x.rttm"), "--config", str(config)]) == 2
+    one_error_line(capsys, f"{config}:{line}: duplicate key '{key}'")
+    assert job_main(job_argv(scp, out, "--config", str(config)), energy_factory()) == 2
+    one_error_line(capsys, f"{config}:{line}: duplicate key '{key}'")
+    assert not out.exists() and not (tmp_path / "x.rttm").exists()
+
+
+def test_yaml_merge_keys_may_still_be_overridden() -> None:
+    """``<<: *base`` then a key of base: YAML's override, not a duplicate."""
+    from diar.config import safe_load
+
+    text = "base: &base\n  method: spectral\n  threshold: 0.5\nclustering:\n  <<: *base\n  threshold: 0.7\n"
+    assert safe_load(text, "merge.yaml")["clustering"] == {"method": "spectral", "threshold": 0.7}
