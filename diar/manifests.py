@@ -26,7 +26,7 @@ import stat
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
@@ -269,18 +269,19 @@ def _parse_float(line: Line, value: str, what: str) -> float:
     return float(parse_seconds(line, value, what))
 
 
+#: A decimal number as md-eval and pyannote read one: digits, a point, an exponent (ASCII only).
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
 def parse_seconds(line: Line, value: str, what: str) -> Decimal:
     """A time field of ``line`` (seconds, exact as written), or the error naming file, line and value.
 
     Raises:
         ManifestError: not a number, not finite, or beyond :data:`~diar.types.MAX_SECONDS`.
     """
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise line.error(f"{what} {quote(value)} is not a finite number") from None
-    if not number.is_finite():
+    if _DECIMAL.fullmatch(value) is None:  # Decimal alone takes "1_0", "Infinity", "sNaN", ...
         raise line.error(f"{what} {quote(value)} is not a finite number")
+    number = Decimal(value)
     if number.copy_abs() > Decimal(MAX_SECONDS):  # no arithmetic: 1e9999999999 would overflow
         raise line.error(f"{what} {quote(value)} is beyond {MAX_SECONDS:.0e} seconds (31 years): not a time")
     return number

@@ -163,6 +163,8 @@ def test_an_rttm_with_a_byte_order_mark_is_read_whole(
         ("onset", "-inf", "onset '-inf' is not a finite number"),
         ("onset", "NaN", "onset 'NaN' is not a finite number"),
         ("duration", "0x10", "duration '0x10' is not a finite number"),
+        ("onset", "1_0", "onset '1_0' is not a finite number"),  # Python's float and Decimal take it
+        ("duration", "Infinity", "duration 'Infinity' is not a finite number"),
         ("onset", "999999999.5", "the turn ends beyond 1e+09 seconds"),
     ],
 )
