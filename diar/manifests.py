@@ -388,7 +388,7 @@ def read_reco2num_spk(path: PathLike) -> dict[str, int]:
     for line in _table(path, 2, "<reco-id> <num-speakers>", problems):
         with problems.catch():
             reco_id, value = line.fields
-            if not value.isdigit() or int(value) < 1:
+            if not (value.isascii() and value.isdigit()) or int(value) < 1:
                 raise line.error(f"speaker count {quote(value)} is not a positive integer")
             _unique(line, reco_id, seen)
             out[reco_id] = int(value)
