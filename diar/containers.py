@@ -297,7 +297,11 @@ def _nist(r: _Reader, head: bytes) -> Header | None:
 
     def number(key: str) -> int | None:
         value = fields.get(key)
-        return int(value) if value is not None and value.lstrip("-").isascii() and value.lstrip("-").isdigit() else None
+        return (
+            int(value)
+            if value is not None and value.lstrip("-").isascii() and value.lstrip("-").isdigit()
+            else None
+        )
 
     rate, count = number("sample_rate"), number("sample_count")
     channels, sample = number("channel_count") or 1, number("sample_n_bytes")

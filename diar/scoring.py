@@ -401,18 +401,17 @@ def _cooccurrence(p: _Prepared) -> sparse.csr_array:
 
 
 def _activity(
-    p: _Prepared,
-) -> tuple[sparse.csc_array, sparse.csc_array, np.ndarray, np.ndarray, sparse.csr_array]:
-    """Where each speaker talks, in scored seconds: (ref_on (K, R), hyp_on (K, H) as 0/1 floats,
-    ref_time (R,), hyp_time (H,), shared (R, H) sparse seconds both talk)."""
-    ref_on = _active(p.ref_counts)
-    hyp_on = _active(p.hyp_counts)
-    ref_time = ref_on.T @ p.weights
-    hyp_time = hyp_on.T @ p.weights
+    ref_counts: sparse.csc_array, hyp_counts: sparse.csc_array, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, sparse.csr_array]:
+    """Where each speaker talks, in scored seconds: ref_time (R,), hyp_time (H,) and shared
+    (R, H) sparse, the seconds both speakers of a pair talk (turn multiplicity ignored)."""
+    ref_on, hyp_on = _active(ref_counts), _active(hyp_counts)
+    ref_time = ref_on.T @ weights
+    hyp_time = hyp_on.T @ weights
     # row r of ref_on.T sums w over its intervals in the order ref_time does, so that a
     # hypothesis speaker identical to a reference speaker shares exactly its time
-    shared = sparse.csr_array(ref_on.T @ hyp_on.multiply(p.weights[:, None]))
-    return ref_on, hyp_on, ref_time, hyp_time, shared
+    shared = sparse.csr_array(ref_on.T @ hyp_on.multiply(weights[:, None]))
+    return ref_time, hyp_time, shared
 
 
 def _active(counts: sparse.csc_array) -> sparse.csc_array:
@@ -434,8 +433,8 @@ def _pair_errors(
     rows, cols, both = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
     keep = both > 0
     rows, cols, both = rows[keep], cols[keep], both[keep]
-    # summed apart so that identical speakers give exactly 0
-    differ = (ref_time[rows] - both) + (hyp_time[cols] - both)
+    # summed apart so that identical speakers give exactly 0 (and never below it by rounding)
+    differ = np.maximum(ref_time[rows] - both, 0.0) + np.maximum(hyp_time[cols] - both, 0.0)
     return rows, cols, differ / (both + differ)
 
 
@@ -451,12 +450,11 @@ def _jaccard_errors(
     Returns:
         shape (R,): Jaccard error of each reference speaker (1 when unmapped).
     """
-    p = _Prepared([], [], ref_counts, hyp_counts, weights)
     num_ref, num_hyp = ref_counts.shape[1], hyp_counts.shape[1]
     errors = np.ones(num_ref)
     if num_ref == 0 or num_hyp == 0:
         return errors
-    _, _, ref_time, hyp_time, shared = _activity(p)
+    ref_time, hyp_time, shared = _activity(ref_counts, hyp_counts, weights)
     rows, cols, pair = _pair_errors(ref_time, hyp_time, shared)
     return _min_jaccard(rows, cols, pair, num_ref, num_hyp)[0]
 
@@ -504,7 +502,7 @@ def _score_corpus(prepared: Mapping[str, _Prepared]) -> ScoringResult:
         h = np.asarray([hyp_index[s] for s in p.hyp_labels], dtype=np.int64)
         cooc = sparse.coo_array(_cooccurrence(p))
         cooc_parts.append((h[cooc.row], r[cooc.col], cooc.data))
-        _, _, ref_here, hyp_here, shared = _activity(p)
+        ref_here, hyp_here, shared = _activity(p.ref_counts, p.hyp_counts, p.weights)
         ref_time[r] += ref_here
         hyp_time[h] += hyp_here
         both = sparse.coo_array(shared)
