@@ -16,7 +16,9 @@ window with memory independent of its length.
 Every failure is a typed :class:`~diar.errors.AudioError` naming the recording:
 
 * :class:`AudioNotFoundError`: no such file, or the URL answers 404;
-* :class:`AudioDecodeError`: zero-byte, truncated or corrupt file, text named ``.wav``;
+* :class:`AudioDecodeError`: zero-byte, truncated or corrupt file, text named ``.wav``
+  (a file holding less audio than its header declares, in every container
+  :mod:`diar.containers` reads, is truncated: libsndfile alone would read it as shorter);
 * :class:`EmptyAudioError`: a valid file with 0 samples;
 * :class:`InvalidSamplesError`: NaN or infinite samples.
 
@@ -31,11 +33,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import re
 import shutil
 import stat
-import struct
 import subprocess
 import tempfile
 import threading
@@ -46,6 +48,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from diar.containers import read_header
 from diar.errors import (
     AudioDecodeError,
     AudioError,
@@ -154,13 +157,14 @@ def _check_local_file(path: str, reco_id: str | None, source: str) -> None:
         raise AudioNotFoundError(reco_id, source, "file is not readable (permission denied)")
 
 
-def check_sample_rate(rate: int, reco_id: str | None, source: str) -> None:
+def check_sample_rate(rate: float, reco_id: str | None, source: str) -> None:
     """Raise AudioDecodeError for a header rate outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]."""
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # NaN too
+        shown = int(rate) if math.isfinite(rate) and rate == int(rate) else rate
         raise AudioDecodeError(
             reco_id,
             source,
-            f"implausible sample rate {rate} Hz in the header (allowed: {MIN_SAMPLE_RATE} to "
+            f"implausible sample rate {shown} Hz in the header (allowed: {MIN_SAMPLE_RATE} to "
             f"{MAX_SAMPLE_RATE} Hz); the header is corrupt",
         )
 
@@ -245,47 +249,22 @@ def _run_pipe(command: str, reco_id: str | None, allow_pipes: bool, out: IO[byte
             )
 
 
-def _check_wav_complete(f: IO[bytes] | str, reco_id: str | None, source: str) -> None:
-    """Raise AudioDecodeError if a RIFF/WAVE file's data chunk is shorter than its header says.
+def _check_header(f: IO[bytes] | str, reco_id: str | None, source: str) -> None:
+    """Raise AudioDecodeError for a header rate outside the allowed range, or for a file that
+    holds less audio than its header declares, in every container :mod:`diar.containers` reads.
 
-    libsndfile silently clamps a truncated WAV to the bytes present, which would
-    diarize half a recording without a word; compare the declared size instead.
-    Streaming writers that leave the size unknown (0, 0xFFFFFFFF, or sox's
-    placeholder near 2**31) are accepted.
+    libsndfile silently clamps a cut WAV, RF64, W64, AIFF, AU, ... to the bytes present, which
+    would diarize half a recording without a word, and fails a rate of 0 with an internal
+    message; the header is read here first. Sizes that streaming writers leave unknown are
+    accepted.
     """
-    own = isinstance(f, str)
-    fh: IO[bytes] = open(f, "rb") if isinstance(f, str) else f
-    try:
-        start = fh.tell()
-        head = fh.read(12)
-        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-            return
-        endian = "<" if head[:4] == b"RIFF" else ">"
-        pos = 12
-        while True:
-            chunk = fh.read(8)
-            if len(chunk) < 8:
-                return  # no data chunk: libsndfile reports that itself
-            cid, size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
-            if cid == b"data":
-                if size == 0 or size >= 0x7FFF0000:
-                    return
-                fh.seek(0, os.SEEK_END)
-                present = fh.tell() - start - (pos + 8)
-                if present < size:
-                    raise AudioDecodeError(
-                        reco_id,
-                        source,
-                        f"truncated WAV: header declares {size} data bytes, file holds {present}",
-                    )
-                return
-            pos += 8 + size + (size & 1)
-            fh.seek(start + pos)
-    finally:
-        if own:
-            fh.close()
-        else:
-            fh.seek(0)
+    header = read_header(f)
+    if header is None:
+        return
+    if header.sample_rate is not None:
+        check_sample_rate(header.sample_rate, reco_id, source)
+    if header.truncated:
+        raise AudioDecodeError(reco_id, source, f"truncated audio: {header.shortfall()}")
 
 
 def _open_soundfile(handle: str | IO[bytes], reco_id: str | None, source: str) -> sf.SoundFile:
@@ -309,6 +288,9 @@ def audio_duration(source: str, reco_id: str | None = None, allow_pipes: bool = 
         if seconds is not None:
             return seconds
     with _open_source(source, reco_id, allow_pipes) as handle:
+        header = read_header(handle)
+        if header is not None and header.sample_rate is not None:
+            check_sample_rate(header.sample_rate, reco_id, source)
         with _open_soundfile(handle, reco_id, source) as f:
             check_sample_rate(int(f.samplerate), reco_id, source)
             return float(f.frames) / float(f.samplerate)
@@ -529,7 +511,7 @@ def _decoding(
     if quality not in ("HQ", "VHQ"):
         raise ValueError(f"quality must be 'HQ' or 'VHQ', got {quality!r}")
     with _open_source(source, reco_id, allow_pipes) as handle:
-        _check_wav_complete(handle, reco_id, source)
+        _check_header(handle, reco_id, source)
         with _open_soundfile(handle, reco_id, source) as f:
             yield f, _decode(f, sample_rate, reco_id, source, block, quality)
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 
 from diar.errors import DiarError, one_line
 
+logger = logging.getLogger(__name__)
+
 #: Subcommands in the order ``diar --help`` lists them.
 COMMANDS = ("diarize", "embed", "profiles", "run", "link", "score", "attribute", "bench")
 
@@ -47,7 +49,12 @@ def add_verbose(parser: argparse.ArgumentParser) -> None:
 
 def run_command(prog: str, args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
     """Set up logging (``args.verbose``), run, and turn a :class:`DiarError` into one line on
-    stderr and exit code 2 (130 for Ctrl-C)."""
+    stderr and exit code 2 (130 for Ctrl-C).
+
+    No traceback reaches the user: an OSError no check foresaw (permissions, a full disk) is
+    one line with exit code 2 as well, and any other exception, a bug in diar, one line saying
+    so with exit code 1 (its traceback is logged at debug level: ``-vv`` shows it).
+    """
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -57,6 +64,21 @@ def run_command(prog: str, args: argparse.Namespace, run: Callable[[argparse.Nam
     except DiarError as e:
         sys.stderr.write(one_line(f"{prog}: error: {e}") + "\n")
         return 2
+    except OSError as e:
+        logger.debug("%s failed", prog, exc_info=True)
+        where = f": {e.filename}" if e.filename else ""
+        sys.stderr.write(one_line(f"{prog}: error: {e.strerror or e}{where}") + "\n")
+        return 2
+    except Exception as e:  # a bug: one line, and the traceback for whoever asks with -vv
+        logger.debug("%s failed", prog, exc_info=True)
+        sys.stderr.write(
+            one_line(
+                f"{prog}: internal error: {type(e).__name__}: {e} (a bug in diar: rerun with -vv for the "
+                "traceback and report it)"
+            )
+            + "\n"
+        )
+        return 1
 
 
 def entry_point(

@@ -652,6 +652,37 @@ def _expanded_size(root: yaml.Node, limit: int) -> int:
     return size(root)
 
 
+def _check_unique_keys(root: yaml.Node, what: str) -> None:
+    """Raise ConfigError naming the line of a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys without a word (a second ``clustering:`` section
+    would silently drop the first); YAML 1.2 says keys are unique. Merge keys (``<<``) and
+    the keys they bring in may be overridden, as YAML allows.
+    """
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                todo.extend((key, value))
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                line = key.start_mark.line + 1
+                if (key.tag, key.value) in first:
+                    raise ConfigError(
+                        f"{what}:{line}: duplicate key {quote(key.value)} (first on line "
+                        f"{first[(key.tag, key.value)]}); YAML keeps only the last, so give each key once"
+                    )
+                first[(key.tag, key.value)] = line
+
+
 def safe_load(text: str, what: str) -> Any:
     """``yaml.safe_load(text)``, refusing aliases that expand beyond :data:`MAX_YAML_NODES`.
 
@@ -673,6 +704,7 @@ def safe_load(text: str, what: str) -> Any:
             raise ConfigError(
                 f"{what}: its YAML aliases (*name) expand to more than {MAX_YAML_NODES} values; refused"
             )
+        _check_unique_keys(node, what)
         try:
             return loader.construct_document(node)
         except yaml.YAMLError as e:

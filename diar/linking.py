@@ -655,8 +655,13 @@ def link_annotations(
             rows.append(None)
             num += 1
     if len(keys) > len(ordered):
-        logger.info(
-            "%d speakers have no trace: each is a global speaker of its own", len(keys) - len(ordered)
+        missing = [f"{r}/{s}" for r, s in keys if (r, s) not in by_key]
+        logger.warning(
+            "%d speakers have no trace (no speech of their own to embed: %s%s); each is a global "
+            "speaker of its own",
+            len(missing),
+            ", ".join(missing[:3]),
+            ", ..." if len(missing) > 3 else "",
         )
     labels = global_labels(cluster, rows)
     return [SpeakerLink(r, s, g, seconds[(r, s)]) for (r, s), g in zip(keys, labels, strict=True)]

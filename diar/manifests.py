@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import math
 import os
 import re
 import stat
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
@@ -34,6 +34,7 @@ import numpy as np
 
 from diar.audio import is_pipe, is_url
 from diar.errors import InputError, ManifestError, ProfileError, quote, shorten
+from diar.types import MAX_SECONDS
 
 PathLike = str | os.PathLike[str]
 
@@ -112,52 +113,64 @@ def _control_character(text: str) -> str | None:
     return None
 
 
+def _article(noun: str) -> str:
+    """ "a" or "an" before ``noun`` as it is read aloud (an RTTM file, a UEM file, an audio file)."""
+    if noun[:2].isupper():  # an acronym, spelled out: an RTTM, a UEM
+        return "an" if noun[:1] in "AEFHILMNORSX" else "a"
+    spoken_vowel = noun[:1].lower() in "aeiou"
+    return "an" if spoken_vowel else "a"
+
+
 def describe_path_error(exc: OSError, what: str) -> str:
     """Why ``what`` cannot be opened, saying what the path is (missing, a folder, a symlink loop)."""
     if isinstance(exc, FileNotFoundError):
         return f"{what} does not exist"
     if isinstance(exc, IsADirectoryError):
-        return f"is a directory, not a {what}"
+        return f"is a directory, not {_article(what)} {what}"
     if exc.errno == errno.ELOOP:
         return "is a symbolic link loop (too many levels of symbolic links)"
     return f"cannot read {what}: {exc.strerror or exc}"
 
 
-def iter_lines(path: PathLike, problems: LineProblems | None = None) -> Iterator[Line]:
-    """Yield the non-blank lines of a UTF-8 manifest, split on whitespace.
+def iter_lines(
+    source: PathLike | IO[str], problems: LineProblems | None = None, what: str = "manifest file"
+) -> Iterator[Line]:
+    """Yield the non-blank lines of a UTF-8 text file (a manifest, an RTTM, ...), split on whitespace.
 
-    A line that is not UTF-8 or holds a control character (NUL, ESC, ...) is malformed:
-    given ``problems`` it is recorded there and skipped, else raised. A line longer than
-    :data:`MAX_LINE_BYTES` stops the reading at once (the file is not a manifest).
+    ``source`` is a path or an open text file. A byte-order mark before the first line is
+    dropped (Windows editors write one). A line that is not UTF-8 or holds a control
+    character (NUL, ESC, ...) is malformed: given ``problems`` it is recorded there and
+    skipped, else raised. A line longer than :data:`MAX_LINE_BYTES` stops the reading at once
+    (the file is not text); so does a path that is a folder, a device or a socket.
+
+    Args:
+        what: what the file is, for the errors about the file itself ("RTTM file", ...).
     """
-    name = os.fspath(path)
+    if not isinstance(source, (str, os.PathLike)):
+        yield from _iter_text_lines(source, problems)
+        return
+    name = os.fspath(source)
     try:
         f = open(name, "rb")
     except OSError as exc:
-        raise ManifestError(name, None, describe_path_error(exc, "manifest file")) from exc
+        raise ManifestError(name, None, describe_path_error(exc, what)) from exc
     mode = os.fstat(f.fileno()).st_mode
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):  # a FIFO is fine: <(cmd)
         from diar.outputs import kind_of
 
         f.close()
-        raise ManifestError(name, None, f"is {kind_of(mode)}, not a manifest file")
+        raise ManifestError(name, None, f"is {kind_of(mode)}, not {_article(what)} {what}")
     number = 0
     with f:
         while True:
             try:
                 chunk = f.readline(MAX_LINE_BYTES + 1)
             except OSError as exc:
-                raise ManifestError(name, None, describe_path_error(exc, "manifest file")) from exc
+                raise ManifestError(name, None, describe_path_error(exc, what)) from exc
             if not chunk:
                 return
             if len(chunk) > MAX_LINE_BYTES:
-                raise ManifestError(
-                    name,
-                    number + 1,
-                    f"line longer than {MAX_LINE_BYTES} bytes: not a text manifest "
-                    "(audio or other binary data?)",
-                    chunk[:64],
-                )
+                raise _long_line(name, number + 1, chunk[:64])
             for raw in chunk.splitlines():  # as bytes.splitlines: \n, \r\n and \r end a line
                 number += 1
                 try:
@@ -171,11 +184,49 @@ def iter_lines(path: PathLike, problems: LineProblems | None = None) -> Iterator
                     yield line
 
 
+def _iter_text_lines(f: IO[str], problems: LineProblems | None) -> Iterator[Line]:
+    """:func:`iter_lines` of an open text file."""
+    name = str(getattr(f, "name", "<stream>"))
+    number = 0
+    while True:
+        chunk = f.readline(MAX_LINE_BYTES + 1)
+        if not chunk:
+            return
+        if len(chunk) > MAX_LINE_BYTES:
+            raise _long_line(name, number + 1, chunk[:64])
+        for text in chunk.splitlines():
+            number += 1
+            if number == 1:
+                text = text.removeprefix("\ufeff")
+            try:
+                line = _split_line(name, number, text)
+            except ManifestError as error:
+                if problems is None:
+                    raise
+                problems.add(error)
+                continue
+            if line is not None:
+                yield line
+
+
+def _long_line(name: str, number: int, start: str | bytes) -> ManifestError:
+    return ManifestError(
+        name,
+        number,
+        f"line longer than {MAX_LINE_BYTES} bytes: not a text file (audio or other binary data?)",
+        start,
+    )
+
+
 def _decode_line(name: str, number: int, raw: bytes) -> Line | None:
     try:
         text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
     except UnicodeDecodeError as exc:
         raise ManifestError(name, number, "line is not valid UTF-8", raw) from exc
+    return _split_line(name, number, text)
+
+
+def _split_line(name: str, number: int, text: str) -> Line | None:
     fields = tuple(text.split())
     if not fields:
         return None
@@ -215,12 +266,24 @@ def resolve_source(value: str, base_dir: PathLike) -> str:
 
 
 def _parse_float(line: Line, value: str, what: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise line.error(f"{what} {quote(value)} is not a number") from None
-    if not math.isfinite(number):
-        raise line.error(f"{what} {quote(value)} is not finite")
+    return float(parse_seconds(line, value, what))
+
+
+#: A decimal number as md-eval and pyannote read one: digits, a point, an exponent (ASCII only).
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def parse_seconds(line: Line, value: str, what: str) -> Decimal:
+    """A time field of ``line`` (seconds, exact as written), or the error naming file, line and value.
+
+    Raises:
+        ManifestError: not a number, not finite, or beyond :data:`~diar.types.MAX_SECONDS`.
+    """
+    if _DECIMAL.fullmatch(value) is None:  # Decimal alone takes "1_0", "Infinity", "sNaN", ...
+        raise line.error(f"{what} {quote(value)} is not a finite number")
+    number = Decimal(value)
+    if number.copy_abs() > Decimal(MAX_SECONDS):  # no arithmetic: 1e9999999999 would overflow
+        raise line.error(f"{what} {quote(value)} is beyond {MAX_SECONDS:.0e} seconds (31 years): not a time")
     return number
 
 
@@ -325,7 +388,7 @@ def read_reco2num_spk(path: PathLike) -> dict[str, int]:
     for line in _table(path, 2, "<reco-id> <num-speakers>", problems):
         with problems.catch():
             reco_id, value = line.fields
-            if not value.isdigit() or int(value) < 1:
+            if not (value.isascii() and value.isdigit()) or int(value) < 1:
                 raise line.error(f"speaker count {quote(value)} is not a positive integer")
             _unique(line, reco_id, seen)
             out[reco_id] = int(value)

@@ -5,6 +5,14 @@ boundary cuts the timeline into elementary intervals on which the number of acti
 turns of every speaker is constant, and each quantity is a duration-weighted sum
 over those intervals. There is no frame grid.
 
+Memory grows with the turns, never with speakers x intervals: who talks on each interval
+is a sparse matrix (an entry per interval a speaker talks in), and co-occurrence and
+Jaccard intersections are sparse speaker x speaker matrices with an entry per pair that
+talks together. Only the Hungarian mapping needs a dense speakers x speakers matrix; above
+:data:`DENSE_MAPPING_CELLS` it is solved per block of speakers who talk together (the same
+optimum), and a block above :data:`MAX_MAPPING_CELLS` is refused. 1 000 speakers with 3 000
+turns in one recording score in under a second and about 100 MB.
+
 Conventions: those of pyannote.metrics, which the tests use as the golden reference
 (the numbers agree with ``pyannote.metrics`` 4.x to float precision). They are NIST
 md-eval's except in two points, both noted below: the speaker mapping is found after
@@ -61,6 +69,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
 from diar.errors import DiarError, quote
@@ -261,14 +270,18 @@ def score_recording(
 
 @dataclass(frozen=True)
 class _Prepared:
-    """One recording cut into elementary intervals: who is active on each, and its scored seconds."""
+    """One recording cut into elementary intervals: who is active on each, and its scored seconds.
+
+    The count matrices are sparse (an entry per interval a speaker talks in), so memory grows
+    with the turns and their overlap, never with speakers x intervals.
+    """
 
     #: Speakers with scored time; column j of the count matrices is speaker j.
     ref_labels: list[str]
     hyp_labels: list[str]
-    #: shape (K, R) and (K, H): active turns of each speaker on each interval
-    ref_counts: np.ndarray
-    hyp_counts: np.ndarray
+    #: shape (K, R) and (K, H), sparse CSC int64: active turns of each speaker on each interval
+    ref_counts: sparse.csc_array
+    hyp_counts: sparse.csc_array
     #: shape (K,): scored seconds of each interval
     weights: np.ndarray
 
@@ -308,7 +321,7 @@ def _prepare(
 
 def _on_region(ref: list[Turn], hyp: list[Turn], region: list[Interval]) -> _Prepared:
     if not region:
-        empty = np.zeros((0, 0), dtype=np.int64)
+        empty = sparse.csc_array((0, 0), dtype=np.int64)
         return _Prepared([], [], empty, empty, np.zeros(0))
     ref_labels = sorted({t.speaker for t in ref})
     hyp_labels = sorted({t.speaker for t in hyp})
@@ -321,7 +334,7 @@ def _on_region(ref: list[Turn], hyp: list[Turn], region: list[Interval]) -> _Pre
     # shape: (K,) durations of the elementary intervals between consecutive boundaries
     durations = np.diff(times)
     # shape: (K,) True where the interval is scored
-    scored = _interval_counts(times, region, [0] * len(region), 1)[:, 0] > 0
+    scored = _covered(times, region)
     weights = np.where(scored, durations, 0.0)
     # shape: (K, R) and (K, H): number of active turns of each speaker on each interval
     ref_column = {s: i for i, s in enumerate(ref_labels)}
@@ -333,10 +346,10 @@ def _on_region(ref: list[Turn], hyp: list[Turn], region: list[Interval]) -> _Pre
         times, [(t.start, t.end) for t in hyp], [hyp_column[t.speaker] for t in hyp], len(hyp_labels)
     )
     # Speakers with no scored time do not exist for the metric (pyannote crops them away).
-    ref_keep = weights @ ref_counts > 0
-    hyp_keep = weights @ hyp_counts > 0
-    ref_counts = ref_counts[:, ref_keep]
-    hyp_counts = hyp_counts[:, hyp_keep]
+    ref_keep = ref_counts.T @ weights > 0
+    hyp_keep = hyp_counts.T @ weights > 0
+    ref_counts = sparse.csc_array(ref_counts[:, ref_keep])
+    hyp_counts = sparse.csc_array(hyp_counts[:, hyp_keep])
     ref_labels = [s for s, k in zip(ref_labels, ref_keep, strict=True) if k]
     hyp_labels = [s for s, k in zip(hyp_labels, hyp_keep, strict=True) if k]
     return _Prepared(ref_labels, hyp_labels, ref_counts, hyp_counts, weights)
@@ -344,19 +357,24 @@ def _on_region(ref: list[Turn], hyp: list[Turn], region: list[Interval]) -> _Pre
 
 def _score_per_file(p: _Prepared) -> Score:
     """The recording's score with its own optimal mapping."""
-    mapping = _overlap_mapping(p.ref_counts, p.hyp_counts, p.weights)
-    jaccard_errors = _jaccard_errors(p.ref_counts > 0, p.hyp_counts > 0, p.weights)
+    mapping = _mapping_from_cooc(_cooccurrence(p))
+    jaccard_errors = _jaccard_errors(p.ref_counts, p.hyp_counts, p.weights)
     return _score_mapped(p, mapping, float(jaccard_errors.sum()))
 
 
 def _score_mapped(p: _Prepared, mapping: Sequence[tuple[int, int]], jaccard_error_sum: float) -> Score:
     """DER components of a recording under ``mapping`` ((ref column, hyp column) pairs)."""
     ref_counts, hyp_counts, weights = p.ref_counts, p.hyp_counts, p.weights
-    n_ref = ref_counts.sum(axis=1)
-    n_hyp = hyp_counts.sum(axis=1)
+    n_ref = _row_sums(ref_counts)  # shape: (K,)
+    n_hyp = _row_sums(hyp_counts)
     correct = np.zeros_like(n_ref)
-    for r, h in mapping:
-        correct += np.minimum(ref_counts[:, r], hyp_counts[:, h])
+    if mapping:
+        rows = np.asarray([r for r, _ in mapping], dtype=np.int64)
+        cols = np.asarray([h for _, h in mapping], dtype=np.int64)
+        # shape: (K, M) matched turns of each mapped pair on each interval
+        correct = _row_sums(
+            sparse.csc_array(ref_counts[:, rows]).minimum(sparse.csc_array(hyp_counts[:, cols]))
+        )
     total = float(weights @ n_ref)
     missed = float(weights @ np.maximum(n_ref - n_hyp, 0))
     false_alarm = float(weights @ np.maximum(n_hyp - n_ref, 0))
@@ -372,6 +390,95 @@ def _score_mapped(p: _Prepared, mapping: Sequence[tuple[int, int]], jaccard_erro
     )
 
 
+def _row_sums(m: sparse.csc_array) -> np.ndarray:
+    """shape (K,) int64: the sum of each row of a (K, C) sparse count matrix."""
+    return np.asarray(m.sum(axis=1), dtype=np.int64).reshape(-1)
+
+
+def _cooccurrence(p: _Prepared) -> sparse.csr_array:
+    """shape (H, R), sparse: seconds of co-occurrence, counting turns with multiplicity."""
+    return sparse.csr_array(p.hyp_counts.T @ p.ref_counts.multiply(p.weights[:, None]))
+
+
+def _activity(
+    ref_counts: sparse.csc_array, hyp_counts: sparse.csc_array, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, sparse.csr_array]:
+    """Where each speaker talks, in scored seconds: ref_time (R,), hyp_time (H,) and shared
+    (R, H) sparse, the seconds both speakers of a pair talk (turn multiplicity ignored)."""
+    ref_on, hyp_on = _active(ref_counts), _active(hyp_counts)
+    ref_time = ref_on.T @ weights
+    hyp_time = hyp_on.T @ weights
+    # row r of ref_on.T sums w over its intervals in the order ref_time does, so that a
+    # hypothesis speaker identical to a reference speaker shares exactly its time
+    shared = sparse.csr_array(ref_on.T @ hyp_on.multiply(weights[:, None]))
+    return ref_time, hyp_time, shared
+
+
+def _active(counts: sparse.csc_array) -> sparse.csc_array:
+    """1.0 where a speaker has an active turn, as a sparse float matrix with sorted indices."""
+    on = sparse.csc_array((np.ones(counts.nnz), counts.indices, counts.indptr), shape=counts.shape)
+    on.sort_indices()
+    return on
+
+
+def _pair_errors(
+    ref_time: np.ndarray, hyp_time: np.ndarray, shared: sparse.csr_array
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Jaccard error ``1 - |ref ∩ hyp| / |ref ∪ hyp|`` of every pair that talks together.
+
+    Returns:
+        (rows, cols, errors): shape (E,) each; every other pair's error is exactly 1.
+    """
+    coo = sparse.coo_array(shared)
+    rows, cols, both = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+    keep = both > 0
+    rows, cols, both = rows[keep], cols[keep], both[keep]
+    # summed apart so that identical speakers give exactly 0 (and never below it by rounding)
+    differ = np.maximum(ref_time[rows] - both, 0.0) + np.maximum(hyp_time[cols] - both, 0.0)
+    return rows, cols, differ / (both + differ)
+
+
+def _jaccard_errors(
+    ref_counts: sparse.csc_array, hyp_counts: sparse.csc_array, weights: np.ndarray
+) -> np.ndarray:
+    """Per reference speaker ``1 - IoU`` with the mapping minimising their sum (dscore).
+
+    Args:
+        ref_counts, hyp_counts: shape (K, R) and (K, H), active turns of each speaker.
+        weights: shape (K,), scored seconds of each interval.
+
+    Returns:
+        shape (R,): Jaccard error of each reference speaker (1 when unmapped).
+    """
+    num_ref, num_hyp = ref_counts.shape[1], hyp_counts.shape[1]
+    errors = np.ones(num_ref)
+    if num_ref == 0 or num_hyp == 0:
+        return errors
+    ref_time, hyp_time, shared = _activity(ref_counts, hyp_counts, weights)
+    rows, cols, pair = _pair_errors(ref_time, hyp_time, shared)
+    return _min_jaccard(rows, cols, pair, num_ref, num_hyp)[0]
+
+
+def _min_jaccard(
+    rows: np.ndarray, cols: np.ndarray, pair: np.ndarray, num_ref: int, num_hyp: int
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Each reference speaker's Jaccard error under the one-to-one mapping that minimises their
+    sum, and that mapping (pairs that never talk together have error 1, as unmapped speakers).
+
+    Minimising the summed errors is maximising the summed ``1 - error`` of the mapped pairs.
+
+    Returns:
+        (errors of shape (R,), {ref: hyp} of the mapped pairs).
+    """
+    errors = np.ones(num_ref)
+    gain = sparse.csr_array((1.0 - pair, (rows, cols)), shape=(num_ref, num_hyp))
+    lookup = dict(zip(zip(rows.tolist(), cols.tolist(), strict=True), pair.tolist(), strict=True))
+    mapping = dict(_assignment(gain, list(range(num_ref)), list(range(num_hyp))))
+    for r, h in mapping.items():
+        errors[r] = lookup[(r, h)]
+    return errors, mapping
+
+
 def _score_corpus(prepared: Mapping[str, _Prepared]) -> ScoringResult:
     """Every recording scored under one speaker mapping for the whole corpus.
 
@@ -385,29 +492,30 @@ def _score_corpus(prepared: Mapping[str, _Prepared]) -> ScoringResult:
     hyp_all = sorted({s for p in prepared.values() for s in p.hyp_labels})
     ref_index = {s: i for i, s in enumerate(ref_all)}
     hyp_index = {s: i for i, s in enumerate(hyp_all)}
-    # shape: (H, R) co-occurrence seconds; (R,) (H,) (R, H) speaking and shared seconds
-    cooc = np.zeros((len(hyp_all), len(ref_all)))
+    # (H, R) co-occurrence and (R, H) shared seconds, as triplets; (R,) (H,) speaking seconds
+    cooc_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    shared_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     ref_time = np.zeros(len(ref_all))
     hyp_time = np.zeros(len(hyp_all))
-    shared = np.zeros((len(ref_all), len(hyp_all)))
     for p in prepared.values():
         r = np.asarray([ref_index[s] for s in p.ref_labels], dtype=np.int64)
         h = np.asarray([hyp_index[s] for s in p.hyp_labels], dtype=np.int64)
-        cooc[np.ix_(h, r)] += p.hyp_counts.T @ (p.ref_counts * p.weights[:, None])
-        ref_active, hyp_active = p.ref_counts > 0, p.hyp_counts > 0
-        ref_time[r] += p.weights @ ref_active
-        hyp_time[h] += p.weights @ hyp_active
-        shared[np.ix_(r, h)] += ref_active.T @ (hyp_active * p.weights[:, None])
-    mapped = {ref_all[r]: hyp_all[h] for r, h in _mapping_from_cooc(cooc)}
+        cooc = sparse.coo_array(_cooccurrence(p))
+        cooc_parts.append((h[cooc.row], r[cooc.col], cooc.data))
+        ref_here, hyp_here, shared = _activity(p.ref_counts, p.hyp_counts, p.weights)
+        ref_time[r] += ref_here
+        hyp_time[h] += hyp_here
+        both = sparse.coo_array(shared)
+        shared_parts.append((r[both.row], h[both.col], both.data))
+    cooc_all = _summed(cooc_parts, (len(hyp_all), len(ref_all)))
+    mapped = {ref_all[r]: hyp_all[h] for r, h in _mapping_from_cooc(cooc_all)}
     # Jaccard: per reference speaker, over the whole corpus, mapped to minimise the sum
     corpus_jaccard = np.ones(len(ref_all))
     jaccard_map: dict[int, int] = {}
     if len(ref_all) and len(hyp_all):
-        union = ref_time[:, None] + hyp_time[None, :] - shared
-        errors = 1.0 - shared / np.maximum(union, MIN_DURATION)
-        rows, cols = linear_sum_assignment(errors)
-        corpus_jaccard[rows] = errors[rows, cols]
-        jaccard_map = dict(zip(rows.tolist(), cols.tolist(), strict=True))
+        shared_all = _summed(shared_parts, (len(ref_all), len(hyp_all)))
+        rows, cols, pair = _pair_errors(ref_time, hyp_time, shared_all)
+        corpus_jaccard, jaccard_map = _min_jaccard(rows, cols, pair, len(ref_all), len(hyp_all))
     files: dict[str, Score] = {}
     for reco_id, p in prepared.items():
         hyp_col = {s: j for j, s in enumerate(p.hyp_labels)}
@@ -419,9 +527,9 @@ def _score_corpus(prepared: Mapping[str, _Prepared]) -> ScoringResult:
             if col is None:
                 errors_here += 1.0
             else:
-                ref_on, hyp_on = p.ref_counts[:, i] > 0, p.hyp_counts[:, col] > 0
-                union_here = float(p.weights @ (ref_on | hyp_on))
-                errors_here += 1.0 - float(p.weights @ (ref_on & hyp_on)) / union_here
+                ref_on, hyp_on = _rows_of(p.ref_counts, i), _rows_of(p.hyp_counts, col)
+                union_here = float(p.weights[np.union1d(ref_on, hyp_on)].sum())
+                errors_here += 1.0 - float(p.weights[np.intersect1d(ref_on, hyp_on)].sum()) / union_here
         files[reco_id] = _score_mapped(p, pairs, errors_here)
     total = Score()
     for score in files.values():
@@ -438,54 +546,109 @@ def _score_corpus(prepared: Mapping[str, _Prepared]) -> ScoringResult:
     return ScoringResult(files, corpus, dict(sorted(mapped.items())))
 
 
-def _overlap_mapping(
-    ref_counts: np.ndarray, hyp_counts: np.ndarray, weights: np.ndarray
-) -> list[tuple[int, int]]:
-    """Optimal one-to-one (ref, hyp) column pairs maximising co-occurrence time."""
-    # shape: (H, R) seconds of co-occurrence, counting turns with multiplicity
-    return _mapping_from_cooc(hyp_counts.T @ (ref_counts * weights[:, None]))
+def _rows_of(m: sparse.csc_array, column: int) -> np.ndarray:
+    """The rows (intervals) where column ``column`` of a sparse CSC matrix is nonzero."""
+    return m.indices[m.indptr[column] : m.indptr[column + 1]]
 
 
-def _mapping_from_cooc(cooc: np.ndarray) -> list[tuple[int, int]]:
+def _summed(
+    parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], shape: tuple[int, int]
+) -> sparse.csr_array:
+    """A sparse matrix of the (rows, cols, values) triplets, values at one place summed."""
+    if not parts:
+        return sparse.csr_array(shape, dtype=np.float64)
+    rows, cols, values = (np.concatenate([part[i] for part in parts]) for i in range(3))
+    return sparse.csr_array((values, (rows, cols)), shape=shape)
+
+
+def _mapping_from_cooc(cooc: sparse.csr_array) -> list[tuple[int, int]]:
     """Optimal one-to-one (ref, hyp) pairs of a (H, R) co-occurrence matrix, pairs with none left out.
 
     The matrix is laid out in the label order pyannote.metrics builds (labels renamed
     'A', 'B', ... and 0, 1, ..., then sorted as strings), so that exact ties are broken
     the same way.
     """
-    if cooc.size == 0:
+    num_hyp, num_ref = cooc.shape
+    if num_hyp == 0 or num_ref == 0:
         return []
-    hyp_order = sorted(range(cooc.shape[0]), key=str)
-    ref_order = sorted(range(cooc.shape[1]), key=lambda i: _letters(i))
-    ordered = cooc[np.ix_(hyp_order, ref_order)]
-    rows, cols = linear_sum_assignment(-ordered)
-    return [(ref_order[c], hyp_order[r]) for r, c in zip(rows, cols, strict=True) if ordered[r, c] > 0]
+    hyp_order = sorted(range(num_hyp), key=str)
+    ref_order = sorted(range(num_ref), key=lambda i: _letters(i))
+    return [(r, h) for h, r in _assignment(cooc, hyp_order, ref_order)]
 
 
-def _jaccard_errors(ref_active: np.ndarray, hyp_active: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Per reference speaker ``1 - IoU`` with the mapping minimising their sum (dscore).
+#: Largest speakers x speakers matrix mapped in one piece (float64, 32 MB): up to this size the
+#: Hungarian algorithm runs on the whole matrix, in pyannote.metrics' label order (ties are
+#: broken as there); a larger one is split into its blocks of speakers who talk together.
+DENSE_MAPPING_CELLS = 4_000_000
+#: Largest block mapped (float64, 800 MB): speakers who all talk together across a block this
+#: large are no diarization output (a recording has a few dozen speakers at most).
+MAX_MAPPING_CELLS = 100_000_000
+
+
+def _assignment(
+    gain: sparse.csr_array, row_order: Sequence[int], col_order: Sequence[int]
+) -> list[tuple[int, int]]:
+    """The one-to-one (row, col) pairs of positive ``gain`` whose summed gain is the largest.
 
     Args:
-        ref_active, hyp_active: shape (K, R) and (K, H), True where the speaker talks.
-        weights: shape (K,), scored seconds of each interval.
+        gain: shape (A, B) sparse, >= 0 (co-occurrence seconds, or ``1 - Jaccard error``).
+        row_order, col_order: the layout in which the Hungarian algorithm sees the rows and
+            columns (it breaks exact ties by position).
 
-    Returns:
-        shape (R,): Jaccard error of each reference speaker (1 when unmapped).
+    A pair with no gain is never part of the answer, so speakers in different connected
+    blocks of the gain graph are mapped apart; that is done for large matrices only (above
+    :data:`DENSE_MAPPING_CELLS`), whose memory is then that of the largest block.
+
+    Raises:
+        ScoringError: a block larger than :data:`MAX_MAPPING_CELLS`.
     """
-    num_ref, num_hyp = ref_active.shape[1], hyp_active.shape[1]
-    errors = np.ones(num_ref)
-    if num_ref == 0 or num_hyp == 0:
-        return errors
-    # shape: (K, R, H); summed exactly per pair so that identical speakers give exactly 0
-    ref_pairs = ref_active[:, :, None]
-    hyp_pairs = hyp_active[:, None, :]
-    union = np.tensordot(weights, ref_pairs | hyp_pairs, axes=1)
-    differ = np.tensordot(weights, ref_pairs ^ hyp_pairs, axes=1)
-    # shape: (R, H); every scored reference speaker has some scored time, so union > 0
-    pair_errors = differ / union
-    rows, cols = linear_sum_assignment(pair_errors)
-    errors[rows] = pair_errors[rows, cols]
-    return errors
+    num_rows, num_cols = gain.shape
+    if num_rows == 0 or num_cols == 0 or gain.nnz == 0:
+        return []
+    if num_rows * num_cols <= DENSE_MAPPING_CELLS:
+        blocks = [(np.asarray(row_order, dtype=np.int64), np.asarray(col_order, dtype=np.int64))]
+    else:
+        blocks = _blocks(gain, row_order, col_order)
+    pairs: list[tuple[int, int]] = []
+    for rows, cols in blocks:
+        if len(rows) * len(cols) > MAX_MAPPING_CELLS:
+            gib = 8 * len(rows) * len(cols) / 2**30
+            raise ScoringError(
+                f"{len(rows)} x {len(cols)} speakers all talk with one another: mapping them needs a "
+                f"matrix of {gib:.1f} GiB, more than the {MAX_MAPPING_CELLS} cells diar maps at once"
+            )
+        block = gain[rows][:, cols].toarray()  # shape: (a, b) dense
+        r, c = linear_sum_assignment(-block)
+        pairs += [(int(rows[i]), int(cols[j])) for i, j in zip(r, c, strict=True) if block[i, j] > 0]
+    return pairs
+
+
+def _blocks(
+    gain: sparse.csr_array, row_order: Sequence[int], col_order: Sequence[int]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The connected blocks of the bipartite graph of positive ``gain``: (rows, cols) of each,
+    in ``row_order`` / ``col_order``; rows and columns without any gain are left out."""
+    from scipy.sparse.csgraph import connected_components
+
+    num_rows, num_cols = gain.shape
+    coo = sparse.coo_array(gain)
+    keep = coo.data > 0
+    a, b = coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64) + num_rows
+    n = num_rows + num_cols
+    graph = sparse.csr_array((np.ones(len(a)), (a, b)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    row_rank = np.empty(num_rows, dtype=np.int64)
+    row_rank[np.asarray(row_order, dtype=np.int64)] = np.arange(num_rows)
+    col_rank = np.empty(num_cols, dtype=np.int64)
+    col_rank[np.asarray(col_order, dtype=np.int64)] = np.arange(num_cols)
+    used_rows = np.unique(coo.row[keep])
+    used_cols = np.unique(coo.col[keep])
+    out = []
+    for component in np.unique(label[used_rows]).tolist():
+        rows = used_rows[label[used_rows] == component]
+        cols = used_cols[label[used_cols + num_rows] == component]
+        out.append((rows[np.argsort(row_rank[rows])], cols[np.argsort(col_rank[cols])]))
+    return out
 
 
 def _letters(index: int) -> str:
@@ -501,9 +664,19 @@ def _letters(index: int) -> str:
     return "".join(reversed(chars))
 
 
+def _covered(times: np.ndarray, spans: Sequence[Interval]) -> np.ndarray:
+    """shape (K,) whether some span covers each elementary interval between ``times``."""
+    delta = np.zeros(len(times), dtype=np.int64)
+    if spans:
+        arr = np.asarray(spans, dtype=np.float64)
+        np.add.at(delta, np.searchsorted(times, arr[:, 0]), 1)
+        np.add.at(delta, np.searchsorted(times, arr[:, 1]), -1)
+    return np.cumsum(delta)[:-1] > 0
+
+
 def _interval_counts(
     times: np.ndarray, spans: Sequence[Interval], columns: Sequence[int], num_columns: int
-) -> np.ndarray:
+) -> sparse.csc_array:
     """How many spans of each column cover each elementary interval.
 
     Args:
@@ -511,15 +684,23 @@ def _interval_counts(
         spans: (start, end) pairs; ``columns[i]`` is the column of ``spans[i]``.
 
     Returns:
-        shape (K, num_columns), int64.
+        shape (K, num_columns), sparse CSC int64 with sorted indices: one entry per interval
+        and column that some span covers (memory: the intervals the spans cover, summed).
     """
-    delta = np.zeros((len(times), num_columns), dtype=np.int64)
-    if spans:
-        arr = np.asarray(spans, dtype=np.float64)
-        cols = np.asarray(columns, dtype=np.int64)
-        np.add.at(delta, (np.searchsorted(times, arr[:, 0]), cols), 1)
-        np.add.at(delta, (np.searchsorted(times, arr[:, 1]), cols), -1)
-    return np.cumsum(delta, axis=0)[:-1]
+    shape = (max(len(times) - 1, 0), num_columns)
+    if not spans:
+        return sparse.csc_array(shape, dtype=np.int64)
+    arr = np.asarray(spans, dtype=np.float64)
+    first = np.searchsorted(times, arr[:, 0])  # shape: (S,) first interval of each span
+    lengths = np.searchsorted(times, arr[:, 1]) - first  # shape: (S,) intervals it covers
+    # shape: (nnz,) every (interval, column) a span covers, spans one after the other
+    rows = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(lengths) - lengths - first, lengths
+    )
+    cols = np.repeat(np.asarray(columns, dtype=np.int64), lengths)
+    counts = sparse.csc_array((np.ones(len(rows), dtype=np.int64), (rows, cols)), shape=shape)
+    counts.sum_duplicates()  # turns of one speaker at once count with multiplicity
+    return counts
 
 
 def _union(intervals: list[Interval]) -> list[Interval]:

@@ -14,6 +14,10 @@ from diar.errors import quote
 
 #: Frame shift of every frame-level label array in diar (ModelScope's 10 ms grid).
 FRAME_SHIFT = 0.01
+#: Latest time in seconds a reader accepts (RTTM, vad, UEM): a billion seconds is 31 years, so
+#: a larger time is a typo or a corrupt file, not a recording (and float64 seconds would soon
+#: lose the microseconds scoring resolves).
+MAX_SECONDS = 1e9
 
 
 def seconds_to_frames(seconds: float, shift: float = FRAME_SHIFT) -> int:

@@ -238,8 +238,9 @@ def finished_records(out: OutDir) -> list[ShardRecord]:
     """The done records of the shards in ``OUT/job.json`` whose files are intact.
 
     Raises:
-        LinkJobError: the folder holds no job (no ``job.json``), or a done record or one of its
-            files is unreadable or changed since the record was written.
+        LinkJobError: the folder holds no job (no ``job.json``), a shard of its plan is not
+            finished (linking it would leave its recordings out of the corpus files), or a done
+            record or one of its files is unreadable or changed since the record was written.
     """
     import json
 
@@ -252,12 +253,17 @@ def finished_records(out: OutDir) -> list[ShardRecord]:
         shard_ids = [str(s["shard_id"]) for s in plan["shards"]]
     except (ValueError, KeyError, TypeError) as e:
         raise LinkJobError(f"{out.display('job.json')} is unreadable ({e})") from None
+    unfinished = [s for s in shard_ids if not out.exists(done_name(s))]
+    if unfinished:
+        shown = ", ".join(unfinished[:3]) + (", ..." if len(unfinished) > 3 else "")
+        raise LinkJobError(
+            f"{out.display('')}: {len(unfinished)} of {len(shard_ids)} shards are not finished ({shown}): "
+            "their recordings would be missing from the linked corpus; rerun the job into that "
+            "folder to finish them, then link"
+        )
     records = []
     for shard_id in shard_ids:
         name = done_name(shard_id)
-        if not out.exists(name):
-            logger.warning("%s is not finished: its recordings are left out", shard_id)
-            continue
         try:
             record = ShardRecord.from_json(out.read_text(name))
         except (ValueError, KeyError, TypeError) as e:
@@ -317,16 +323,62 @@ def link_folders(
         formats: corpus formats (``job.out_formats``).
 
     Raises:
-        LinkJobError: a folder without a job or traces, traces of different embedders, a
-            recording id in two folders, a destination that is one of the merged folders, or
-            OUT being written by a running job.
+        LinkJobError: a folder without a job or traces, or with unfinished shards, traces of
+            different embedders, a recording id in two folders, a destination that is one of
+            the merged folders, a file, or a folder holding other files (another job's output),
+            or OUT being written by a running job.
     """
     if dest is None:
         if len(folders) > 1:
             raise LinkJobError("with --also, give -o: the merged corpus belongs in a folder of its own")
         dest = folders[0]
+    target = OutDir(dest)
+    if any(_same_folder(OutDir(other), target) for other in folders[1:]):
+        raise LinkJobError(f"-o {dest}: is one of the merged folders (--also); choose another folder")
+    if not _same_folder(target, OutDir(folders[0])):
+        check_destination(target, formats)
     with _not_running(OutDir(folders[0])):
         return _link_folders(folders, dest, settings, formats)
+
+
+def link_file_names(formats: Sequence[str]) -> set[str]:
+    """The files ``diar link`` writes: speakers.tsv, corpus.local.rttm and the corpus files."""
+    from diar.formats.writers import corpus_formats
+
+    return {*LINK_FILES, *(f"corpus.{fmt.name}" for fmt in corpus_formats(formats))}
+
+
+def check_destination(target: OutDir, formats: Sequence[str]) -> None:
+    """Refuse an ``-o`` that is not a folder, or a folder holding files ``diar link`` does not
+    write (another job's output, whose corpus files would be replaced by these recordings).
+
+    The rule of the job's ``--out``: a new or empty folder, or one this command wrote before.
+    """
+    from diar.outputs import TMP_MARKER
+
+    where = f"-o {target.display('').rstrip('/')}"
+    if target.fs.exists(target.root) and not target.fs.isdir(target.root):
+        kind = "a file"
+        if target.is_local:
+            from diar.outputs import describe
+
+            kind = describe(target.root)
+        raise LinkJobError(
+            f"{where}: is {kind}, not a folder; give a folder for speakers.tsv and the corpus files"
+        )
+    names = link_file_names(formats)
+    found = target.find()
+    if "job.json" in found:
+        raise LinkJobError(
+            f"{where}: is the output folder of a job (it holds job.json); its corpus files would be "
+            "replaced by the linked recordings; link it in place (no -o) or choose a new folder"
+        )
+    foreign = [f for f in found if f not in names and f.split(TMP_MARKER)[0] not in names]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise LinkJobError(
+            f"{where}: holds files diar link does not write ({shown}); choose a new or empty folder"
+        )
 
 
 @contextmanager
@@ -361,10 +413,8 @@ def _link_folders(
     models: dict[str, str] = {}
     seen: dict[str, str] = {}
     exclusive: list[Annotation] | None = [] if exclusive_format(formats) else None
-    for i, url in enumerate(folders):
+    for url in folders:
         out = OutDir(url)
-        if i > 0 and _same_folder(out, target):
-            raise LinkJobError(f"-o {dest}: is one of the merged folders (--also); choose another folder")
         made_with = folder_config(out)
         model = model_name(from_dict(Config, {k: v for k, v in made_with.items() if k != "job"}))
         records = finished_records(out)
@@ -387,7 +437,10 @@ def _link_folders(
     if exclusive is not None:
         exclusive.sort(key=lambda a: a.reco_id)
     files = link_outputs(annotations, traces, settings, formats, models, exclusive)
-    target.makedirs()
+    try:
+        target.makedirs()
+    except OSError as e:  # a file where a folder of the path must be, permissions, ...
+        raise LinkJobError(f"-o {dest}: cannot create the folder ({e.strerror or e})") from None
     target.write_many(files)
     rows = files["speakers.tsv"].decode("utf-8").splitlines()[1:]
     return LinkReport(

@@ -14,7 +14,9 @@ resemblyzer's ``VoiceEncoder.embed_utterance`` on the same waveform); ``--model 
 embedded as it is; ``--vad`` keeps only the speech silero-vad finds; ``--preprocess``
 applies resemblyzer's ``preprocess_wav`` first (volume to -30 dBFS, long silences
 shortened), which changes GE2E embeddings by a cosine of about 0.97-0.99. A file that
-fails is logged and skipped; the exit status is then 1.
+fails is logged and skipped; the exit status is then 1. As for ``diar profiles``, a silent
+file (digital silence, a constant DC offset, a few samples: peak below -80 dBFS once the
+offset is removed) fails: its embedding would be a vector of no one.
 """
 
 from __future__ import annotations
@@ -96,10 +98,13 @@ def run(args: argparse.Namespace) -> int:
             wav = load_audio(
                 source, embedder.sample_rate, reco_id=reco_id, allow_pipes=config.audio.allow_pipes
             )
+            # as diar profiles: silence, a constant offset or a few samples have no voice to embed
+            steps.check_not_silent(wav, reco_id, source, "the audio")
             if args.preprocess:
                 wav = preprocess_wav(wav)
-            # shape: (D,)
-            vectors[reco_id] = steps.embed_utterance(embedder, wav, vad)
+            vector = steps.embed_utterance(embedder, wav, vad)  # shape: (D,)
+            steps.check_embedding(vector, reco_id, source, "the audio")
+            vectors[reco_id] = vector
         except (DiarError, ValueError) as e:
             failures.append(Failure.from_exception(reco_id, "read" if wav is None else "embed", e, source))
             logger.error("recording %r failed: %s", reco_id, failures[-1].message)

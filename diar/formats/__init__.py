@@ -23,12 +23,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
-from diar.errors import ManifestError
 from diar.types import Annotation
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from diar.manifests import Line, LineProblems
 
 
 class AtomicFiles:
@@ -130,17 +132,45 @@ __all__ = ["AtomicFiles", "as_annotations", "atomic_files", "atomic_open"]
 
 def read_text(
     source: str | os.PathLike[str] | IO[str],
+    parse: Callable[[Iterable[Line], LineProblems], dict[str, Annotation]],
+    what: str,
+) -> dict[str, Annotation]:
+    """``parse(lines, problems)`` of a path or an open text file, read by the manifests' one line
+    reader (:func:`diar.manifests.iter_lines`: a byte-order mark dropped, a folder, a device,
+    binary data or non-UTF-8 refused); the malformed lines ``parse`` records in ``problems``
+    are raised together at the end (ManifestError naming the file and line)."""
+    from diar.manifests import LineProblems, iter_lines
+
+    name = (
+        os.fspath(source)
+        if isinstance(source, (str, os.PathLike))
+        else str(getattr(source, "name", "<stream>"))
+    )
+    problems = LineProblems(name)
+    result = parse(iter_lines(source, problems, what=f"{what} file"), problems)
+    problems.check()
+    return result
+
+
+def read_file(
+    source: str | os.PathLike[str] | IO[str],
     parse: Callable[[IO[str], str], T],
     what: str,
 ) -> T:
-    """``parse(file, name)`` of a path or an open text file; missing or non-UTF-8 files: ManifestError."""
+    """``parse(file, name)`` of a path or an open text file, for formats that are not one record
+    per line (JSON, subtitles); a byte-order mark is dropped; missing, non-UTF-8 or folder
+    paths: ManifestError naming the file."""
+    from diar.errors import ManifestError
+
     if not isinstance(source, (str, os.PathLike)):
         return parse(source, str(getattr(source, "name", "<stream>")))
     name = os.fspath(source)
     try:
-        with open(name, encoding="utf-8") as f:
+        with open(name, encoding="utf-8-sig") as f:
             return parse(f, name)
     except FileNotFoundError as exc:
         raise ManifestError(name, None, f"{what} file does not exist") from exc
+    except IsADirectoryError as exc:
+        raise ManifestError(name, None, f"is a directory, not a {what} file") from exc
     except UnicodeDecodeError as exc:
         raise ManifestError(name, None, f"{what} file is not valid UTF-8 ({exc})") from exc

@@ -26,7 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import IO
 
 from diar.errors import FormatError, ManifestError, quote
-from diar.formats import read_text
+from diar.formats import read_file
 from diar.formats.rttm import to_milliseconds
 from diar.types import is_token
 from diar.words import Word
@@ -79,7 +79,7 @@ def read_ctm(source: str | os.PathLike[str] | IO[str]) -> list[Word]:
     Raises:
         ManifestError naming the file, the line and the value for a malformed line.
     """
-    return read_text(source, _parse, "CTM")
+    return read_file(source, _parse, "CTM")
 
 
 def _number(value: str) -> Decimal | None:

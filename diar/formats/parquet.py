@@ -13,9 +13,10 @@ import os
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING, Any
 
-from diar.errors import ManifestError
+from diar.errors import ManifestError, one_line, quote
 from diar.formats import as_annotations, atomic_open
-from diar.types import Annotation, Turn
+from diar.manifests import describe_path_error
+from diar.types import MAX_SECONDS, Annotation, Turn
 
 if TYPE_CHECKING:
     from diar.config import Config
@@ -73,18 +74,38 @@ def write_parquet(
 
 
 def read_parquet(path: str | os.PathLike[str] | IO[bytes]) -> dict[str, Annotation]:
-    """Read a table written by :func:`write_parquet` into one annotation per recording."""
+    """Read a table written by :func:`write_parquet` into one annotation per recording.
+
+    Raises:
+        ManifestError: naming the file (and the row, from 1) for a file that is no Parquet
+            table, a missing column, an empty id or label, or times that are no finite
+            seconds with ``0 <= start <= end <= MAX_SECONDS``.
+    """
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path if not isinstance(path, os.PathLike) else os.fspath(path))
+    name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(getattr(path, "name", "<stream>"))
+    try:
+        table = pq.read_table(os.fspath(path) if isinstance(path, os.PathLike) else path)
+    except OSError as e:
+        raise ManifestError(name, None, describe_path_error(e, "Parquet file")) from None
+    except Exception as e:  # pyarrow's own errors for a file that is no Parquet table
+        raise ManifestError(name, None, f"not a Parquet table ({one_line(str(e), 200)})") from None
     missing = [c for c in ("reco_id", "speaker", "start", "end") if c not in table.column_names]
     if missing:
-        raise ManifestError(str(path), None, f"not a diar turn table, missing columns {missing}")
+        raise ManifestError(name, None, f"not a diar turn table, missing columns {missing}")
     columns = table.select(["reco_id", "speaker", "start", "end"]).to_pydict()
     turns: dict[str, list[Turn]] = {}
-    for reco_id, speaker, start, end in zip(
-        columns["reco_id"], columns["speaker"], columns["start"], columns["end"], strict=True
-    ):
+    rows = zip(columns["reco_id"], columns["speaker"], columns["start"], columns["end"], strict=True)
+    for number, (reco_id, speaker, start, end) in enumerate(rows, start=1):
+        ok_ids = isinstance(reco_id, str) and isinstance(speaker, str) and bool(reco_id) and bool(speaker)
+        ok_times = isinstance(start, (int, float)) and isinstance(end, (int, float))
+        if not ok_ids or not ok_times or not (0 <= start <= end <= MAX_SECONDS):  # NaN fails too
+            raise ManifestError(
+                name,
+                None,
+                f"row {number}: not a turn {quote((reco_id, speaker, start, end))} "
+                "(need ids and 0 <= start <= end seconds)",
+            )
         turns.setdefault(reco_id, []).append(Turn(reco_id, float(start), float(end), speaker))
     return {reco_id: Annotation(reco_id, tuple(ts)) for reco_id, ts in turns.items()}
 

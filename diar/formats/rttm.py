@@ -10,9 +10,10 @@ milliseconds first and the duration is taken between the rounded bounds, so
 after rounding are dropped. Ids and speaker labels containing whitespace cannot
 be represented and raise :class:`~diar.errors.FormatError`.
 
-The reader accepts any number of decimals, 9 or 10 fields (FunASR writes 9),
-skips ``;;`` comment lines and non-``SPEAKER`` lines (``SPKR-INFO``, ...),
-drops zero-length turns, and reports malformed lines with file and line number.
+The reader accepts any number of decimals, 9 or 10 fields (FunASR writes 9) and a
+UTF-8 byte-order mark, skips ``;;`` comment lines and the other RTTM line types
+(``SPKR-INFO``, ``SEGMENT``, ...), drops zero-length turns, and reports malformed lines
+(an unknown type, a time that is not a finite number of seconds) with file and line number.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import IO
 
-from diar.errors import FormatError, ManifestError, quote
+from diar.errors import FormatError, quote
 from diar.formats import as_annotations, read_text
-from diar.types import Annotation, Turn, is_token
+from diar.manifests import Line, LineProblems, parse_seconds
+from diar.types import MAX_SECONDS, Annotation, Turn, is_token
 
 
 def _check(value: str, what: str, reco_id: str) -> None:
@@ -72,51 +74,61 @@ def write_rttm(annotations: Annotation | Iterable[Annotation], f: IO[str]) -> in
     return count
 
 
-def _decimal(value: str) -> Decimal | None:
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
+#: RTTM line types besides SPEAKER (NIST RT-09 evaluation plan, appendix A): read and skipped.
+OTHER_TYPES = frozenset(
+    {
+        "SEGMENT", "NOSCORE", "NO_RT_METADATA", "LEXEME", "NON-LEX", "NON-SPEECH", "FILLER",
+        "EDIT", "IP", "SU", "CB", "A/P", "SPKR-INFO",
+    }
+)  # fmt: skip
 
 
 def read_rttm(source: str | os.PathLike[str] | IO[str]) -> dict[str, Annotation]:
     """Read ``SPEAKER`` lines into one :class:`Annotation` per recording (file order of first turn).
 
     Args:
-        source: a path or an open text file object.
+        source: a path or an open text file object (a UTF-8 byte-order mark is dropped).
 
     Raises:
-        ManifestError naming the file, the line and its text for a malformed line.
+        ManifestError naming the file, the line and its text for a malformed line (up to
+        :data:`~diar.manifests.MAX_BAD_LINES` of them in one message): an unknown line type,
+        another field count, an onset or duration that is no finite number of seconds, negative,
+        or beyond :data:`~diar.types.MAX_SECONDS`.
     """
     return read_text(source, _parse, "RTTM")
 
 
-def _parse(f: IO[str], name: str) -> dict[str, Annotation]:
+def _parse(lines: Iterable[Line], problems: LineProblems) -> dict[str, Annotation]:
     turns: dict[str, list[Turn]] = {}
-    for number, text in enumerate(f, start=1):
-        fields = text.split()
-        if not fields or fields[0].startswith(";;") or fields[0] != "SPEAKER":
-            if fields and not fields[0].startswith(";;") and not fields[0].isupper():
-                raise ManifestError(
-                    name, number, f"unknown RTTM line type {quote(fields[0])}", text.rstrip("\n")
-                )
-            continue
-        if len(fields) not in (9, 10):
-            raise ManifestError(
-                name,
-                number,
-                "expected 10 fields 'SPEAKER <file> <chnl> <tbeg> <tdur> <ortho> <stype> <name> <conf>"
-                f" <slat>', found {len(fields)}",
-                text.rstrip("\n"),
-            )
-        reco_id, start_s, dur_s, speaker = fields[1], fields[3], fields[4], fields[7]
-        start, dur = _decimal(start_s), _decimal(dur_s)
-        if start is None or dur is None:
-            raise ManifestError(name, number, "onset or duration is not a finite number", text.rstrip("\n"))
-        if start < 0 or dur < 0:
-            raise ManifestError(name, number, "negative onset or duration", text.rstrip("\n"))
-        if dur == 0:
-            continue
-        turns.setdefault(reco_id, []).append(Turn(reco_id, float(start), float(start + dur), speaker))
+    for line in lines:
+        with problems.catch():
+            turn = _turn(line)
+            if turn is not None:
+                turns.setdefault(turn.reco_id, []).append(turn)
     return {reco_id: Annotation(reco_id, tuple(ts)) for reco_id, ts in turns.items()}
+
+
+def _turn(line: Line) -> Turn | None:
+    fields = line.fields
+    kind = fields[0]
+    if kind.startswith(";;"):
+        return None
+    if kind != "SPEAKER":
+        if kind in OTHER_TYPES:
+            return None
+        raise line.error(f"unknown RTTM line type {quote(kind)} (SPEAKER, SPKR-INFO, ...)")
+    if len(fields) not in (9, 10):
+        raise line.error(
+            "expected 10 fields 'SPEAKER <file> <chnl> <tbeg> <tdur> <ortho> <stype> <name> <conf>"
+            f" <slat>', found {len(fields)}"
+        )
+    reco_id, speaker = fields[1], fields[7]
+    start = parse_seconds(line, fields[3], "onset")
+    dur = parse_seconds(line, fields[4], "duration")
+    if start < 0 or dur < 0:
+        raise line.error("negative onset or duration")
+    if start + dur > Decimal(MAX_SECONDS):
+        raise line.error(f"the turn ends beyond {MAX_SECONDS:.0e} seconds (31 years): not a time")
+    if dur == 0:
+        return None
+    return Turn(reco_id, float(start), float(start + dur), speaker)

@@ -16,8 +16,9 @@ import os
 from collections.abc import Iterable
 from typing import IO
 
-from diar.errors import FormatError, ManifestError, quote
+from diar.errors import FormatError, quote
 from diar.linking import SpeakerLink
+from diar.manifests import Line, LineProblems, iter_lines, parse_seconds
 
 HEADER = ("reco_id", "speaker", "global_speaker", "seconds")
 
@@ -41,38 +42,47 @@ def write_speakers(rows: Iterable[SpeakerLink], f: IO[str]) -> int:
 
 
 def read_speakers(source: str | os.PathLike[str] | IO[str]) -> list[SpeakerLink]:
-    """Read a ``speakers.tsv`` (a path or an open text file).
+    """Read a ``speakers.tsv`` (a path or an open text file), by the manifests' line reader
+    (a byte-order mark dropped; a folder, a device or binary data refused).
 
     Raises:
-        ManifestError: naming the file and line of a malformed row, or a missing file.
+        ManifestError: naming the file and line of a malformed row (a missing header, another
+            field count, seconds that are no finite number >= 0, a (recording, speaker) twice,
+            a global speaker twice in one recording), or a missing file.
     """
-    if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        try:
-            with open(name, encoding="utf-8") as f:
-                return _parse(f, name)
-        except FileNotFoundError:
-            raise ManifestError(name, None, "speakers.tsv does not exist") from None
-    return _parse(source, str(getattr(source, "name", "<stream>")))
-
-
-def _parse(f: IO[str], name: str) -> list[SpeakerLink]:
-    rows = []
-    for number, line in enumerate(f, start=1):
-        fields = line.rstrip("\n").split("\t")
-        if number == 1:
-            if tuple(fields) != HEADER:
-                raise ManifestError(
-                    name, 1, f"expected the header {' '.join(HEADER)}, got {quote(line.strip())}"
-                )
+    name = (
+        os.fspath(source)
+        if isinstance(source, (str, os.PathLike))
+        else str(getattr(source, "name", "<stream>"))
+    )
+    problems = LineProblems(name)
+    rows: list[SpeakerLink] = []
+    seen: tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]] = ({}, {})
+    header = True
+    for line in iter_lines(source, problems, what="speakers.tsv"):
+        if header:
+            if line.fields != HEADER or line.number != 1:
+                raise line.error(f"expected the header {' '.join(HEADER)}, got", line.text.strip())
+            header = False
             continue
-        if not line.strip():
-            continue
-        if len(fields) != 4:
-            raise ManifestError(name, number, f"expected 4 tab-separated fields, got {len(fields)}")
-        try:
-            seconds = float(fields[3])
-        except ValueError:
-            raise ManifestError(name, number, f"seconds {quote(fields[3])} is not a number") from None
-        rows.append(SpeakerLink(fields[0], fields[1], fields[2], seconds))
+        with problems.catch():
+            rows.append(_row(line, seen))
+    problems.check()
     return rows
+
+
+def _row(line: Line, seen: tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]) -> SpeakerLink:
+    """One row; ``seen``: the line of each (recording, speaker) and (recording, global speaker) so far."""
+    if len(line.fields) != 4:
+        raise line.error(f"expected 4 tab-separated fields, got {len(line.fields)}")
+    reco_id, speaker, global_speaker, value = line.fields
+    seconds = parse_seconds(line, value, "seconds")
+    if seconds < 0:
+        raise line.error(f"seconds {quote(value)} is negative")
+    for label, what, table in ((speaker, "speaker", seen[0]), (global_speaker, "global speaker", seen[1])):
+        first = table.setdefault((reco_id, label), line.number)
+        if first != line.number:
+            raise line.error(
+                f"{what} {quote(label)} of recording {quote(reco_id)} twice (first on line {first})"
+            )
+    return SpeakerLink(reco_id, speaker, global_speaker, float(seconds))

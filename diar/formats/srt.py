@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO
 
 from diar.errors import FormatError, ManifestError, quote
-from diar.formats import read_text
+from diar.formats import read_file
 from diar.words import Utterance
 
 _CLOCK = r"(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{3})"
@@ -95,7 +95,7 @@ def write_srt(cues: Iterable[Utterance], f: IO[str]) -> int:
 
 def read_srt(source: str | os.PathLike[str] | IO[str], reco_id: str) -> list[Utterance]:
     """The cues of an SRT file as utterances of ``reco_id`` (speaker None where unmarked)."""
-    return read_text(source, lambda f, name: _parse(f, name, reco_id), "SRT")
+    return read_file(source, lambda f, name: _parse(f, name, reco_id), "SRT")
 
 
 def _parse(f: IO[str], name: str, reco_id: str) -> list[Utterance]:

@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import IO
 
 from diar.errors import FormatError, ManifestError, quote
-from diar.formats import read_text
+from diar.formats import read_file
 from diar.formats.rttm import to_milliseconds
 from diar.types import is_token
 from diar.words import Utterance
@@ -52,7 +52,7 @@ def write_stm(utterances: Iterable[Utterance], f: IO[str]) -> int:
 
 def read_stm(source: str | os.PathLike[str] | IO[str]) -> list[Utterance]:
     """The utterances of an STM file, in file order."""
-    return read_text(source, _parse, "STM")
+    return read_file(source, _parse, "STM")
 
 
 def _number(value: str) -> Decimal | None:

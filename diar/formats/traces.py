@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -126,6 +127,17 @@ def read_traces(
         )
     out = []
     for i, (key, vector) in enumerate(entries):
+        reco_id, speaker, seconds = rows["reco_id"][i], rows["speaker"][i], rows["seconds"][i]
+        if not (isinstance(reco_id, str) and isinstance(speaker, str) and isinstance(seconds, float)):
+            raise FormatError(
+                f"{name}: table row {i + 1} is not a trace ({quote((reco_id, speaker, seconds))})"
+            )
+        if (
+            not (math.isfinite(seconds) and seconds >= 0)
+            or rows["dim"][i] is None
+            or rows["enrolled"][i] is None
+        ):
+            raise FormatError(f"{name}: table row {i + 1} is not a trace (seconds {quote(seconds)})")
         trace = Trace(
             rows["reco_id"][i],
             rows["speaker"][i],

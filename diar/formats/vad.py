@@ -17,11 +17,11 @@ import math
 import os
 import re
 from collections.abc import Iterable
-from decimal import Decimal, InvalidOperation
 from typing import IO
 
-from diar.errors import FormatError, ManifestError, quote
+from diar.errors import FormatError, quote
 from diar.formats import as_annotations, read_text
+from diar.manifests import Line, LineProblems, parse_seconds
 from diar.types import Annotation, Turn, is_token
 
 _LINE = re.compile(r"^(?P<reco>\S+)\s+(?P<speaker>\S+):(?:\s+(?P<spans>.*?))?\s*$")
@@ -77,29 +77,29 @@ def read_vad(source: str | os.PathLike[str] | IO[str]) -> dict[str, Annotation]:
     return read_text(source, _parse, "vad")
 
 
-def _parse(f: IO[str], name: str) -> dict[str, Annotation]:
+def _parse(lines: Iterable[Line], problems: LineProblems) -> dict[str, Annotation]:
     turns: dict[str, list[Turn]] = {}
-    for number, raw in enumerate(f, start=1):
-        text = raw.rstrip("\n")
-        if not text.strip():
-            continue
-        match = _LINE.match(text.strip())
-        if match is None:
-            raise ManifestError(name, number, "expected '<reco-id> <speaker>: [start, end], ...'", text)
-        reco_id, speaker, body = match["reco"], match["speaker"], match["spans"] or ""
-        # Everything between the spans must be separators, else part of the line was not understood.
-        if _SPAN.sub("", body).replace(",", "").strip():
-            raise ManifestError(name, number, "malformed '[start, end]' list", text)
-        bucket = turns.setdefault(reco_id, [])
-        for span in _SPAN.finditer(body):
-            try:
-                start, end = Decimal(span["start"]), Decimal(span["end"])
-            except InvalidOperation:
-                raise ManifestError(name, number, f"non-numeric time in {quote(span[0])}", text) from None
-            if not (start.is_finite() and end.is_finite()) or start < 0 or end < start:
-                raise ManifestError(
-                    name, number, f"invalid turn {quote(span[0])} (need 0 <= start <= end)", text
-                )
-            if end > start:
-                bucket.append(Turn(reco_id, float(start), float(end), speaker))
+    for line in lines:
+        with problems.catch():
+            reco_id, found = _turns(line)
+            turns.setdefault(reco_id, []).extend(found)
     return {reco_id: Annotation(reco_id, tuple(ts)) for reco_id, ts in turns.items()}
+
+
+def _turns(line: Line) -> tuple[str, list[Turn]]:
+    match = _LINE.match(line.text.strip())
+    if match is None:
+        raise line.error("expected '<reco-id> <speaker>: [start, end], ...'")
+    reco_id, speaker, body = match["reco"], match["speaker"], match["spans"] or ""
+    # Everything between the spans must be separators, else part of the line was not understood.
+    if _SPAN.sub("", body).replace(",", "").strip():
+        raise line.error("malformed '[start, end]' list")
+    out = []
+    for span in _SPAN.finditer(body):
+        start = parse_seconds(line, span["start"], "start")
+        end = parse_seconds(line, span["end"], "end")
+        if start < 0 or end < start:
+            raise line.error(f"invalid turn {quote(span[0])} (need 0 <= start <= end)")
+        if end > start:
+            out.append(Turn(reco_id, float(start), float(end), speaker))
+    return reco_id, out

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from typing import IO
 
 from diar.errors import FormatError, ManifestError, quote
-from diar.formats import read_text
+from diar.formats import read_file
 from diar.formats.srt import blocks, format_clock, parse_timing
 from diar.words import Utterance
 
@@ -63,7 +63,7 @@ def write_vtt(cues: Iterable[Utterance], f: IO[str]) -> int:
 
 def read_vtt(source: str | os.PathLike[str] | IO[str], reco_id: str) -> list[Utterance]:
     """The cues of a WebVTT file as utterances of ``reco_id`` (speaker None without a voice span)."""
-    return read_text(source, lambda f, name: _parse(f, name, reco_id), "WebVTT")
+    return read_file(source, lambda f, name: _parse(f, name, reco_id), "WebVTT")
 
 
 def _parse(f: IO[str], name: str, reco_id: str) -> list[Utterance]:

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from diar.errors import ManifestError, quote
-from diar.formats import read_text
+from diar.formats import read_file
 from diar.words import Word, join_words
 
 #: Keys a word's confidence may have, in order of preference.
@@ -94,7 +94,7 @@ def read_words_json(source: str | os.PathLike[str] | IO[str], reco_id: str | Non
     Raises:
         ManifestError naming the file, the line and the value of a malformed entry.
     """
-    return read_text(source, lambda f, name: _parse(f.read(), name, reco_id), "JSON")
+    return read_file(source, lambda f, name: _parse(f.read(), name, reco_id), "JSON")
 
 
 def _parse(text: str, name: str, reco_id: str | None) -> list[Word]:

@@ -405,10 +405,15 @@ class FrameDiarizer(Diarizer):
         labels = relabel(distinct_in_windows(outputs, labels, clustered, near))
         with timed(hook, "rendering"):
             annotation, names, exclusive = self.render_labels(recording.reco_id, outputs, labels, num_samples)
+        # every speaker leaves a trace for linking: from its reliable local speakers, else (a
+        # speaker with little speech, e.g. of a 1 s recording) from its short ones
         used = np.flatnonzero(reliable & (labels >= 0))
+        traced = set(labels[used].tolist())
+        short = [i for i in sorted(found) if labels[i] >= 0 and not reliable[i] and labels[i] not in traced]
+        used = np.concatenate([used, np.asarray(short, dtype=np.int64)])
         traces = speaker_traces(
             annotation,
-            embeddings[used],
+            np.stack([found[int(i)] for i in used]) if len(used) else np.zeros((0, dim), dtype=np.float32),
             seconds[used],
             [names.get(f"spk{k + 1}", "") for k in labels[used]],
         )

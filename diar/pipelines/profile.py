@@ -29,7 +29,7 @@ from scipy.ndimage import maximum_filter1d
 from diar.audio import load_audio
 from diar.cluster import l2_normalize
 from diar.config import Config, ConfigError, ProfileConfig
-from diar.errors import NoSpeechError, ProfileError, quote
+from diar.errors import ProfileError, quote
 from diar.linking import speaker_seconds
 from diar.models.base import Embedder, VoiceActivityDetector
 from diar.models.build import build_embedder, build_vad, set_torch_threads
@@ -56,19 +56,14 @@ def default_names(num_profiles: int) -> tuple[str, ...]:
 
 
 #: Peak level (linear) below which an enrollment file is silent (-80 dBFS).
-SILENT_PEAK = 1e-4
+SILENT_PEAK = steps.SILENT_PEAK
 #: Norm below which an embedding or profile row counts as all zeros.
-ZERO_NORM = 1e-6
+ZERO_NORM = steps.ZERO_NORM
 
 
 def check_enrollment_audio(wav: np.ndarray, speaker: str, reco_id: str | None, source: str) -> None:
     """Raise NoSpeechError naming the speaker and file when an enrollment file is silent."""
-    peak = float(np.max(np.abs(wav))) if len(wav) else 0.0
-    if peak < SILENT_PEAK:
-        level = f"peak {20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all samples zero"
-        raise NoSpeechError(
-            reco_id, source, f"enrollment of speaker {quote(speaker)} is silent ({level}); give speech"
-        )
+    steps.check_not_silent(wav, reco_id, source, f"enrollment of speaker {quote(speaker)}")
 
 
 def check_profiles(profiles: np.ndarray, names: Sequence[str], reco_id: str) -> None:
@@ -115,10 +110,7 @@ def compute_profiles(
         wav = load_audio(source, embedder.sample_rate, reco_id=reco_id, allow_pipes=allow_pipes)
         check_enrollment_audio(wav, speaker, reco_id, source)
         vec = steps.embed_utterance(embedder, wav, vad, normalize_db)  # shape: (dim,)
-        if not np.isfinite(vec).all() or float(np.linalg.norm(vec)) < ZERO_NORM:
-            raise NoSpeechError(
-                reco_id, source, f"enrollment of speaker {quote(speaker)}: its embedding is all zeros"
-            )
+        steps.check_embedding(vec, reco_id, source, f"enrollment of speaker {quote(speaker)}")
         sums[speaker] = sums.get(speaker, 0.0) + vec.astype(np.float64)
         counts[speaker] = counts.get(speaker, 0) + 1
     names = tuple(sums)

@@ -13,8 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from diar.errors import NoSpeechError
 from diar.models.base import Embedder, VoiceActivityDetector
 from diar.types import FRAME_SHIFT
+
+#: Peak level (linear, -80 dBFS) below which audio is silent: there is no voice to embed.
+SILENT_PEAK = 1e-4
+#: Norm below which an embedding counts as all zeros.
+ZERO_NORM = 1e-6
 
 
 def frame_samples(sample_rate: int, shift: float = FRAME_SHIFT) -> int:
@@ -312,3 +318,28 @@ def embed_utterance(
     if len(wav) < embedder.min_num_samples:
         wav = np.pad(wav, (0, embedder.min_num_samples - len(wav)))
     return np.asarray(embedder.embed_utterance(wav), dtype=np.float32)
+
+
+def check_not_silent(waveform: np.ndarray, reco_id: str | None, source: str, what: str) -> None:
+    """Raise NoSpeechError when ``waveform`` (its DC offset removed, as :mod:`diar.audio` loads
+    it) peaks below :data:`SILENT_PEAK`: digital silence, a constant offset, a file of a few
+    samples. Its embedding would be a vector of no one (``diar embed``, ``diar profiles``).
+
+    Args:
+        what: what the audio is, for the message ("enrollment of speaker 'a'", "the audio").
+    """
+    wav = np.asarray(waveform, dtype=np.float32)
+    peak = float(np.max(np.abs(wav))) if len(wav) else 0.0
+    if peak < SILENT_PEAK:
+        if peak > 0:
+            level = f"peak {20 * np.log10(peak):.0f} dBFS"
+        else:
+            level = "all samples equal once the DC offset is removed" if len(wav) > 1 else "a single sample"
+        raise NoSpeechError(reco_id, source, f"{what} is silent ({level}); give speech")
+
+
+def check_embedding(vector: np.ndarray, reco_id: str | None, source: str, what: str) -> None:
+    """Raise NoSpeechError for an embedding that is all zeros or not finite (no voice in it)."""
+    vec = np.asarray(vector, dtype=np.float64)
+    if not np.isfinite(vec).all() or float(np.linalg.norm(vec)) < ZERO_NORM:
+        raise NoSpeechError(reco_id, source, f"{what}: its embedding is all zeros or not finite")

@@ -71,3 +71,39 @@ def test_errors_a_user_causes_are_one_line_and_exit_code_2(
     assert run_command("diar x", argparse.Namespace(verbose=0), run) == 2
     err = capsys.readouterr().err
     assert err.startswith("diar x: error: ") and err.count("\n") == 1 and named in err, err
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "start"),
+    [
+        (
+            PermissionError(13, "Permission denied", "/data/x.rttm"),
+            2,
+            "diar x: error: Permission denied: /data/x.rttm",
+        ),
+        (OSError(28, "No space left on device"), 2, "diar x: error: No space left on device"),
+        (KeyError("oops"), 1, "diar x: internal error: KeyError: 'oops' (a bug in diar: rerun with -vv"),
+    ],
+)
+def test_no_traceback_reaches_the_user(
+    error: Exception,
+    code: int,
+    start: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What no check foresaw is still one line: an OSError exit code 2, a bug exit code 1, with the
+    traceback logged at debug level (``-vv``)."""
+    import argparse
+    import logging
+
+    from diar.cli import run_command
+
+    def run(args: argparse.Namespace) -> int:
+        raise error
+
+    with caplog.at_level(logging.DEBUG, logger="diar.cli"):
+        assert run_command("diar x", argparse.Namespace(verbose=0), run) == code
+    err = capsys.readouterr().err
+    assert err.startswith(start) and err.count("\n") == 1 and "Traceback" not in err, err
+    assert any(r.exc_info for r in caplog.records)

@@ -458,6 +458,89 @@ def test_exact_tie_broken_as_pyannote() -> None:
         assert_matches_pyannote({"t": renamed}, {"t": hyp}, None, 0.0, False)
 
 
+# --------------------------------------------------------------------------- memory layout
+
+
+@st.composite
+def crowded(draw: st.DrawFn, reco: str = "p") -> Annotation:
+    """Up to 40 turns of up to 30 speakers on a millisecond grid: many speakers, some never
+    talking with one another (several blocks of the mapping)."""
+    items = draw(
+        st.lists(
+            st.tuples(st.integers(0, 60_000), st.integers(1, 8_000), st.integers(0, 29)),
+            max_size=40,
+        )
+    )
+    return Annotation(reco, tuple(Turn(reco, s / 1000, (s + d) / 1000, f"s{k}") for s, d, k in items))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ref=crowded(), hyp=crowded(), collar=collars, skip_overlap=st.booleans(), blocks=st.booleans())
+def test_sparse_scoring_matches_pyannote_with_many_speakers(
+    ref: Annotation, hyp: Annotation, collar: float, skip_overlap: bool, blocks: bool
+) -> None:
+    """The sparse count matrices, and the mapping split into blocks of speakers who talk
+    together (what matrices above DENSE_MAPPING_CELLS get), score as pyannote.metrics."""
+    from unittest import mock
+
+    import diar.scoring
+
+    with mock.patch.object(diar.scoring, "DENSE_MAPPING_CELLS", 0 if blocks else 4_000_000):
+        assert_matches_pyannote({"p": ref}, {"p": hyp}, None, collar, skip_overlap)
+        whole = score({"p": ref}, {"p": hyp}, collar=collar, corpus_mapping=True).corpus
+    per_file = score({"p": ref}, {"p": hyp}, collar=collar).corpus
+    assert whole.der == pytest.approx(per_file.der, abs=1e-12)  # one file: one mapping either way
+
+
+def random_annotation(reco: str, speakers: int, turns: int, seconds: float, seed: int) -> Annotation:
+    rng = np.random.default_rng(seed)
+    starts = rng.uniform(0, seconds, turns)
+    ends = starts + rng.uniform(0.5, 5.0, turns)
+    labels = np.concatenate([np.arange(speakers), rng.integers(0, speakers, turns - speakers)])
+    return Annotation(
+        reco,
+        tuple(Turn(reco, float(s), float(e), f"s{k}") for s, e, k in zip(starts, ends, labels, strict=True)),
+    )
+
+
+def test_a_thousand_speakers_score_in_memory_that_grows_with_the_turns() -> None:
+    """1 000 speakers and 3 000 turns: the dense layout took 11.2 GiB (speakers² x intervals)."""
+    import tracemalloc
+    from unittest import mock
+
+    import diar.scoring
+
+    ref = random_annotation("r", 1000, 3000, 3600.0, seed=1)
+    hyp = random_annotation("r", 1000, 3000, 3600.0, seed=2)
+    tracemalloc.start()
+    try:
+        result = score({"r": ref}, {"r": hyp}, collar=0.25)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 2**20, peak  # two 1000 x 1000 float64 mapping matrices are 16 MB
+    assert result.corpus.num_ref_speakers > 900 and 0 < result.corpus.der  # a few only in collars
+    with mock.patch.object(diar.scoring, "DENSE_MAPPING_CELLS", 0):
+        blocks = score({"r": ref}, {"r": hyp}, collar=0.25)
+    assert blocks.corpus.der == pytest.approx(result.corpus.der, abs=1e-12)
+    assert blocks.corpus.jer == pytest.approx(result.corpus.jer, abs=1e-12)
+
+
+def test_a_mapping_block_too_large_is_refused_before_it_is_allocated() -> None:
+    from unittest import mock
+
+    import diar.scoring
+
+    ref = random_annotation("r", 40, 400, 60.0, seed=1)
+    hyp = random_annotation("r", 40, 400, 60.0, seed=2)
+    with (
+        mock.patch.object(diar.scoring, "DENSE_MAPPING_CELLS", 0),
+        mock.patch.object(diar.scoring, "MAX_MAPPING_CELLS", 100),
+        pytest.raises(ScoringError, match=r"40 x 40 speakers all talk with one another"),
+    ):
+        score({"r": ref}, {"r": hyp})
+
+
 # --------------------------------------------------------------------------- one mapping for the corpus
 
 

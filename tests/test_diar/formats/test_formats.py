@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from diar.errors import FormatError, ManifestError
 from diar.formats import atomic_open
 from diar.formats.parquet import read_parquet, write_parquet
+from diar.formats.parquet import schema as parquet_schema
 from diar.formats.rttm import read_rttm, write_rttm
 from diar.formats.vad import read_vad, write_vad
 from diar.types import Annotation, Turn
@@ -274,3 +275,51 @@ def test_one_registry_of_output_formats_for_the_command_and_the_job() -> None:
         "corpus.rttm",
         "corpus.exclusive.rttm",
     ]
+
+
+def test_parquet_rows_that_are_no_turn_are_refused(tmp_path: Path) -> None:
+    good = {
+        "reco_id": ["r"],
+        "speaker": ["a"],
+        "start": [0.5],
+        "end": [1.0],
+        "duration": [0.5],
+        "model": ["m"],
+    }
+    for column, value in (
+        ("start", float("nan")),
+        ("end", None),
+        ("reco_id", None),
+        ("end", 0.1),
+        ("speaker", ""),
+    ):
+        path = tmp_path / "bad.parquet"
+        pq.write_table(pa.table(dict(good, **{column: [value]}), schema=parquet_schema()), path)
+        with pytest.raises(ManifestError, match=r"bad.parquet: row 1: not a turn"):
+            read_parquet(path)
+    (tmp_path / "text.parquet").write_text("not a table\n")
+    with pytest.raises(ManifestError, match=r"text\.parquet: not a Parquet table"):
+        read_parquet(tmp_path / "text.parquet")
+    with pytest.raises(ManifestError, match="Parquet file does not exist"):
+        read_parquet(tmp_path / "gone.parquet")
+
+
+def test_rttm_and_vad_readers_share_the_line_reader(tmp_path: Path) -> None:
+    """A byte-order mark is dropped, several malformed lines are reported at once, binary data
+    and folders are refused in one line, times beyond MAX_SECONDS are refused."""
+    path = tmp_path / "bom.rttm"
+    path.write_bytes(b"\xef\xbb\xbfSPEAKER r 1 0.5 1.0 <NA> <NA> a <NA> <NA>\n")
+    assert read_rttm(path) == {"r": Annotation("r", (Turn("r", 0.5, 1.5, "a"),))}
+    assert read_rttm(io.StringIO("\ufeffSPEAKER r 1 0.5 1.0 <NA> <NA> a <NA> <NA>\n"))["r"].turns
+    path.write_text("SPEAKER r 1 x 1 <NA> <NA> a <NA> <NA>\nSPEAKER r 1 1 y <NA> <NA> a <NA> <NA>\n")
+    with pytest.raises(ManifestError, match=r"bom.rttm:1: onset 'x' .* \(2 malformed lines \(1, 2\)\)"):
+        read_rttm(path)
+    vad = tmp_path / "result.txt"
+    vad.write_text("\ufeffrec1 spk1: [0.00, 1.00]\nrec1 spk2: [1.00, 1e400]\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"result.txt:2: end '1e400' is beyond"):
+        read_vad(vad)
+    with pytest.raises(ManifestError, match="is a directory, not a vad file"):
+        read_vad(tmp_path)
+    vad.write_bytes(b"\x00" * 70_000)
+    with pytest.raises(ManifestError, match="line longer than"):
+        read_vad(vad)

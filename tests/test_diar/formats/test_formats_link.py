@@ -119,3 +119,51 @@ def test_speakers_tsv_errors(tmp_path: Path) -> None:
         read_speakers(tmp_path / "missing.tsv")
     with pytest.raises(FormatError, match="whitespace"):
         write_speakers([SpeakerLink("a", "spk 1", "S1", 1.0)], io.StringIO())
+
+
+def test_trace_rows_that_are_no_trace_are_refused() -> None:
+    import pyarrow as pa
+
+    from diar.formats.traces import schema
+
+    ark, table = written(traces()[:1])
+    rows = pq.read_table(io.BytesIO(table)).to_pydict()
+    for column, value in (("seconds", float("nan")), ("seconds", None), ("reco_id", None), ("dim", None)):
+        bad = dict(rows, **{column: [value]})
+        buf = io.BytesIO()
+        pq.write_table(pa.table(bad, schema=schema()), buf)
+        with pytest.raises(FormatError, match=r"x\.traces: table row 1 is not a trace"):
+            read_traces(ark, buf.getvalue(), "x.traces")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("\ufeffreco_id\tspeaker\tglobal_speaker\tseconds\na\tspk1\tS1\t1.0\n", None),
+        (
+            "reco_id\tspeaker\tglobal_speaker\tseconds\na\tspk1\tS1\tnan\n",
+            ":2: seconds 'nan' is not a finite number",
+        ),
+        ("reco_id\tspeaker\tglobal_speaker\tseconds\na\tspk1\tS1\t-1\n", ":2: seconds '-1' is negative"),
+        ("reco_id\tspeaker\tglobal_speaker\tseconds\na\tspk1\tS1\t1e400\n", ":2: seconds '1e400' is beyond"),
+        (
+            "reco_id\tspeaker\tglobal_speaker\tseconds\na\tspk1\tS1\t1\na\tspk1\tS2\t1\n",
+            ":3: speaker 'spk1' of recording 'a' twice (first on line 2)",
+        ),
+        (
+            "reco_id\tspeaker\tglobal_speaker\tseconds\na\tspk1\tS1\t1\na\tspk2\tS1\t1\n",
+            ":3: global speaker 'S1' of recording 'a' twice (first on line 2)",
+        ),
+    ],
+)
+def test_speakers_tsv_rows_are_checked(tmp_path: Path, text: str, message: str | None) -> None:
+    path = tmp_path / "speakers.tsv"
+    path.write_text(text, encoding="utf-8")
+    if message is None:
+        assert read_speakers(path) == [SpeakerLink("a", "spk1", "S1", 1.0)]
+        return
+    with pytest.raises(ManifestError) as exc:
+        read_speakers(path)
+    assert f"{path}{message}" in str(exc.value)
+    with pytest.raises(ManifestError, match=r"is a directory, not a speakers\.tsv"):
+        read_speakers(tmp_path)
