@@ -36,6 +36,7 @@ from typing import Any
 
 from diar.config import Config, load_config
 from diar.failures import Failure
+from diar.formats.failures import failures_tsv
 from diar.formats.parquet import model_name
 from jobs.actors import Outcome
 from jobs.errors import JobError
@@ -58,7 +59,6 @@ from jobs.reduce import (
     Totals,
     corpus_files,
     failure_budget,
-    failures_tsv,
     json_bytes,
     merge_annotations,
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +23,6 @@ from jobs.storage import OutDir, OutError
 
 #: Exit code when more recordings failed than ``job.max_failures`` allows.
 EXIT_OVER_BUDGET = 1
-
-#: Header of ``failures.tsv``.
-FAILURES_HEADER = ("reco_id", "stage", "error_type", "message")
 
 
 def allowed_failures(max_failures: float, num_recordings: int) -> int:
@@ -47,15 +44,6 @@ def failure_budget(failed: int, total: int, max_failures: float, failures_file: 
         f"{failed} of {total} recordings failed, more than job.max_failures={max_failures:g} "
         f"allows ({allowed}); see {failures_file}"
     )
-
-
-def failures_tsv(failures: Iterable[Failure]) -> str:
-    """``failures.tsv`` text: a header, then one row per failure sorted by recording id."""
-    lines = ["\t".join(FAILURES_HEADER)]
-    for f in sorted(failures):
-        cells = (f.reco_id, f.stage, f.error_type, f.message)
-        lines.append("\t".join(" ".join(c.split()) for c in cells))
-    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -137,3 +125,4 @@ def json_bytes(data: Any) -> bytes:
 def write_json(out: OutDir, name: str, data: Any) -> None:
     """Write ``data`` as indented JSON (keys in insertion order) atomically."""
     out.write_bytes(name, json_bytes(data))
+
