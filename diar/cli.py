@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from diar.errors import DiarError, one_line
 
 #: Subcommands in the order ``diar --help`` lists them.
-COMMANDS = ("diarize", "embed", "profiles", "run", "link", "score", "plot", "bench")
+COMMANDS = ("diarize", "embed", "profiles", "run", "link", "score", "plot", "report", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ Output folder (a local path or any fsspec URL)::
     OUT/corpus.parquet, corpus.vad  with "parquet" / "vad" in job.out_formats
     OUT/failures.tsv                reco_id, stage, error_type, message (header only if none)
     OUT/summary.json                counts, audio hours, wall time, real-time factor, step times, config
+    OUT/report.html                 with job.report: the page of `diar report OUT` (summary, timelines)
 
 Rerunning into the same OUT reuses every shard whose done record matches the
 plan (resume) and reduces again; a rerun after a finished run starts no actors
@@ -61,6 +62,7 @@ from jobs.reduce import (
     failure_budget,
     json_bytes,
     merge_annotations,
+    report_page,
 )
 from jobs.runner import RunStats, run_shards
 from jobs.shards import Shard
@@ -241,7 +243,7 @@ def _run_job(
     if config.job.link_speakers:  # global speaker labels, speakers.tsv, corpus.local.rttm
         files.update(linked_files(out, finished, annotations, config.job, model_name(config)))
     files["failures.tsv"] = failures_tsv(totals.failures).encode("utf-8")
-    outputs = list(files)
+    outputs = [*files, *(["report.html"] if config.job.report else [])]
 
     allowed, reason = failure_budget(
         totals.failed, len(recordings), config.job.max_failures, out.display("failures.tsv")
@@ -272,6 +274,10 @@ def _run_job(
         files["summary.json"] = json_bytes(summary)
     else:  # a rerun that changed nothing: summary.json stays byte-identical
         summary = json.loads(out.read_text("summary.json"))
+    if config.job.report:  # from the files as written, so a rerun that changed nothing writes the same
+        durations = {r.reco_id: r.seconds for s in shards for r in s.items if r.seconds is not None}
+        failures = files["failures.tsv"].decode("utf-8")
+        files["report.html"] = report_page(out.url, annotations, failures, durations, summary)
     out.write_many(files)
     remove_stale_link_files(out, files)
     return JobReport(summary, EXIT_OVER_BUDGET if over else 0, reason, len(todo), stats.num_actors)

@@ -258,6 +258,7 @@ TOP_FILES = (
     "corpus.rttm",
     "corpus.parquet",
     "corpus.vad",
+    "report.html",
     *LINK_FILES,  # speakers.tsv, corpus.local.rttm (speaker linking)
     ".lock",
 )

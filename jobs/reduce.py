@@ -126,3 +126,28 @@ def write_json(out: OutDir, name: str, data: Any) -> None:
     """Write ``data`` as indented JSON (keys in insertion order) atomically."""
     out.write_bytes(name, json_bytes(data))
 
+
+def report_page(
+    url: str, annotations: Sequence[Annotation], failures_text: str, durations: dict[str, float], summary: Any
+) -> bytes:
+    """``report.html``: the page ``diar report OUT`` writes for the same files (no reference).
+
+    Args:
+        url: the output folder as the user gave it (the page's title).
+        annotations: every done recording's turns.
+        failures_text: ``failures.tsv`` as written (the page shows its rows as they read back).
+        durations: recording id -> seconds, as ``job.json`` holds them.
+        summary: ``summary.json`` as written.
+    """
+    from diar.formats.failures import read_failures
+    from diar.report.inputs import JobOutputs
+    from diar.report.page import render_report
+
+    outputs = JobOutputs(
+        url,
+        {a.reco_id: a for a in sorted(annotations, key=lambda a: a.reco_id)},
+        summary,
+        read_failures(io.StringIO(failures_text, newline="")),
+        durations,
+    )
+    return render_report(outputs).encode("utf-8")
