@@ -31,8 +31,9 @@ from html import escape
 from typing import Any
 
 from diar.report.inputs import JobOutputs
+from diar.report.svg import STYLE as SVG_STYLE
 from diar.report.svg import legend_items, timeline_svg
-from diar.report.timeline import Timeline, build_timeline, format_time
+from diar.report.timeline import build_timeline, format_time
 from diar.scoring import Interval, Score, ScoringResult, score_regions
 from diar.types import Annotation
 
@@ -73,7 +74,8 @@ class _Row:
     overlap: float
     turns: int
     score: Score | None
-    timeline: Timeline | None
+    #: the timeline's ``<svg>`` (rendered at once: a corpus's timelines are not all kept)
+    svg: str | None
 
 
 def render_report(
@@ -107,7 +109,7 @@ def render_report(
         hyp = outputs.annotations.get(reco_id)
         status = "done" if hyp is not None else "failed" if reco_id in failed else "not in the job"
         hyp = hyp if hyp is not None else Annotation(reco_id, ())
-        errors = regions.get(reco_id)
+        errors = regions.pop(reco_id, None)
         timeline = None
         if status == "done" or errors is not None:
             ref = reference.annotations.get(reco_id) if reference is not None else None
@@ -126,14 +128,14 @@ def render_report(
                 overlap=sum(e - s for s, e in timeline.overlap) if timeline is not None else 0.0,
                 turns=len(hyp.turns),
                 score=errors.score if errors is not None else None,
-                timeline=timeline,
+                svg=timeline_svg(timeline) if timeline is not None else None,
             )
         )
     page_title = title or f"diar report: {outputs.source}"
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(page_title)}</title><style>{STYLE}</style></head><body>",
+        f"<title>{escape(page_title)}</title><style>{STYLE}{SVG_STYLE}</style></head><body>",
         f"<header><h1>{escape(page_title)}</h1>{_nav(outputs, scores)}</header><main>",
         _summary(outputs, rows),
     ]
@@ -349,7 +351,7 @@ def _recordings(rows: list[_Row], scored: bool, page_size: int) -> str:
         out.append('</table><div class="timelines">')
         if k > 1:
             out.append(f"<noscript><p>{escape(NO_SCRIPT)}</p></noscript>")
-        out += [_figure(r, lazy=k > 1) for r in page if r.timeline is not None]
+        out += [_figure(r, lazy=k > 1) for r in page if r.svg is not None]
         out.append("</div></section>")
     out.append("</div></section>")
     return "".join(out)
@@ -362,7 +364,7 @@ def _page_links(k: int, count: int) -> str:
 
 
 def _table_row(r: _Row, scored: bool) -> str:
-    name = _link(r) if r.timeline is not None else escape(r.reco_id)
+    name = _link(r) if r.svg is not None else escape(r.reco_id)
     duration = format_time(r.duration) if r.duration is not None else ""
     cells = (
         f'<tr id="t{r.index}" data-reco="{escape(r.reco_id)}" class="{r.status.split()[0]}">'
@@ -383,15 +385,14 @@ def _table_row(r: _Row, scored: bool) -> str:
 def _figure(r: _Row, lazy: bool) -> str:
     """The recording's timeline with a caption; ``lazy``: its SVG as text that the page's script
     turns into elements when its page is shown."""
-    assert r.timeline is not None
+    assert r.svg is not None
     facts = [f"{r.speakers} speakers", f"{r.turns} turns"] if r.status == "done" else [r.status]
     if r.duration is not None:
         facts.insert(0, format_time(r.duration))
     if r.score is not None:
         facts.append(f"DER {100 * r.score.der:.2f} %")
-    svg = timeline_svg(r.timeline)
     # escaped markup holds no "</script": ids and labels have their "<" escaped
-    body = f'<script type="text/html" class="tl">{svg}</script>' if lazy else svg
+    body = f'<script type="text/html" class="tl">{r.svg}</script>' if lazy else r.svg
     caption = (
         f'<b>{escape(r.reco_id)}</b> {escape(", ".join(facts))} · <a href="#t{r.index}">back to the table</a>'
     )

@@ -23,9 +23,16 @@ WIDTH = 1000
 LABEL_WIDTH = 120
 #: Height of a speaker lane and of an error lane, in units.
 LANE = 10
-ERROR_LANE = 7
+ERROR_LANE = 9
 #: Height of the time axis below the lanes.
 AXIS = 14
+#: Stroke widths by class (the page's stylesheet): speaker and overlap lanes LANE - 2, error
+#: lanes ERROR_LANE - 2, the grey of what is not scored the three error lanes' height.
+STYLE = (
+    f"svg.tl path{{stroke-width:{LANE - 2}}}"
+    f"svg.tl path.mi,svg.tl path.fa,svg.tl path.cf{{stroke-width:{ERROR_LANE - 2}}}"
+    f"svg.tl path.un{{stroke-width:{3 * ERROR_LANE}}}"
+)
 #: Narrowest stretch not scored that is drawn, in units.
 MIN_UNSCORED = 3
 #: Colours in the palette (classes c0 .. c9).
@@ -47,7 +54,7 @@ def timeline_svg(timeline: Timeline, label: str = "") -> str:
         rows.append(f'<text x="{LABEL_WIDTH - 4}" y="{middle + 3}">{escape(name)}</text>')
         dashes = _strokes(spans, start, scale)
         if dashes:
-            rows.append(_line(cls, middle, height - 2, dashes))
+            rows.append(_line(cls, middle, dashes))
         y += height
 
     scored = timeline.errors is not None
@@ -65,7 +72,7 @@ def timeline_svg(timeline: Timeline, label: str = "") -> str:
         wide = [(s, e) for s, e in timeline.unscored() if (e - s) * scale >= MIN_UNSCORED]
         unscored = _strokes(wide, start, scale)
         if unscored:
-            rows.append(_line("un", y + 3 * ERROR_LANE // 2, 3 * ERROR_LANE, unscored))
+            rows.append(_line("un", y + 3 * ERROR_LANE // 2, unscored))
         for cls, name, kind in ERRORS:
             lane(cls, name, [(s, e) for s, e, _ in timeline.error_spans(kind)], ERROR_LANE)
     rows.append(_axis(timeline, y))
@@ -104,10 +111,9 @@ def _strokes(spans: Sequence[Interval], start: float, scale: float) -> str:
     return " ".join(parts)
 
 
-def _line(cls: str, y: int, width: int, dashes: str) -> str:
-    """A dashed horizontal line across the time axis at height ``y``."""
-    path = f"M{LABEL_WIDTH} {y}h{WIDTH}"
-    return f'<path class="{cls}" d="{path}" stroke-width="{width}" stroke-dasharray="{dashes}"/>'
+def _line(cls: str, y: int, dashes: str) -> str:
+    """A dashed horizontal line across the time axis at height ``y`` (its width: :data:`STYLE`)."""
+    return f'<path class="{cls}" d="M{LABEL_WIDTH} {y}h{WIDTH}" stroke-dasharray="{dashes}"/>'
 
 
 def _axis(timeline: Timeline, y: int) -> str:
