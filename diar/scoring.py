@@ -57,7 +57,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -215,9 +215,9 @@ def score(
         ScoringError: a recording has no UEM entry, or ``collar`` is negative or not finite.
     """
     prepared = _prepare_corpus(reference, hypothesis, uem, collar, skip_overlap)
-    if not corpus_mapping:
-        return ScoringResult({reco_id: _score_per_file(p) for reco_id, p in prepared.items()})
-    return _score_corpus(prepared)
+    if not corpus_mapping:  # one recording's intervals at a time
+        return ScoringResult({reco_id: _score_per_file(p) for reco_id, p in prepared})
+    return _score_corpus(dict(prepared))
 
 
 def _prepare_corpus(
@@ -226,9 +226,9 @@ def _prepare_corpus(
     uem: Mapping[str, Sequence[Interval]] | None,
     collar: float,
     skip_overlap: bool,
-) -> dict[str, _Prepared]:
-    """Every recording of the reference, then those only in the hypothesis, cut into intervals."""
-    prepared: dict[str, _Prepared] = {}
+) -> Iterator[tuple[str, _Prepared]]:
+    """Every recording of the reference, then those only in the hypothesis, cut into intervals
+    (one at a time: a corpus's interval matrices together can take gigabytes)."""
     for reco_id in itertools.chain(reference, (r for r in hypothesis if r not in reference)):
         ref = reference.get(reco_id)
         hyp = hypothesis.get(reco_id)
@@ -243,14 +243,16 @@ def _prepare_corpus(
                     f"recording {quote(reco_id)} is not in the UEM; add a line for it or score without a UEM"
                 )
             regions = uem[reco_id]
-        prepared[reco_id] = _prepare(
-            ref.turns if ref is not None else (),
-            hyp.turns if hyp is not None else (),
-            uem=regions,
-            collar=collar,
-            skip_overlap=skip_overlap,
+        yield (
+            reco_id,
+            _prepare(
+                ref.turns if ref is not None else (),
+                hyp.turns if hyp is not None else (),
+                uem=regions,
+                collar=collar,
+                skip_overlap=skip_overlap,
+            ),
         )
-    return prepared
 
 
 def score_recording(
@@ -324,7 +326,7 @@ def score_regions(
     of :func:`score` with the same arguments.
     """
     prepared = _prepare_corpus(reference, hypothesis, uem, collar, skip_overlap)
-    return {reco_id: _regions(p) for reco_id, p in prepared.items()}
+    return {reco_id: _regions(p) for reco_id, p in prepared}
 
 
 def _regions(p: _Prepared) -> ErrorRegions:
