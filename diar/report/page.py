@@ -5,8 +5,8 @@ It holds, with nothing fetched from anywhere (inline CSS and SVG, no server, no 
 * the corpus summary: recordings done and failed, hours of audio and of speech, speakers per
   recording, wall and compute time, throughput, time per pipeline step (from ``summary.json``);
 * with a reference, DER and JER for the corpus, exactly the figures of ``diar score`` with the
-  same reference, UEM, collar and overlap setting (:func:`diar.scoring.score_regions`), and the
-  recordings with the highest DER;
+  same reference, UEM, collar and overlap setting (:func:`diar.scoring.error_regions` of each
+  recording, summed in ``diar score``'s order), and the recordings with the highest DER;
 * the failures with their stage, error type and reason;
 * a table of every recording (duration, speakers, speech, overlap, turns, and with a
   reference its DER, missed speech, false alarm, confusion and JER) whose rows link to each
@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from diar.errors import quote
 from diar.report.inputs import JobOutputs
 from diar.report.svg import STYLE as SVG_STYLE
 from diar.report.svg import legend_items, timeline_svg
 from diar.report.timeline import build_timeline, format_time
-from diar.scoring import Interval, Score, ScoringResult, score_regions
+from diar.scoring import ErrorRegions, Interval, Score, ScoringError, ScoringResult, error_regions
 from diar.types import Annotation
 
 #: Recordings per page of the table.
@@ -93,30 +94,31 @@ def render_report(
     """
     if page_size < 1:
         raise ValueError(f"page_size must be >= 1, got {page_size}")
-    scores: ScoringResult | None = None
-    regions = {}
+    # what diar score scores: every recording of the reference, then those only the hypothesis
+    # has, the hypothesis as corpus.rttm holds it (recordings without speech are not in it)
+    scored: list[str] = []
     if reference is not None:
-        # the hypothesis as corpus.rttm holds it: recordings without speech are not in it
-        spoken = {reco: a for reco, a in outputs.annotations.items() if a.turns}
-        regions = score_regions(
-            reference.annotations, spoken, reference.uem, reference.collar, reference.skip_overlap
-        )
-        scores = ScoringResult({reco: r.score for reco, r in regions.items()})
+        spoken = [reco for reco, a in outputs.annotations.items() if a.turns]
+        scored = [*reference.annotations, *(r for r in spoken if r not in reference.annotations)]
     failed = {f.reco_id: f for f in outputs.failures}
-    names = sorted({*outputs.recordings, *regions})
+    names = sorted({*outputs.recordings, *scored})
     rows: list[_Row] = []
     for index, reco_id in enumerate(names):
         hyp = outputs.annotations.get(reco_id)
         status = "done" if hyp is not None else "failed" if reco_id in failed else "not in the job"
         hyp = hyp if hyp is not None else Annotation(reco_id, ())
-        errors = regions.pop(reco_id, None)
+        ref = None
+        if reference is not None and (reco_id in reference.annotations or hyp.turns):
+            ref = reference.annotations.get(reco_id, Annotation(reco_id, ()))
         timeline = None
-        if status == "done" or errors is not None:
-            ref = reference.annotations.get(reco_id) if reference is not None else None
-            if errors is not None and ref is None:
-                ref = Annotation(reco_id, ())
+        if status == "done" or ref is not None:
+            # one recording at a time: a corpus's error spans are never all held at once
+            errors = (
+                _errors(reference, reco_id, ref, hyp) if reference is not None and ref is not None else None
+            )
             timeline = build_timeline(hyp, ref, duration=outputs.durations.get(reco_id), errors=errors)
         lanes = timeline.hypothesis if timeline is not None else ()
+        errors = timeline.errors if timeline is not None else None
         rows.append(
             _Row(
                 index=index,
@@ -131,6 +133,10 @@ def render_report(
                 svg=timeline_svg(timeline) if timeline is not None else None,
             )
         )
+    scores: ScoringResult | None = None
+    if reference is not None:  # in diar score's order, so that the corpus sums are its own
+        by_id = {r.reco_id: r.score for r in rows if r.score is not None}
+        scores = ScoringResult({reco: by_id[reco] for reco in scored})
     page_title = title or f"diar report: {outputs.source}"
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
@@ -145,6 +151,18 @@ def render_report(
     parts.append(_recordings(rows, scores is not None, page_size))
     parts.append(f"</main><script>{SCRIPT}</script></body></html>\n")
     return "".join(parts)
+
+
+def _errors(reference: Reference, reco_id: str, ref: Annotation, hyp: Annotation) -> ErrorRegions:
+    """The recording's errors as diar score finds them (its UEM, collar and overlap setting)."""
+    uem = None
+    if reference.uem is not None:
+        if reco_id not in reference.uem:
+            raise ScoringError(
+                f"recording {quote(reco_id)} is not in the UEM; add a line for it or score without a UEM"
+            )
+        uem = reference.uem[reco_id]
+    return error_regions(ref.turns, hyp.turns, uem, reference.collar, reference.skip_overlap)
 
 
 # --------------------------------------------------------------------------- sections

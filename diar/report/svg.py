@@ -94,18 +94,22 @@ def _strokes(spans: Sequence[Interval], start: float, scale: float) -> str:
     floor, ceil = math.floor, math.ceil
     parts = ["0"]
     pen = 0  # where the previous run ended
-    run_start = run_end = -1
+    run_start = run_end = 0
+    started = False
     for s, e in spans:
         x0 = floor((s - start) * scale)
-        x1 = max(ceil((e - start) * scale), x0 + 1)
-        if run_end >= 0 and x0 <= run_end:
-            run_end = max(run_end, x1)
+        x1 = ceil((e - start) * scale)
+        if x1 <= x0:
+            x1 = x0 + 1
+        if started and x0 <= run_end:  # touches the run: extend it
+            if x1 > run_end:
+                run_end = x1
             continue
-        if run_end >= 0:
+        if started:
             parts.append(f"{run_start - pen} {run_end - run_start}")
             pen = run_end
-        run_start, run_end = x0, x1
-    if run_end < 0:
+        run_start, run_end, started = x0, x1, True
+    if not started:
         return ""
     parts.append(f"{run_start - pen} {run_end - run_start} {WIDTH}")
     return " ".join(parts)
