@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from diar.types import Annotation
 
+#: Sample rate the audio is read at for its level.
+ENVELOPE_RATE = 8000
+
 HELP = "draw one recording's diarization (speaker lanes, overlap, errors against --ref) as PNG/SVG"
 
 
@@ -114,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
         if reco_id not in sources:
             raise InputError(f"recording {quote(reco_id)} is not in {shorten(args.wav_scp)}")
         source = sources[reco_id]
-    waveform = load_audio(source, 16000, reco_id) if source is not None else None
-    duration = len(waveform) / 16000 if waveform is not None else job.durations.get(reco_id)
+    # 8 kHz is plenty for a level (and halves the memory of a long recording)
+    waveform = load_audio(source, ENVELOPE_RATE, reco_id) if source is not None else None
+    duration = len(waveform) / ENVELOPE_RATE if waveform is not None else job.durations.get(reco_id)
     timeline = build_timeline(
         hypothesis,
         reference.get(reco_id, Annotation(reco_id, ())) if reference is not None else None,
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         duration=duration,
     )
     if waveform is not None:
-        timeline = dataclasses.replace(timeline, envelope=level_envelope(waveform, 16000))
+        timeline = dataclasses.replace(timeline, envelope=level_envelope(waveform, ENVELOPE_RATE))
     timeline = crop(timeline, args.start, args.end)
     title = args.title
     if title is None and reference is not None:
