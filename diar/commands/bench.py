@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "run a benchmark (default pipeline, WavLM-SD, Ray job, its scaling, speaker linking) and print figures"
+HELP = (
+    "run a benchmark (default pipeline, WavLM-SD, Ray job, its scaling, speaker linking, report page) "
+    "and print figures"
+)
 
 #: Benchmark name -> module in diar.benchmarks with a ``main(argv) -> int``.
 BENCHMARKS = {
@@ -19,6 +22,7 @@ BENCHMARKS = {
     "job": "diar.benchmarks.job",
     "scale": "diar.benchmarks.scale",
     "link": "diar.benchmarks.link",
+    "report": "diar.benchmarks.report",
 }
 
 

@@ -7,7 +7,8 @@
   needs the ``plot`` extra);
 * :mod:`diar.report.svg`: a compact inline SVG of a timeline, for the report page;
 * :mod:`diar.report.inputs`: what a job's output folder holds, read for the report;
-* :mod:`diar.report.page`: the self-contained HTML report of a job (``diar report``).
+* :mod:`diar.report.page`: the self-contained HTML report of a job (``diar report``);
+* :mod:`diar.report.browser`: headless Chromium, to check that a page renders.
 
 Nothing here needs Ray; only :mod:`diar.report.plot` needs matplotlib.
 """

@@ -76,8 +76,11 @@ def screenshot(
     png: str | os.PathLike[str],
     size: tuple[int, int] = (1280, 2000),
     timeout: float = 120.0,
+    fragment: str = "",
 ) -> None:
-    """A PNG of the page's top ``size`` (width, height) pixels."""
-    _run(page, [f"--screenshot={Path(png).resolve()}", f"--window-size={size[0]},{size[1]}"], timeout)
+    """A PNG of ``size`` (width, height) pixels of the page once loaded (at ``#fragment``)."""
+    _run(
+        page, [f"--screenshot={Path(png).resolve()}", f"--window-size={size[0]},{size[1]}"], timeout, fragment
+    )
     if not os.path.isfile(png) or os.path.getsize(png) == 0:
         raise BrowserError(f"Chromium wrote no screenshot of {page}")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from report_helpers import FAILING, chromium
 
+from diar.benchmarks.report import synthetic_job
 from diar.cli import main
 from diar.report.browser import dump_dom, screenshot
 
@@ -62,8 +63,34 @@ def test_sim_report_in_chromium(
     svg = re.search(r'<figure id="r9".*?</figure>', dom, re.S)
     assert svg is not None and 'class="mi"' in svg.group(0) and re.search(r'class="c\d r"', svg.group(0))
 
-    png = tmp_path / "report.png"
-    screenshot(page, png, size=(1280, 2600))
+    # a window taller than the page, so that no scrolling gets in the way of the screenshot
+    png, third = tmp_path / "report.png", tmp_path / "page-3.png"
+    screenshot(page, png, size=(1280, 3600))
     # the page's missed-speech orange and the first speaker's blue (lanes, legend)
     assert_not_blank(png, [(0xD5, 0x5E, 0x00), (0x1F, 0x77, 0xB4)])
+    # CSS shows the table page a link points to (two recordings there, four on the first)
+    screenshot(page, third, size=(1280, 3600), fragment="page-3")
+    assert_not_blank(third, [(0xD5, 0x5E, 0x00), (0x1F, 0x77, 0xB4)])
+    from matplotlib.image import imread
 
+    first, last = imread(png)[..., :3], imread(third)[..., :3]
+    assert float(np.mean(first.min(axis=2) < 0.8)) > float(np.mean(last.min(axis=2) < 0.8))
+
+
+@pytest.mark.slow
+def test_ten_thousand_recordings_open_in_chromium(tmp_path: Path) -> None:
+    chromium()
+    job = synthetic_job(tmp_path, recordings=10_000, minutes=(0.5, 2.0), seed=1)
+    page = tmp_path / "report.html"
+    options = ["--ref", job["ref"], "--uem", job["uem"], "--collar", "0.25"]
+    assert main(["report", job["out"], *options, "-o", str(page)]) == 0
+    dom = dump_dom(page, timeout=300)
+    assert len(re.findall(r'<tr id="t\d+"', dom)) == 10_000
+    assert len(re.findall(r'<figure id="r\d+"', dom)) == 10_000
+    assert len(built(dom)) == 100  # one page of timelines built, not 10 000
+    assert len(re.findall(r'<section class="page" id="page-\d+"', dom)) == 100
+    last = dump_dom(page, timeout=300, fragment="page-100")
+    assert built(last)[-1] == "r9999" and len(built(last)) == 200
+    png = tmp_path / "report.png"
+    screenshot(page, png, size=(1280, 5000), timeout=300)  # down to the first timelines
+    assert_not_blank(png, [(0xD5, 0x5E, 0x00)])
