@@ -28,6 +28,8 @@ HELP = "draw one recording's diarization (speaker lanes, overlap, errors against
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from diar.commands.common import add_scoring_arguments
+
     parser.add_argument("hyp", metavar="HYP", help="RTTM, Parquet (.parquet) or a job's output folder")
     parser.add_argument(
         "-o",
@@ -40,20 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reco", default=None, metavar="ID", help="the recording to draw (needed when HYP holds several)"
     )
-    parser.add_argument(
-        "--ref", default=None, metavar="REF.rttm", help="reference RTTM: its lanes and the errors"
-    )
-    parser.add_argument("--uem", default=None, metavar="UEM", help="scored regions, as for diar score")
-    parser.add_argument(
-        "--collar",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="seconds not scored on each side of every reference boundary, as for diar score",
-    )
-    parser.add_argument(
-        "--skip-overlap", action="store_true", help="do not score regions where reference speakers overlap"
-    )
+    add_scoring_arguments(parser, "reference RTTM: its lanes, and the errors diar score counts")
     audio = parser.add_mutually_exclusive_group()
     audio.add_argument(
         "--audio", default=None, metavar="PATH_OR_URL", help="the recording's audio: its level"

@@ -20,6 +20,8 @@ HELP = "write a job's report page (summary, failures, per-recording table and ti
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from diar.commands.common import add_scoring_arguments
+
     parser.add_argument("out", metavar="OUT", help="a job's output folder, or an RTTM / Parquet file")
     parser.add_argument(
         "-o",
@@ -28,18 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REPORT.html",
         help="where to write the page (unset: OUT/report.html; needed when OUT is a file or a URL)",
     )
-    parser.add_argument("--ref", default=None, metavar="REF.rttm", help="reference RTTM: DER and JER")
-    parser.add_argument("--uem", default=None, metavar="UEM", help="scored regions, as for diar score")
-    parser.add_argument(
-        "--collar",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="seconds not scored on each side of every reference boundary, as for diar score",
-    )
-    parser.add_argument(
-        "--skip-overlap", action="store_true", help="do not score regions where reference speakers overlap"
-    )
+    add_scoring_arguments(parser, "reference RTTM: DER and JER, as diar score gives them")
     parser.add_argument("--title", default=None, help="the page's title (unset: 'diar report: OUT')")
     parser.add_argument(
         "--page-size", type=int, default=100, metavar="N", help="recordings per page of the table"

@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, TypeVar
 
 from diar.errors import ManifestError
 from diar.types import Annotation
+
+T = TypeVar("T")
 
 
 class AtomicFiles:
@@ -119,11 +121,7 @@ def as_annotations(annotations: Annotation | Iterable[Annotation]) -> list[Annot
 __all__ = ["AtomicFiles", "as_annotations", "atomic_files", "atomic_open"]
 
 
-def read_text(
-    source: str | os.PathLike[str] | IO[str],
-    parse: Callable[[IO[str], str], dict[str, Annotation]],
-    what: str,
-) -> dict[str, Annotation]:
+def read_text(source: str | os.PathLike[str] | IO[str], parse: Callable[[IO[str], str], T], what: str) -> T:
     """``parse(file, name)`` of a path or an open text file; missing or non-UTF-8 files: ManifestError."""
     if not isinstance(source, (str, os.PathLike)):
         return parse(source, str(getattr(source, "name", "<stream>")))

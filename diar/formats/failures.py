@@ -14,6 +14,7 @@ from typing import IO
 
 from diar.errors import ManifestError
 from diar.failures import Failure
+from diar.formats import read_text
 
 #: Header of ``failures.tsv``.
 FAILURES_HEADER = ("reco_id", "stage", "error_type", "message")
@@ -35,16 +36,7 @@ def read_failures(source: str | os.PathLike[str] | IO[str]) -> list[Failure]:
         ManifestError naming the file, the line and its text: a missing or different header, a
         row without four cells, an unknown stage; or a file that does not exist.
     """
-    if not isinstance(source, (str, os.PathLike)):
-        return _parse(source, str(getattr(source, "name", "<stream>")))
-    name = os.fspath(source)
-    try:
-        with open(name, encoding="utf-8") as f:
-            return _parse(f, name)
-    except FileNotFoundError:
-        raise ManifestError(name, None, "failures file does not exist") from None
-    except UnicodeDecodeError as e:
-        raise ManifestError(name, None, f"failures file is not valid UTF-8 ({e})") from None
+    return read_text(source, _parse, "failures")
 
 
 def _parse(f: IO[str], name: str) -> list[Failure]:
