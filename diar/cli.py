@@ -18,7 +18,7 @@ from diar.errors import DiarError, one_line
 logger = logging.getLogger(__name__)
 
 #: Subcommands in the order ``diar --help`` lists them.
-COMMANDS = ("diarize", "embed", "profiles", "run", "link", "score", "attribute", "bench")
+COMMANDS = ("diarize", "embed", "profiles", "run", "link", "score", "plot", "report", "attribute", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -396,6 +396,9 @@ class JobConfig:
             (None: no limit). Not enforced with ``--local``.
         out_formats: corpus formats besides RTTM: parquet, vad, exclusive (the exclusive turns,
             corpus.exclusive.rttm).
+        report: write ``OUT/report.html`` at the end, the page ``diar report OUT`` writes (summary,
+            failures, a table of the recordings and their timelines; no scores: ``diar report OUT
+            --ref REF`` adds them).
         placement_timeout: seconds to wait for a node that can hold one actor on a cluster
             that cannot grow (no autoscaler); past it the job stops (None: wait forever).
             On an autoscaling cluster such an actor is demand and the job waits.
@@ -432,6 +435,7 @@ class JobConfig:
     max_task_retries: int = 3
     recording_timeout: float | None = None
     out_formats: list[str] = field(default_factory=lambda: ["rttm", "parquet"])
+    report: bool = True
     placement_timeout: float | None = 60.0
     link_speakers: bool = False
     link_threshold: float = 0.4
@@ -467,6 +471,7 @@ class JobConfig:
         c.number("recording_timeout", self.recording_timeout, 0.0, low_open=True, null="no limit")
         c.number("placement_timeout", self.placement_timeout, 0.0, null="wait forever")
         c.require("link_speakers", self.link_speakers, isinstance(self.link_speakers, bool), "true or false")
+        c.require("report", self.report, isinstance(self.report, bool), "true or false")
         c.number("link_threshold", self.link_threshold, 0.0, 2.0)
         c.number("link_min_seconds", self.link_min_seconds, 0.0)
         c.number("link_neighbors", self.link_neighbors, 1)

@@ -65,7 +65,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -223,7 +223,21 @@ def score(
     Raises:
         ScoringError: a recording has no UEM entry, or ``collar`` is negative or not finite.
     """
-    prepared: dict[str, _Prepared] = {}
+    prepared = _prepare_corpus(reference, hypothesis, uem, collar, skip_overlap)
+    if not corpus_mapping:  # one recording's intervals at a time
+        return ScoringResult({reco_id: _score_per_file(p) for reco_id, p in prepared})
+    return _score_corpus(dict(prepared))
+
+
+def _prepare_corpus(
+    reference: Mapping[str, Annotation],
+    hypothesis: Mapping[str, Annotation],
+    uem: Mapping[str, Sequence[Interval]] | None,
+    collar: float,
+    skip_overlap: bool,
+) -> Iterator[tuple[str, _Prepared]]:
+    """Every recording of the reference, then those only in the hypothesis, cut into intervals
+    (one at a time: a corpus's interval matrices together can take gigabytes)."""
     for reco_id in itertools.chain(reference, (r for r in hypothesis if r not in reference)):
         ref = reference.get(reco_id)
         hyp = hypothesis.get(reco_id)
@@ -238,16 +252,16 @@ def score(
                     f"recording {quote(reco_id)} is not in the UEM; add a line for it or score without a UEM"
                 )
             regions = uem[reco_id]
-        prepared[reco_id] = _prepare(
-            ref.turns if ref is not None else (),
-            hyp.turns if hyp is not None else (),
-            uem=regions,
-            collar=collar,
-            skip_overlap=skip_overlap,
+        yield (
+            reco_id,
+            _prepare(
+                ref.turns if ref is not None else (),
+                hyp.turns if hyp is not None else (),
+                uem=regions,
+                collar=collar,
+                skip_overlap=skip_overlap,
+            ),
         )
-    if not corpus_mapping:
-        return ScoringResult({reco_id: _score_per_file(p) for reco_id, p in prepared.items()})
-    return _score_corpus(prepared)
 
 
 def score_recording(
@@ -268,6 +282,94 @@ def score_recording(
     return _score_per_file(_prepare(reference, hypothesis, uem, collar, skip_overlap))
 
 
+#: One stretch of an error: ``count`` speakers are missed (falsely detected, confused) from
+#: ``start`` to ``end`` seconds.
+ErrorSpan = tuple[float, float, int]
+
+
+@dataclass(frozen=True)
+class ErrorRegions:
+    """Where the errors of one recording lie: what :func:`score` counts, as time intervals.
+
+    Under the same one-to-one speaker mapping as :func:`score` (per recording), each error is a
+    list of ``(start, end, count)`` spans, sorted, consecutive ones with the same count joined,
+    so that ``sum((end - start) * count)`` over ``missed`` is ``score.missed_seconds`` (and so for
+    false alarm and confusion), up to float rounding.
+    """
+
+    #: The recording's DER and JER components, equal to :func:`score`'s for it.
+    score: Score
+    #: Hypothesis speaker -> the reference speaker it is mapped to (unmapped speakers absent).
+    mapping: dict[str, str]
+    #: Sorted disjoint (start, end) seconds that are scored (the UEM or the extent of reference
+    #: and hypothesis, less collars and, with ``skip_overlap``, reference overlap).
+    scored: list[Interval]
+    missed: list[ErrorSpan]
+    false_alarm: list[ErrorSpan]
+    confusion: list[ErrorSpan]
+
+
+def error_regions(
+    reference: Iterable[Turn],
+    hypothesis: Iterable[Turn],
+    uem: Sequence[Interval] | None = None,
+    collar: float = 0.0,
+    skip_overlap: bool = False,
+) -> ErrorRegions:
+    """The missed, false-alarm and confusion spans of one recording (arguments as
+    :func:`score_recording`; its score is the one :func:`score_recording` gives)."""
+    return _regions(_prepare(reference, hypothesis, uem, collar, skip_overlap))
+
+
+def score_regions(
+    reference: Mapping[str, Annotation],
+    hypothesis: Mapping[str, Annotation],
+    uem: Mapping[str, Sequence[Interval]] | None = None,
+    collar: float = 0.0,
+    skip_overlap: bool = False,
+) -> dict[str, ErrorRegions]:
+    """:func:`error_regions` of every recording :func:`score` scores, in its order (arguments as
+    :func:`score` with a mapping per recording).
+
+    ``ScoringResult({reco: r.score for reco, r in regions.items()})`` holds exactly the figures
+    of :func:`score` with the same arguments.
+    """
+    prepared = _prepare_corpus(reference, hypothesis, uem, collar, skip_overlap)
+    return {reco_id: _regions(p) for reco_id, p in prepared}
+
+
+def _regions(p: _Prepared) -> ErrorRegions:
+    mapping = _mapping_from_cooc(_cooccurrence(p))
+    jaccard_errors = _jaccard_errors(p.ref_counts, p.hyp_counts, p.weights)
+    score = _score_mapped(p, mapping, float(jaccard_errors.sum()))
+    n_ref, n_hyp, correct = _matches(p, mapping)
+    scored = p.weights > 0
+    # runs of scored intervals: +1 where one starts, -1 just after one ends
+    change = np.diff(np.concatenate([[0], scored.astype(np.int8), [0]]))
+    runs = zip(p.times[change == 1].tolist(), p.times[change == -1].tolist(), strict=True)
+    return ErrorRegions(
+        score=score,
+        mapping={p.hyp_labels[h]: p.ref_labels[r] for r, h in mapping},
+        scored=_union(list(runs)),
+        missed=_spans(p.times, np.where(scored, np.maximum(n_ref - n_hyp, 0), 0)),
+        false_alarm=_spans(p.times, np.where(scored, np.maximum(n_hyp - n_ref, 0), 0)),
+        confusion=_spans(p.times, np.where(scored, np.minimum(n_ref, n_hyp) - correct, 0)),
+    )
+
+
+def _spans(times: np.ndarray, counts: np.ndarray) -> list[ErrorSpan]:
+    """``(start, end, count)`` of the runs of equal nonzero ``counts`` (shape (K,)) on the
+    intervals between ``times`` (shape (K + 1,))."""
+    spans: list[ErrorSpan] = []
+    for k in np.flatnonzero(counts):
+        start, end, count = float(times[k]), float(times[k + 1]), int(counts[k])
+        if spans and spans[-1][1] == start and spans[-1][2] == count:
+            spans[-1] = (spans[-1][0], end, count)
+        else:
+            spans.append((start, end, count))
+    return spans
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """One recording cut into elementary intervals: who is active on each, and its scored seconds.
@@ -284,6 +386,8 @@ class _Prepared:
     hyp_counts: sparse.csc_array
     #: shape (K,): scored seconds of each interval
     weights: np.ndarray
+    #: shape (K + 1,): the interval boundaries in seconds (interval k is times[k]..times[k + 1])
+    times: np.ndarray
 
 
 def _prepare(
@@ -322,7 +426,7 @@ def _prepare(
 def _on_region(ref: list[Turn], hyp: list[Turn], region: list[Interval]) -> _Prepared:
     if not region:
         empty = sparse.csc_array((0, 0), dtype=np.int64)
-        return _Prepared([], [], empty, empty, np.zeros(0))
+        return _Prepared([], [], empty, empty, np.zeros(0), np.zeros(1))
     ref_labels = sorted({t.speaker for t in ref})
     hyp_labels = sorted({t.speaker for t in hyp})
     times = np.unique(
@@ -352,7 +456,7 @@ def _on_region(ref: list[Turn], hyp: list[Turn], region: list[Interval]) -> _Pre
     hyp_counts = sparse.csc_array(hyp_counts[:, hyp_keep])
     ref_labels = [s for s, k in zip(ref_labels, ref_keep, strict=True) if k]
     hyp_labels = [s for s, k in zip(hyp_labels, hyp_keep, strict=True) if k]
-    return _Prepared(ref_labels, hyp_labels, ref_counts, hyp_counts, weights)
+    return _Prepared(ref_labels, hyp_labels, ref_counts, hyp_counts, weights, times)
 
 
 def _score_per_file(p: _Prepared) -> Score:
@@ -364,17 +468,8 @@ def _score_per_file(p: _Prepared) -> Score:
 
 def _score_mapped(p: _Prepared, mapping: Sequence[tuple[int, int]], jaccard_error_sum: float) -> Score:
     """DER components of a recording under ``mapping`` ((ref column, hyp column) pairs)."""
-    ref_counts, hyp_counts, weights = p.ref_counts, p.hyp_counts, p.weights
-    n_ref = _row_sums(ref_counts)  # shape: (K,)
-    n_hyp = _row_sums(hyp_counts)
-    correct = np.zeros_like(n_ref)
-    if mapping:
-        rows = np.asarray([r for r, _ in mapping], dtype=np.int64)
-        cols = np.asarray([h for _, h in mapping], dtype=np.int64)
-        # shape: (K, M) matched turns of each mapped pair on each interval
-        correct = _row_sums(
-            sparse.csc_array(ref_counts[:, rows]).minimum(sparse.csc_array(hyp_counts[:, cols]))
-        )
+    weights = p.weights
+    n_ref, n_hyp, correct = _matches(p, mapping)
     total = float(weights @ n_ref)
     missed = float(weights @ np.maximum(n_ref - n_hyp, 0))
     false_alarm = float(weights @ np.maximum(n_hyp - n_ref, 0))
@@ -477,6 +572,22 @@ def _min_jaccard(
     for r, h in mapping.items():
         errors[r] = lookup[(r, h)]
     return errors, mapping
+
+
+def _matches(p: _Prepared, mapping: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """shape (K,) each: reference and hypothesis turns active on each interval, and how many of
+    them are matched under ``mapping`` ((ref column, hyp column) pairs)."""
+    n_ref = _row_sums(p.ref_counts)  # shape: (K,)
+    n_hyp = _row_sums(p.hyp_counts)
+    correct = np.zeros_like(n_ref)
+    if mapping:
+        rows = np.asarray([r for r, _ in mapping], dtype=np.int64)
+        cols = np.asarray([h for _, h in mapping], dtype=np.int64)
+        # shape: (K, M) matched turns of each mapped pair on each interval
+        correct = _row_sums(
+            sparse.csc_array(p.ref_counts[:, rows]).minimum(sparse.csc_array(p.hyp_counts[:, cols]))
+        )
+    return n_ref, n_hyp, correct
 
 
 def _score_corpus(prepared: Mapping[str, _Prepared]) -> ScoringResult:

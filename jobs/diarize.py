@@ -18,6 +18,7 @@ Output folder (a local path or any fsspec URL)::
     OUT/corpus.exclusive.rttm       with "exclusive": at most one speaker at a time, the most likely
     OUT/failures.tsv                reco_id, stage, error_type, message (header only if none)
     OUT/summary.json                counts, audio hours, wall time, real-time factor, step times, config
+    OUT/report.html                 with job.report: the page of `diar report OUT` (summary, timelines)
 
 Rerunning into the same OUT reuses every shard whose done record matches the
 plan (resume) and reduces again; a rerun after a finished run starts no actors
@@ -38,6 +39,7 @@ from typing import Any
 
 from diar.config import Config, load_config
 from diar.failures import Failure
+from diar.formats.failures import failures_tsv
 from diar.formats.parquet import model_name
 from jobs.actors import Outcome
 from jobs.errors import JobError
@@ -60,11 +62,11 @@ from jobs.reduce import (
     Totals,
     corpus_files,
     failure_budget,
-    failures_tsv,
     json_bytes,
     lacks_shard_turns,
     merge_annotations,
     merge_exclusive,
+    report_page,
 )
 from jobs.runner import RunStats, run_shards
 from jobs.shards import Shard
@@ -251,7 +253,7 @@ def _run_job(
     if config.job.link_speakers:  # global speaker labels, speakers.tsv, corpus.local.rttm
         files.update(linked_files(out, finished, annotations, config.job, model_name(config), exclusive))
     files["failures.tsv"] = failures_tsv(totals.failures).encode("utf-8")
-    outputs = list(files)
+    outputs = [*files, *(["report.html"] if config.job.report else [])]
 
     allowed, reason = failure_budget(
         totals.failed, len(recordings), config.job.max_failures, out.display("failures.tsv")
@@ -282,6 +284,10 @@ def _run_job(
         files["summary.json"] = json_bytes(summary)
     else:  # a rerun that changed nothing: summary.json stays byte-identical
         summary = json.loads(out.read_text("summary.json"))
+    if config.job.report:  # from the files as written, so a rerun that changed nothing writes the same
+        durations = {r.reco_id: r.seconds for s in shards for r in s.items if r.seconds is not None}
+        failures = files["failures.tsv"].decode("utf-8")
+        files["report.html"] = report_page(out.url, annotations, failures, durations, summary)
     out.write_many(files)
     remove_stale_link_files(out, files)
     return JobReport(summary, EXIT_OVER_BUDGET if over else 0, reason, len(todo), stats.num_actors)

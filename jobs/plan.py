@@ -257,6 +257,7 @@ TOP_FILES = (
     "summary.json",
     "failures.tsv",
     *(fmt.file_name("corpus") for fmt in OUTPUT_FORMATS.values()),  # corpus.rttm, corpus.parquet, ...
+    "report.html",
     *LINK_FILES,  # speakers.tsv, corpus.local.rttm (speaker linking)
     ".lock",
 )

@@ -36,10 +36,11 @@ from diar.audio import audio_duration, is_url
 from diar.config import Config
 from diar.errors import AudioError, NoSpeechError
 from diar.failures import Failure
+from diar.formats.failures import failures_tsv
 from jobs.actors import ActorSpec, Outcome
 from jobs.errors import JobError
 from jobs.progress import Progress
-from jobs.reduce import EXIT_OVER_BUDGET, failure_budget, failures_tsv
+from jobs.reduce import EXIT_OVER_BUDGET, failure_budget
 from jobs.runner import run_shards
 from jobs.shards import Shard, plan_recordings
 

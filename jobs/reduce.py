@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 
 #: Exit code when more recordings failed than ``job.max_failures`` allows.
 EXIT_OVER_BUDGET = 1
-
-#: Header of ``failures.tsv``.
-FAILURES_HEADER = ("reco_id", "stage", "error_type", "message")
 
 
 def allowed_failures(max_failures: float, num_recordings: int) -> int:
@@ -50,15 +47,6 @@ def failure_budget(failed: int, total: int, max_failures: float, failures_file: 
         f"{failed} of {total} recordings failed, more than job.max_failures={max_failures:g} "
         f"allows ({allowed}); see {failures_file}"
     )
-
-
-def failures_tsv(failures: Iterable[Failure]) -> str:
-    """``failures.tsv`` text: a header, then one row per failure sorted by recording id."""
-    lines = ["\t".join(FAILURES_HEADER)]
-    for f in sorted(failures):
-        cells = (f.reco_id, f.stage, f.error_type, f.message)
-        lines.append("\t".join(" ".join(c.split()) for c in cells))
-    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -186,3 +174,29 @@ def json_bytes(data: Any) -> bytes:
 def write_json(out: OutDir, name: str, data: Any) -> None:
     """Write ``data`` as indented JSON (keys in insertion order) atomically."""
     out.write_bytes(name, json_bytes(data))
+
+
+def report_page(
+    url: str, annotations: Sequence[Annotation], failures_text: str, durations: dict[str, float], summary: Any
+) -> bytes:
+    """``report.html``: the page ``diar report OUT`` writes for the same files (no reference).
+
+    Args:
+        url: the output folder as the user gave it (the page's title).
+        annotations: every done recording's turns.
+        failures_text: ``failures.tsv`` as written (the page shows its rows as they read back).
+        durations: recording id -> seconds, as ``job.json`` holds them.
+        summary: ``summary.json`` as written.
+    """
+    from diar.formats.failures import read_failures
+    from diar.report.inputs import JobOutputs
+    from diar.report.page import render_report
+
+    outputs = JobOutputs(
+        url,
+        {a.reco_id: a for a in sorted(annotations, key=lambda a: a.reco_id)},
+        summary,
+        read_failures(io.StringIO(failures_text, newline="")),
+        durations,
+    )
+    return render_report(outputs).encode("utf-8")

@@ -10,6 +10,7 @@ the middle of a shard.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import soundfile as sf
 
 from diar.config import Config
 from diar.failures import Failure
+from diar.formats.failures import read_failures
 from diar.pipelines.base import Diarization, Diarizer, RecordingInput, SpeakerTrace, StepHook, no_hook, timed
 from diar.types import Annotation
 
@@ -168,13 +170,8 @@ class SlowCounter:
 
 
 def read_failures_tsv(text: str) -> list[Failure]:
-    """The rows of a ``failures.tsv`` (header first, then reco_id, stage, error_type, message)."""
-    rows = []
-    for line in text.splitlines()[1:]:
-        if line:
-            reco_id, stage, error_type, message = line.split("\t", 3)
-            rows.append(Failure(reco_id, stage, error_type, message))
-    return rows
+    """The rows of a ``failures.tsv`` text (header first, then reco_id, stage, error_type, message)."""
+    return read_failures(io.StringIO(text, newline=""))
 
 
 class DiesOnce:

@@ -11,7 +11,8 @@ import argparse
 import importlib
 
 HELP = (
-    "run a benchmark (default pipeline, WavLM-SD, Ray job, its scaling, speaker linking, the GPU check) "
+    "run a benchmark (default pipeline, WavLM-SD, Ray job, its scaling, speaker linking, the GPU check, "
+    "enrolled speakers, report page) "
     "and print figures"
 )
 
@@ -23,6 +24,7 @@ BENCHMARKS = {
     "scale": "diar.benchmarks.scale",
     "link": "diar.benchmarks.link",
     "gpu": "diar.benchmarks.gpu",
+    "report": "diar.benchmarks.report",
 }
 
 

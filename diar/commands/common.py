@@ -24,6 +24,25 @@ def add_config_option(parser: argparse.ArgumentParser, example: str = "configs/d
     )
 
 
+def add_scoring_arguments(parser: argparse.ArgumentParser, reference: str, required: bool = False) -> None:
+    """``--ref`` (``reference``: its help), ``--uem``, ``--collar`` and ``--skip-overlap``: what
+    ``diar score`` scores and how, the same options wherever errors are counted."""
+    parser.add_argument("--ref", required=required, default=None, metavar="REF.rttm", help=reference)
+    parser.add_argument(
+        "--uem", metavar="UEM", default=None, help="scored regions, '<reco> <chnl> <start> <end>' lines"
+    )
+    parser.add_argument(
+        "--collar",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds not scored on each side of every reference boundary (md-eval -c)",
+    )
+    parser.add_argument(
+        "--skip-overlap", action="store_true", help="do not score regions where reference speakers overlap"
+    )
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """``--config``, ``--set``, ``--model``, ``--model-dir``, ``--device`` (embedder commands)."""
     add_config_option(parser, "configs/profile.yaml")

@@ -30,21 +30,10 @@ HELP = "score a hypothesis RTTM against a reference RTTM (DER, JER)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ref", required=True, metavar="REF.rttm", help="reference RTTM")
+    from diar.commands.common import add_scoring_arguments
+
+    add_scoring_arguments(parser, "reference RTTM", required=True)
     parser.add_argument("--hyp", required=True, metavar="HYP.rttm", help="hypothesis (system) RTTM")
-    parser.add_argument(
-        "--uem", metavar="UEM", default=None, help="scored regions, '<reco> <chnl> <start> <end>' lines"
-    )
-    parser.add_argument(
-        "--collar",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="seconds not scored on each side of every reference boundary (md-eval -c)",
-    )
-    parser.add_argument(
-        "--skip-overlap", action="store_true", help="do not score regions where reference speakers overlap"
-    )
     parser.add_argument(
         "--corpus",
         action="store_true",
