@@ -23,6 +23,7 @@ BENCHMARKS = {
     "scale": "diar.benchmarks.scale",
     "link": "diar.benchmarks.link",
     "gpu": "diar.benchmarks.gpu",
+    "profile": "diar.benchmarks.profile",
 }
 
 
