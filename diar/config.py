@@ -318,7 +318,7 @@ class FrameModelConfig:
     embed_all_seconds: float | None = 600.0
     embed_context: float = 1.5
     embed_min_seconds: float = 1.0
-    embed_max_seconds: float = 3.0
+    embed_max_seconds: float = 2.0
 
     def validate(self) -> None:
         """Raise ConfigError naming each ``frame_model.*`` key whose value is out of range."""
