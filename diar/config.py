@@ -302,7 +302,9 @@ class FrameModelConfig:
     ``embed_context`` (seconds of each window's speech beyond the stretch it owns that
     go into the embedding of each of its local speakers), ``embed_min_seconds`` /
     ``embed_max_seconds`` (speech per embedding; local speakers with less take the speaker
-    whose activity agrees with theirs). The step from local speakers to speakers has its own
+    whose activity agrees with theirs), ``embed_step`` (each embedding's speech is cut to a
+    multiple of this many seconds, so that local speakers share forward passes; None: as
+    gathered). The step from local speakers to speakers has its own
     section, :class:`IdentityConfig`.
     """
 
@@ -319,6 +321,7 @@ class FrameModelConfig:
     embed_context: float = 1.5
     embed_min_seconds: float = 1.0
     embed_max_seconds: float = 2.0
+    embed_step: float | None = 0.5
 
     def validate(self) -> None:
         """Raise ConfigError naming each ``frame_model.*`` key whose value is out of range."""
@@ -335,6 +338,7 @@ class FrameModelConfig:
         c.number("embed_every", self.embed_every, 1)
         c.number("embed_all_seconds", self.embed_all_seconds, 0.0, null="every embed_every-th window only")
         c.number("embed_context", self.embed_context, 0.0)
+        c.number("embed_step", self.embed_step, 0.0, low_open=True, null="the speech as gathered")
         c.number("embed_min_seconds", self.embed_min_seconds, 0.0)
         c.number("embed_max_seconds", self.embed_max_seconds, 0.0, low_open=True)
         seconds = (self.embed_min_seconds, self.embed_max_seconds)

@@ -320,6 +320,19 @@ class FrameDiarizer(Diarizer):
             return 1
         return fm.embed_every
 
+    def _to_step(self, speech: np.ndarray) -> np.ndarray:
+        """Speech cut to a multiple of ``frame_model.embed_step`` seconds (at least
+        ``embed_min_seconds``): local speakers of equal length share the embedder's forward
+        passes, which on a CPU costs much less than one pass each."""
+        fm = self.config.frame_model
+        if not fm.embed_step:
+            return speech
+        step = round(fm.embed_step * self.sample_rate)
+        least = round(fm.embed_min_seconds * self.sample_rate)
+        if len(speech) < max(step, least):
+            return speech
+        return speech[: max(least, (len(speech) // step) * step)]
+
     def parts(self, outputs: WindowOutputs) -> tuple[WindowOutputs, np.ndarray, np.ndarray] | None:
         """The local speakers cut at their pauses of ``identity.split_pause`` seconds
         (:func:`~diar.identity.splitting.split_at_pauses`): ``(split outputs, shape (P',) the
@@ -360,6 +373,7 @@ class FrameDiarizer(Diarizer):
                 speech = piece_speech(
                     unit_outputs, regions, waveform, stride, max_samples, context, batch.tolist()
                 )
+                speech = [self._to_step(x) for x in speech]
                 seconds = np.array([len(x) / sr for x in speech], dtype=np.float64)  # shape: (b,)
                 keep = np.flatnonzero((seconds > 0) & (seconds >= fm.embed_min_seconds))
                 inputs = self._speech_inputs([speech[i] for i in keep], hook)
