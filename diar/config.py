@@ -171,14 +171,18 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class ClusteringConfig:
-    """Clustering of window embeddings into speakers (mode: cluster)."""
+    """Clustering of embeddings into speakers: of windows (mode: cluster), of local speakers
+    (mode: frame, the identity step). The built-in values are the frame mode's (CAM++ local
+    speakers: average linkage cut at cosine distance 0.75, no merging or refinement, which
+    the identity step's per-window assignment does); ``configs/ge2e.yaml`` and
+    ``configs/xvector.yaml`` set the cluster mode's."""
 
     method: str = "agglomerative"
     num_speakers: int | None = None
     min_speakers: int = 1
     max_speakers: int | None = None
     # agglomerative: cosine-distance cut and linkage (average, complete, single, weighted)
-    threshold: float = 0.55
+    threshold: float = 0.75
     linkage: str = "average"
     # spectral: p-pruning fraction, neighbours kept at least, eigengap search limit
     pval: float = 0.06
@@ -188,9 +192,9 @@ class ClusteringConfig:
     # separated by less than this are merged (mean margin of own- over other-centroid cosine
     # similarity; one speaker split in two; 0: off)
     min_cluster_size: int = 1
-    merge_separation: float = 0.12
+    merge_separation: float = 0.0
     # finally each window moves to its nearest centroid, repeated up to this many times (0: off)
-    refine_iterations: int = 3
+    refine_iterations: int = 0
     # a window also gets its second-nearest speaker when its similarity gap, relative to the
     # two centroids' distance, is below this (overlapped speech); 0: one speaker per window
     overlap_margin: float = 0.25
@@ -283,25 +287,25 @@ class ProfileConfig:
 @dataclass(frozen=True)
 class FrameModelConfig:
     """Frame-level speaker-activity model (mode: frame): pyannote segmentation-3.0 (the
-    offline default) or WavLM-Base-Plus-SD.
+    offline default) or WavLM-Base-Plus-SD, and what of its local speakers is embedded.
 
     Build: ``name`` (FRAME_MODELS registry: segmentation-3.0, wavlm-sd), ``model`` (null:
     the model's default weights; or a local file or directory, or a hub id in the local
     cache), ``device`` (auto|cpu|cuda), ``batch_size`` (windows per forward pass; None: the
     model's default for its device), ``autocast`` (none|bf16|fp16).
     Windows: ``window`` and ``hop`` seconds.
+    Embedding budget: the local speakers of every window are embedded in recordings shorter
+    than ``embed_all_seconds`` (short recordings need more embeddings per second of audio to
+    find their speakers), of every ``embed_every``-th window in longer ones (None: always
+    every ``embed_every``-th).
     Tuned: ``threshold`` (activity probability; segmentation-3.0's decoded powerset is 0/1),
     ``embed_context`` (seconds of each window's speech beyond the stretch it owns that
     go into the embedding of each of its local speakers), ``embed_min_seconds`` /
     ``embed_max_seconds`` (speech per embedding; local speakers with less take the speaker
-    whose activity agrees with theirs), ``min_speaker_seconds`` (clusters with less
-    embedded speech are folded into the nearest speaker), ``distinct_distance`` (local
-    speakers of one window whose embeddings are at least this cosine distance apart are
-    different people: without a known count, at least as many speakers as one window holds
-    such local speakers are kept; None: no such bound), ``overlap_fraction`` (where the
-    model's speaker count is n or more on at least this fraction of the frames where it hears
-    anyone, and for at least a second, the recording has at least n speakers; None: no such
-    bound).
+    whose activity agrees with theirs), ``embed_step`` (each embedding's speech is cut to a
+    multiple of this many seconds, so that local speakers share forward passes; None: as
+    gathered). The step from local speakers to speakers has its own
+    section, :class:`IdentityConfig`.
     """
 
     name: str = "segmentation-3.0"
@@ -313,12 +317,11 @@ class FrameModelConfig:
     hop: float = 2.5
     threshold: float = 0.5
     embed_every: int = 2
+    embed_all_seconds: float | None = 600.0
     embed_context: float = 1.5
     embed_min_seconds: float = 1.0
-    embed_max_seconds: float = 5.0
-    min_speaker_seconds: float = 4.0
-    distinct_distance: float | None = 0.55
-    overlap_fraction: float | None = 0.05
+    embed_max_seconds: float = 2.0
+    embed_step: float | None = 0.5
 
     def validate(self) -> None:
         """Raise ConfigError naming each ``frame_model.*`` key whose value is out of range."""
@@ -333,15 +336,49 @@ class FrameModelConfig:
             c.require("hop", self.hop, False, f"at most frame_model.window ({self.window:g} s)")
         c.number("threshold", self.threshold, 0.0, 1.0)
         c.number("embed_every", self.embed_every, 1)
+        c.number("embed_all_seconds", self.embed_all_seconds, 0.0, null="every embed_every-th window only")
         c.number("embed_context", self.embed_context, 0.0)
-        c.number("min_speaker_seconds", self.min_speaker_seconds, 0.0)
-        c.number("distinct_distance", self.distinct_distance, 0.0, 2.0, null="no lower bound on the count")
-        c.number("overlap_fraction", self.overlap_fraction, 0.0, 1.0, null="no lower bound on the count")
+        c.number("embed_step", self.embed_step, 0.0, low_open=True, null="the speech as gathered")
         c.number("embed_min_seconds", self.embed_min_seconds, 0.0)
         c.number("embed_max_seconds", self.embed_max_seconds, 0.0, low_open=True)
         seconds = (self.embed_min_seconds, self.embed_max_seconds)
         if all(_positive(x) for x in seconds) and self.embed_max_seconds < self.embed_min_seconds:
             c.require("embed_max_seconds", self.embed_max_seconds, False, "at least embed_min_seconds")
+        c.raise_if_any()
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """Frame mode's step from local speakers to recording speakers (:mod:`diar.identity`),
+    with or without enrolled profiles (``profile.enroll`` / ``profile.profile_scp``).
+
+    ``min_speaker_seconds``: clusters with less embedded speech fold into the nearest
+    speaker. ``distinct_distance``: local speakers of one window whose embeddings are this far
+    apart (cosine distance) are different people: without a known count, at least as many
+    speakers as one window holds such local speakers are kept (None: no such bound).
+    ``overlap_fraction``: where the frame model hears n speakers at once in at least this
+    fraction of the speech it hears (and for a second or more), the recording has at least n
+    speakers (None: no such bound). ``split_pause``: a local speaker is cut at its pauses of
+    at least this many seconds, and a part with enough speech of its own that sounds like
+    another speaker takes that speaker (None: never cut). ``unknown_threshold``: least cosine
+    similarity between a speaker and the enrolled profile it matches; below it the speaker
+    is unknown (named ``unknown1``, ...).
+    """
+
+    min_speaker_seconds: float = 1.0
+    distinct_distance: float | None = 0.55
+    overlap_fraction: float | None = 0.05
+    split_pause: float | None = 0.34
+    unknown_threshold: float = 0.3
+
+    def validate(self) -> None:
+        """Raise ConfigError naming each ``identity.*`` key whose value is out of range."""
+        c = _Checks("identity")
+        c.number("min_speaker_seconds", self.min_speaker_seconds, 0.0)
+        c.number("distinct_distance", self.distinct_distance, 0.0, 2.0, null="no lower bound on the count")
+        c.number("overlap_fraction", self.overlap_fraction, 0.0, 1.0, null="no lower bound on the count")
+        c.number("split_pause", self.split_pause, 0.0, low_open=True, null="local speakers are never cut")
+        c.number("unknown_threshold", self.unknown_threshold, -1.0, 1.0)
         c.raise_if_any()
 
 
@@ -502,6 +539,7 @@ class Config:
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     frame_model: FrameModelConfig = field(default_factory=FrameModelConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     job: JobConfig = field(default_factory=JobConfig)
 
@@ -517,7 +555,7 @@ class Config:
         c.number("sample_rate", self.sample_rate, 1000)
         problems = [p.replace("config.", "", 1) for p in c.problems]
         sections = (self.audio, self.vad, self.embedding, self.clustering, self.profile, self.frame_model)
-        for section in (*sections, self.postprocess, self.job):
+        for section in (*sections, self.identity, self.postprocess, self.job):
             try:
                 section.validate()
             except ConfigError as e:
@@ -783,6 +821,30 @@ def _former_names(data: dict[str, Any]) -> dict[str, Any]:
     if value and (audio is None or isinstance(audio, dict)):  # anything else: from_dict says why
         data["audio"] = {**(audio or {}), "allow_pipes": True}
     return data
+
+
+#: Modes that diarize against enrolled profiles when ``profile.enroll`` / ``profile_scp`` name some.
+PROFILE_MODES = ("frame", "profile")
+
+
+def with_profiles(config: Config) -> Config:
+    """The config to diarize with the profiles ``--enroll`` / ``--profile-scp`` give: frame and
+    profile modes take them as they are (frame mode matches its speakers to them), mode
+    ``cluster`` has no use for them and becomes mode ``profile`` (the windows scored against
+    the profiles, as before)."""
+    if config.mode in PROFILE_MODES:
+        return config
+    changed = dataclasses.replace(config, mode="profile")
+    changed.validate()
+    return changed
+
+
+def uses_profiles(config: Config) -> bool:
+    """Whether the recordings are diarized against the enrolled profiles the config names
+    (mode profile, or mode frame with ``profile.enroll`` or ``profile.profile_scp``)."""
+    if config.mode == "profile":
+        return True
+    return config.mode == "frame" and bool(config.profile.enroll or config.profile.profile_scp)
 
 
 def load_config(

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from diar.config import Config, load_config
+from diar.config import Config, load_config, with_profiles
 from diar.failures import Failure
 from diar.formats.failures import failures_tsv
 from diar.formats.parquet import model_name
@@ -312,7 +312,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reco2num-spk", default=None, help="manifest '<reco-id> <num-speakers>' (optional)")
     parser.add_argument(
-        "--profile-scp", default=None, help="speaker profiles '<reco-id> <ark>:<offset>' (sets mode=profile)"
+        "--profile-scp",
+        default=None,
+        help="enrolled speakers' profiles '<reco-id> <ark>:<offset>' (diar profiles): frame mode matches "
+        "its speakers to them (the others are unknown1, ...); a cluster-mode config becomes mode profile",
     )
     parser.add_argument("--local", action="store_true", help="run in this process without Ray (debugging)")
     parser.add_argument("--overwrite", action="store_true", help="discard OUT if another job made it")
@@ -331,9 +334,9 @@ def run(args: argparse.Namespace, diarizer_factory: DiarizerFactory | None = Non
         overrides.append(f"job.num_shards={args.num_shards}")
     if args.num_actors is not None:
         overrides.append(f"job.num_actors={args.num_actors}")
-    if args.profile_scp:  # as `diar diarize --profile-scp`: the profiles select profile mode
-        overrides.append("mode=profile")
     config = load_config(args.config, overrides)
+    if args.profile_scp:  # as `diar diarize --profile-scp`
+        config = with_profiles(config)
     report = run_job(
         config,
         args.wav_scp,

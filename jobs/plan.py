@@ -122,6 +122,7 @@ def read_inputs(
     Durations are left unknown (``seconds=None``): a stored plan has them, and a new
     plan reads them (:func:`with_durations`).
     """
+    from diar.config import uses_profiles
     from diar.manifests import ProfileSources, read_profiles, read_reco2num_spk, read_wav_scp, validate_ids
 
     sources = read_wav_scp(wav_scp, allow_pipes=config.audio.allow_pipes)
@@ -135,7 +136,7 @@ def read_inputs(
         profiles = read_profiles(profile_scp)
     # profiles of the recordings --profile-scp gives none: profile.profile_scp, profile.enroll
     configured = ProfileSources()
-    if config.mode == "profile":
+    if uses_profiles(config):
         configured = ProfileSources.read(config.profile.profile_scp, config.profile.enroll)
     recordings = [
         Recording(

@@ -374,12 +374,23 @@ class FinishStage(_Stage):
 def use_split(config: Config, cluster: dict[str, float]) -> bool:
     """Whether the job runs the stage split on a cluster with ``cluster`` resources."""
     stages = config.job.stages
+    # enrollment audio is embedded with both models, which no stage of the split holds
+    enrolls = config.mode == "frame" and bool(config.profile.enroll)
     if stages == "split":
         if config.mode != "frame":
             raise JobError(
                 f"job.stages=split runs mode frame only, not mode {config.mode}; set job.stages=single"
             )
+        if enrolls:
+            raise JobError(
+                "job.stages=split takes enrolled speakers as profiles: make them first (diar profiles "
+                "or python -m jobs.profiles) and give --profile-scp instead of profile.enroll, "
+                "or set job.stages=single"
+            )
         return True
+    if stages == "auto" and enrolls and cluster.get("GPU", 0.0) > 0:
+        logger.warning("profile.enroll: enrollment audio is embedded on the single path, not the stage split")
+        return False
     return stages == "auto" and config.mode == "frame" and cluster.get("GPU", 0.0) > 0
 
 

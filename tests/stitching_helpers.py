@@ -101,3 +101,11 @@ class FixedClusters:
         assert len(embeddings) == len(self.labels)
         self.calls.append((num_speakers, min_speakers, max_speakers))
         return self.labels
+
+
+def activity(length: int, *spans: tuple[int, int]) -> np.ndarray:
+    """Shape (length,) probabilities: 1 inside the [start, end) spans, else 0."""
+    out = np.zeros(length, dtype=np.float32)
+    for start, end in spans:
+        out[start:end] = 1.0
+    return out

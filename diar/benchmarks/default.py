@@ -131,9 +131,9 @@ def reference_frames(annotation, num_frames: int, stride: int, offset: int, samp
 
 def bound_dataset(diarizer, data: DataSet, reference: dict) -> dict:  # type: ignore[no-untyped-def]
     """reco_id -> annotation with every local speaker labelled by the reference speaker it
-    overlaps most (:func:`~diar.stitching.reference_labels`), rendered as the diarizer renders."""
+    overlaps most (:func:`~diar.identity.assign.reference_labels`), rendered as the diarizer renders."""
     from diar.audio import load_audio
-    from diar.stitching import reference_labels, relabel
+    from diar.identity.assign import reference_labels, relabel
     from diar.types import Annotation
 
     hyps = {}

@@ -24,6 +24,7 @@ BENCHMARKS = {
     "scale": "diar.benchmarks.scale",
     "link": "diar.benchmarks.link",
     "gpu": "diar.benchmarks.gpu",
+    "profile": "diar.benchmarks.profile",
     "report": "diar.benchmarks.report",
 }
 

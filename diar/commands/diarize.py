@@ -78,20 +78,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--enroll",
         default=None,
         metavar="FILE",
-        help="profile mode: enrollment list '<reco-id> <speaker> <path>' (sets mode=profile, profile.enroll)",
+        help="enrolled speakers: enrollment list '<reco-id> <speaker> <path>' (sets profile.enroll; the "
+        "speakers found are matched to them, the others are unknown1, unknown2, ...; a cluster-mode "
+        "config becomes mode profile)",
     )
     parser.add_argument(
         "--profile-scp",
         default=None,
         metavar="FILE",
-        help="profile mode: speaker profiles '<reco-id> <ark>:<offset>' from `diar profiles` "
-        "(sets mode=profile, profile.profile_scp)",
+        help="enrolled speakers: profiles '<reco-id> <ark>:<offset>' from `diar profiles` "
+        "(sets profile.profile_scp; as --enroll)",
     )
 
 
 def build_config(args: argparse.Namespace) -> Config:
     """``--config`` + ``--set`` + the speaker-count and thread shortcuts."""
-    from diar.config import ConfigError, load_config
+    from diar.config import ConfigError, load_config, with_profiles
 
     values: dict[str, object] = {}
     for key in ("num_speakers", "min_speakers", "max_speakers", "threads"):
@@ -102,14 +104,15 @@ def build_config(args: argparse.Namespace) -> Config:
             values["num_threads" if key == "threads" else f"clustering.{key}"] = value
     if args.exclusive:
         values["postprocess.exclusive"] = True
-    if args.enroll is not None or args.profile_scp is not None:
-        values["mode"] = "profile"
-        if args.enroll is not None:
-            values["profile.enroll"] = args.enroll
-        if args.profile_scp is not None:
-            values["profile.profile_scp"] = args.profile_scp
+    if args.enroll is not None:
+        values["profile.enroll"] = args.enroll
+    if args.profile_scp is not None:
+        values["profile.profile_scp"] = args.profile_scp
     # validated once with the shortcuts' values (e.g. --min-speakers above max_speakers)
-    return load_config(args.config, list(args.overrides), values)
+    config = load_config(args.config, list(args.overrides), values)
+    if args.enroll is not None or args.profile_scp is not None:
+        config = with_profiles(config)
+    return config
 
 
 def collect_inputs(inputs: list[str], allow_pipes: bool = False) -> dict[str, str]:
@@ -141,6 +144,7 @@ def collect_inputs(inputs: list[str], allow_pipes: bool = False) -> dict[str, st
 
 def run(args: argparse.Namespace) -> int:
     from diar.commands.common import input_files
+    from diar.config import uses_profiles
     from diar.failures import Failure
     from diar.formats.parquet import model_name
     from diar.formats.writers import output_format
@@ -162,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = input_files([*args.inputs, *sources.values(), args.reco2num_spk, args.config], config)
     check_outputs([("-o", args.output)], inputs)
     profiles = ProfileSources()  # read once, each recording gets its own
-    if config.mode == "profile":
+    if uses_profiles(config):
         profiles = ProfileSources.read(config.profile.profile_scp, config.profile.enroll)
     diarizer = build_diarizer(config)
     results: list[Annotation] = []

@@ -3,10 +3,12 @@ recording speakers with speaker embeddings.
 
 The frame model (pyannote segmentation-3.0: three local speakers per 10 s window, the
 offline default; or WavLM-SD: two) hears a few local speakers per window. Windows
-overlap; :mod:`diar.stitching` embeds every window's local speakers once, clusters them
-into recording speakers (two local speakers of one window are different people), and
-renders per frame as many speakers as the frame model hears: overlapped speech is kept,
-and frames where the model hears nobody are non-speech (no VAD runs).
+overlap; :mod:`diar.stitching` gathers every window's local speakers and their speech,
+:mod:`diar.identity` makes them recording speakers (clustered, or matched to enrolled
+profiles; two local speakers of one window are different people), and the turns are
+rendered with per frame as many speakers as the frame model hears: overlapped speech is
+kept, and frames where the model hears nobody are non-speech (no VAD runs, also not for
+enrollment audio).
 
 Memory stays flat with the recording's length: the recording is spooled to a temporary
 file (:meth:`FrameDiarizer.load`) and read back one batch of windows at a time; per window
@@ -15,8 +17,9 @@ only the 1-D probabilities of its active local speakers are kept.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +27,9 @@ import numpy as np
 from diar.audio import SpooledAudio, Waveform
 from diar.cluster import build_clusterer, speaker_shortfall
 from diar.config import Config
+from diar.identity import IdentityParams, identify
+from diar.identity.profiles import check_profile_shape, unknown_names
+from diar.identity.splitting import split_at_pauses, split_parts
 from diar.memory import release_free_memory
 from diar.models.base import Embedder, FeatureEmbedder, FrameModel
 from diar.models.build import build_embedder, build_frame_model, set_torch_threads
@@ -37,19 +43,15 @@ from diar.pipelines.base import (
     speaker_traces,
     timed,
 )
+from diar.pipelines.profile import check_profiles, compute_profiles_with
 from diar.postprocess import exclusive_annotation, labels_to_annotation, model_frames_to_labels
 from diar.stitching import (
     WindowCollector,
     WindowOutputs,
-    attach_by_activity,
-    cluster_pieces,
-    distinct_in_windows,
     embed_regions,
-    heard_together,
-    nearest_speaker,
+    gather_samples,
     piece_speech,
     plan_windows,
-    relabel,
     render,
     select_by_count,
 )
@@ -149,11 +151,11 @@ def segment_many(
 
 
 #: Seconds around a local speaker labelled after the clustering where the speakers it may
-#: take are looked for (:func:`~diar.stitching.distinct_in_windows`).
+#: take are looked for (:func:`~diar.identity.assign.fill_windows`).
 NEAR_SECONDS = 10.0
 
-#: Overlap the frame model must hear, besides ``frame_model.overlap_fraction`` of its speech,
-#: before it raises the least number of speakers (:func:`~diar.stitching.heard_together`).
+#: Overlap the frame model must hear, besides ``identity.overlap_fraction`` of its speech,
+#: before it raises the least number of speakers (:func:`~diar.identity.counting.heard_together`).
 MIN_OVERLAP_SECONDS = 1.0
 
 #: The models of a :class:`FrameDiarizer` (its ``load`` argument).
@@ -164,10 +166,13 @@ MODELS = ("frame_model", "embedder")
 class EmbedInputs:
     """What the embedder is given for a batch of a recording's local speakers.
 
+    The units embedded are numbered: first the recording's P local speakers (pieces), then
+    the parts of the local speakers cut at their pauses (:meth:`FrameDiarizer.parts`).
+
     Attributes:
-        pieces: shape (n,) indices of the local speakers (pieces) with any speech.
-        seconds: shape (b,) speech seconds of every piece of the batch (0 for those left out).
-        first: index of the batch's first piece.
+        pieces: shape (n,) indices of the units embedded (those with enough speech).
+        seconds: shape (b,) speech seconds of every unit of the batch (also those left out).
+        first: index of the batch's first unit.
         inputs: one per piece of ``pieces``: fbank features (T, feat_dim) where the embedder
             computes them apart from its network (CAM++), else speech (N,) at its rate.
     """
@@ -180,9 +185,14 @@ class EmbedInputs:
 
 @DIARIZERS.register("frame")
 class FrameDiarizer(Diarizer):
-    """Frame model over windows -> one embedding per window and local speaker -> clustering
-    (``clustering.method``) -> distinct speakers per window -> per frame, as many speakers as
+    """Frame model over windows -> one embedding per window and local speaker -> the identity
+    step (:func:`diar.identity.identify`: clustering, and matching to enrolled profiles when
+    the recording has some) -> distinct speakers per window -> per frame, as many speakers as
     the frame model hears -> turns.
+
+    With profiles (``RecordingInput.profiles``, or ``enrollment`` files embedded here from the
+    speech the frame model hears in them: no VAD) enrolled speakers are named as enrolled and
+    the others ``unknown1``, ``unknown2``, ...
 
     :meth:`load` spools recordings to disk: ``apply`` reads a batch of windows at a time,
     so its memory does not grow with the recording's length.
@@ -301,29 +311,78 @@ class FrameDiarizer(Diarizer):
         fm = self.config.frame_model
         return segment_many(self._frame_model(), waveforms, fm.window, fm.hop, self.batch_size, fm.threshold)
 
+    def embed_every(self, outputs: WindowOutputs) -> int:
+        """Every how many windows the local speakers are embedded: all of them in a recording
+        shorter than ``frame_model.embed_all_seconds``, else every ``embed_every``-th."""
+        fm = self.config.frame_model
+        seconds = outputs.num_frames * outputs.frame_stride / self.sample_rate
+        if fm.embed_all_seconds is not None and seconds < fm.embed_all_seconds:
+            return 1
+        return fm.embed_every
+
+    def _to_step(self, speech: np.ndarray) -> np.ndarray:
+        """Speech cut to a multiple of ``frame_model.embed_step`` seconds (at least
+        ``embed_min_seconds``): local speakers of equal length share the embedder's forward
+        passes, which on a CPU costs much less than one pass each."""
+        fm = self.config.frame_model
+        if not fm.embed_step:
+            return speech
+        step = round(fm.embed_step * self.sample_rate)
+        least = round(fm.embed_min_seconds * self.sample_rate)
+        if len(speech) < max(step, least):
+            return speech
+        return speech[: max(least, (len(speech) // step) * step)]
+
+    def parts(self, outputs: WindowOutputs) -> tuple[WindowOutputs, np.ndarray, np.ndarray] | None:
+        """The local speakers cut at their pauses of ``identity.split_pause`` seconds
+        (:func:`~diar.identity.splitting.split_at_pauses`): ``(split outputs, shape (P',) the
+        piece of each part, shape (C,) the parts of pieces that were cut)``; None when off."""
+        pause = self.config.identity.split_pause
+        if pause is None:
+            return None
+        frames = round(pause * self.sample_rate / outputs.frame_stride)
+        split, parents = split_at_pauses(outputs, frames, self.config.frame_model.threshold)
+        return split, parents, np.flatnonzero(split_parts(parents))
+
     def piece_inputs(
         self, outputs: WindowOutputs, waveform: Waveform, hook: StepHook = no_hook
     ) -> Iterator[EmbedInputs]:
         """The CPU step before the embeddings: every local speaker's speech (the stretch its
         window owns, :func:`~diar.stitching.piece_speech`) as the embedder's inputs,
-        ``EMBED_BATCH`` local speakers at a time (memory stays flat with the recording's length).
+        ``EMBED_BATCH`` local speakers at a time (memory stays flat with the recording's length),
+        then the parts of the local speakers cut at their pauses (:meth:`parts`).
 
-        Every local speaker with speech is embedded: those with ``frame_model.embed_min_seconds``
-        are clustered; the others are needed only when they overlap no speaker (rare, short).
+        Only units with ``frame_model.embed_min_seconds`` of speech are embedded (the others
+        take the speaker whose activity agrees with theirs), except in a recording none of whose
+        local speakers has that much: they are embedded for the speakers' traces (linking).
         """
         fm = self.config.frame_model
         sr = self.sample_rate
         stride = outputs.frame_stride
-        regions = embed_regions(outputs, fm.embed_every)  # shape: (P, 2) frames each window owns
+        every = self.embed_every(outputs)
         max_samples, context = round(fm.embed_max_seconds * sr), round(fm.embed_context * sr / stride)
-        for first in range(0, len(outputs.pieces), EMBED_BATCH):
-            batch = range(first, min(first + EMBED_BATCH, len(outputs.pieces)))
-            speech = piece_speech(outputs, regions, waveform, stride, max_samples, context, batch)
-            seconds = np.array([len(x) / sr for x in speech], dtype=np.float64)  # shape: (b,)
-            keep = np.flatnonzero(seconds > 0)
-            inputs = self._speech_inputs([speech[i] for i in keep], hook)
-            yield EmbedInputs(keep + first, seconds, first, inputs)
-            del speech
+        units: list[tuple[WindowOutputs, np.ndarray, np.ndarray, int]] = [
+            (outputs, embed_regions(outputs, every), np.arange(len(outputs.pieces)), 0)
+        ]
+        parts = self.parts(outputs)
+        if parts is not None:
+            split, _, cut = parts
+            units.append((split, embed_regions(split, every), cut, len(outputs.pieces)))
+        for unit_outputs, regions, indices, offset in units:  # shape: (P, 2) frames each window owns
+            for first in range(0, len(indices), EMBED_BATCH):
+                batch = indices[first : first + EMBED_BATCH]
+                speech = piece_speech(
+                    unit_outputs, regions, waveform, stride, max_samples, context, batch.tolist()
+                )
+                speech = [self._to_step(x) for x in speech]
+                seconds = np.array([len(x) / sr for x in speech], dtype=np.float64)  # shape: (b,)
+                keep = np.flatnonzero((seconds > 0) & (seconds >= fm.embed_min_seconds))
+                if not len(keep) and offset == 0 and len(indices) <= EMBED_BATCH:
+                    # a recording of a second or two: its short local speakers give the traces
+                    keep = np.flatnonzero(seconds > 0)
+                inputs = self._speech_inputs([speech[i] for i in keep], hook)
+                yield EmbedInputs(keep + offset + first, seconds, offset + first, inputs)
+                del speech
 
     def diarize(self, recording: RecordingInput, hook: StepHook = no_hook) -> Diarization:
         """Diarize one recording (``recording.waveform`` at ``self.sample_rate``), with its
@@ -352,93 +411,169 @@ class FrameDiarizer(Diarizer):
         embedded: Sequence[tuple[EmbedInputs, np.ndarray]],
         hook: StepHook = no_hook,
     ) -> Diarization:
-        """The CPU step after the embeddings: clustering, rendering and post-processing.
+        """The CPU step after the embeddings: the identity step, rendering and post-processing.
 
         Args:
-            recording: the recording (its waveform is not read: ``num_samples`` is its length).
+            recording: the recording (its waveform is not read: ``num_samples`` is its length;
+                its ``profiles`` are matched, its ``enrollment`` files need the models loaded).
             outputs: of :meth:`segment`.
             embedded: each batch of :meth:`piece_inputs` with its embeddings, shape (n, D).
         """
         cfg = self.config
-        fm = cfg.frame_model
         stride = outputs.frame_stride
-        seconds = np.zeros(len(outputs.pieces))  # shape: (P,)
+        count = len(outputs.pieces)
+        parts = self.parts(outputs)
+        cut = parts[2] if parts is not None else np.zeros(0, dtype=np.int64)
+        seconds = np.zeros(count + len(cut))  # shape: (P + C,) pieces, then the cut parts
         found: dict[int, np.ndarray] = {}
         for batch, vectors in embedded:
             seconds[batch.first : batch.first + len(batch.seconds)] = batch.seconds
             found.update((int(i), v) for i, v in zip(batch.pieces, vectors, strict=True))
-        reliable = seconds >= fm.embed_min_seconds  # shape: (P,)
         dim = next(iter(found.values())).shape[0] if found else 0
-        embeddings = np.zeros((len(outputs.pieces), dim), dtype=np.float32)  # shape: (P, D)
-        for i in np.flatnonzero(reliable):
-            embeddings[i] = found[int(i)]
+        vectors = np.zeros((len(seconds), dim), dtype=np.float32)  # shape: (P + C, D)
+        for i, v in found.items():
+            vectors[i] = v
+        has = np.zeros(len(seconds), dtype=bool)
+        has[list(found)] = True
+        embeddings, piece_seconds = vectors[:count], np.where(has[:count], seconds[:count], 0.0)
+        split = None
+        if parts is not None:
+            split_outputs, parents, _ = parts
+            part_vectors = embeddings[parents]  # shape: (P', D) a part's own, where it was cut
+            part_seconds = np.zeros(len(parents))
+            part_vectors[cut] = vectors[count:]
+            part_seconds[cut] = np.where(has[count:], seconds[count:], 0.0)
+            split = (split_outputs, parents, part_vectors, part_seconds)
         clu = cfg.clustering
         num_speakers = recording.num_speakers or clu.num_speakers
-        # speakers the model hears at once are different people, however alike they sound
-        heard = 0
-        if fm.overlap_fraction is not None:
-            min_frames = round(MIN_OVERLAP_SECONDS * self.sample_rate / stride)
-            heard = heard_together(outputs, fm.overlap_fraction, min_frames)
+        profiles, enrolled = self.profiles_for(recording, dim)
+        params = IdentityParams(
+            embed_min_seconds=cfg.frame_model.embed_min_seconds,
+            min_speaker_seconds=cfg.identity.min_speaker_seconds,
+            distinct_distance=cfg.identity.distinct_distance,
+            overlap_fraction=cfg.identity.overlap_fraction,
+            overlap_frames=round(MIN_OVERLAP_SECONDS * self.sample_rate / stride),
+            near=round(NEAR_SECONDS * self.sample_rate / stride),
+            unknown_threshold=cfg.identity.unknown_threshold,
+            min_speakers=clu.min_speakers,
+            max_speakers=clu.max_speakers,
+        )
         with timed(hook, "clustering"):
-            labels, centroids = cluster_pieces(  # shape: (P,), (K, D)
-                embeddings,
-                reliable,
-                seconds,
-                outputs.pieces_by_window(),
-                self.clusterer,
-                num_speakers,
-                clu.min_speakers,
-                clu.max_speakers,
-                fm.min_speaker_seconds,
-                fm.distinct_distance,
-                heard,
+            identity = identify(
+                outputs, embeddings, piece_seconds, self.clusterer, params, num_speakers, profiles, split
             )
-            clustered = labels >= 0  # shape: (P,) the pieces cluster_pieces gave a speaker
-            labels = attach_by_activity(outputs, labels)
-        # pieces that overlap no speaker and had too little speech: their own short embedding
-        alone = np.flatnonzero((labels < 0) & (seconds > 0))
-        if len(alone) and len(centroids):  # shape: (n, D) their embeddings, made with the others'
-            labels[alone] = nearest_speaker(np.stack([found[int(i)] for i in alone]), centroids)
-        elif len(labels) and labels.max() < 0:
-            labels[:] = 0  # nothing to compare with: one speaker
-        near = round(NEAR_SECONDS * self.sample_rate / stride)
-        labels = relabel(distinct_in_windows(outputs, labels, clustered, near))
+        names_of = {k: enrolled[p] for k, p in enumerate(identity.profiles) if p is not None}
         with timed(hook, "rendering"):
-            annotation, names, exclusive = self.render_labels(recording.reco_id, outputs, labels, num_samples)
+            annotation, names, exclusive = self.render_labels(
+                recording.reco_id,
+                identity.outputs,
+                identity.labels,
+                num_samples,
+                names_of if profiles is not None else None,
+            )
+        reliable = piece_seconds >= cfg.frame_model.embed_min_seconds
         # every speaker leaves a trace for linking: from its reliable local speakers, else (a
-        # speaker with little speech, e.g. of a 1 s recording) from its short ones
+        # speaker of a recording of a second or two) from its short ones
+        labels = identity.piece_labels
         used = np.flatnonzero(reliable & (labels >= 0))
         traced = set(labels[used].tolist())
-        short = [i for i in sorted(found) if labels[i] >= 0 and not reliable[i] and labels[i] not in traced]
+        short = [
+            i for i in np.flatnonzero(has[:count] & ~reliable) if labels[i] >= 0 and labels[i] not in traced
+        ]
         used = np.concatenate([used, np.asarray(short, dtype=np.int64)])
         traces = speaker_traces(
             annotation,
-            np.stack([found[int(i)] for i in used]) if len(used) else np.zeros((0, dim), dtype=np.float32),
+            embeddings[used],
             seconds[used],
             [names.get(f"spk{k + 1}", "") for k in labels[used]],
         )
+        named = set(names_of.values())
+        traces = tuple(dataclasses.replace(t, enrolled=t.speaker in named) for t in traces)
         asked = num_speakers or (clu.min_speakers if clu.min_speakers > 1 else None)
         shortfall = speaker_shortfall(
-            asked, len(annotation.speakers), int(reliable.sum()), len(centroids), "embedded local speakers"
+            asked,
+            len(annotation.speakers),
+            int(reliable.sum()),
+            len(identity.centroids),
+            "embedded local speakers",
         )
         if shortfall:
             logger.warning("recording %r: %s", recording.reco_id, shortfall)
         logger.debug(
-            "%s: %d windows, %d local speakers (%d embedded) -> %d speakers",
+            "%s: %d windows, %d local speakers (%d embedded, %d parts) -> %d speakers",
             recording.reco_id,
             len(outputs.windows),
-            len(outputs.pieces),
+            count,
             int(reliable.sum()),
-            int(labels.max(initial=-1)) + 1,
+            len(identity.outputs.pieces),
+            int(identity.labels.max(initial=-1)) + 1,
         )
         return Diarization(annotation, traces, exclusive)
 
+    def profiles_for(self, recording: RecordingInput, dim: int) -> tuple[np.ndarray | None, tuple[str, ...]]:
+        """The recording's enrolled profiles and names: given (``profiles``, names ``spk1``... when
+        it has none), made from its ``enrollment`` files (:meth:`enroll`), or (None, ())."""
+        if recording.profiles is not None:
+            profiles = np.asarray(recording.profiles, dtype=np.float32)
+            names = recording.profile_names or tuple(f"spk{k + 1}" for k in range(len(profiles)))
+        elif recording.enrollment:
+            profiles, names = self.enroll(recording.enrollment, recording.reco_id)
+        else:
+            return None, ()
+        if dim:
+            check_profile_shape(profiles, names, dim, recording.reco_id)
+        check_profiles(profiles, names, recording.reco_id)
+        return profiles, tuple(names)
+
+    def enroll(
+        self, enrollments: Sequence[tuple[str, str]], reco_id: str | None = None
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Profiles of enrolled speakers: [(speaker, path or URL)] -> (shape (S, D) float32, names),
+        each the mean embedding of its files' speech (:meth:`embed_speech`)."""
+        return compute_profiles_with(
+            self.embed_speech,
+            enrollments,
+            self.sample_rate,
+            reco_id=reco_id,
+            allow_pipes=self.config.audio.allow_pipes,
+        )
+
+    def embed_speech(self, waveform: np.ndarray) -> np.ndarray:
+        """One embedding of the speech in an enrollment recording (shape (N,) at
+        ``self.sample_rate``): the frames where the frame model hears exactly one speaker (all
+        it hears when it never hears one alone; all of it when it hears nobody). No VAD: the
+        frame model is the speech detector.
+
+        Returns:
+            shape (D,) float32.
+        """
+        wav = np.asarray(waveform, dtype=np.float32)
+        outputs = self.segment([wav])[0]
+        count = outputs.speaker_count()  # shape: (T,)
+        for frames in (count == 1, count >= 1):
+            if frames.any():
+                break
+        else:
+            frames = np.ones(len(count), dtype=bool)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], frames.astype(np.int8), [0]])))
+        runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+        speech = gather_samples(wav, runs, outputs.frame_stride, len(wav)) if runs else wav
+        return self.embed_inputs(self._speech_inputs([speech if len(speech) else wav], no_hook))[0]
+
     def render_labels(
-        self, reco_id: str, outputs: WindowOutputs, labels: np.ndarray, num_samples: int
+        self,
+        reco_id: str,
+        outputs: WindowOutputs,
+        labels: np.ndarray,
+        num_samples: int,
+        enrolled: Mapping[int, str] | None = None,
     ) -> tuple[Annotation, dict[str, str], Annotation]:
         """The recording's turns from its pieces' speakers: in each frame the speakers with the
         highest rendered activity, as many as the frame model hears (:func:`select_by_count`),
-        on the 10 ms grid, post-processed (``postprocess``) and named by first turn.
+        on the 10 ms grid, post-processed (``postprocess``) and named by first turn
+        (``spk1``, ``spk2``, ...); with ``enrolled`` (label -> enrolled name, profile mode) the
+        enrolled speakers by their names and the others ``unknown1``, ``unknown2``, ... by first
+        turn.
 
         The exclusive turns keep, in each frame where the model hears anyone, the one speaker
         with the highest rendered activity (pyannote 4 caps its count at one the same way),
@@ -480,7 +615,14 @@ class FrameDiarizer(Diarizer):
             dur_threshold=self.config.postprocess.dur_threshold,
         )
         shown = exclusive if self.config.postprocess.exclusive else annotation
-        names = first_turn_names(shown)
-        for label in first_turn_names(annotation) | first_turn_names(exclusive):  # only the other has
-            names.setdefault(label, f"spk{len(names) + 1}")
+        order = list(first_turn_names(shown))
+        both = first_turn_names(annotation) | first_turn_names(exclusive)
+        order += [label for label in both if label not in order]  # only the other has them
+        if enrolled is None:
+            names = {label: f"spk{n + 1}" for n, label in enumerate(order)}
+        else:
+            fixed = {f"spk{k + 1}": name for k, name in enrolled.items()}
+            others = [label for label in order if label not in fixed]
+            names = {label: fixed[label] for label in order if label in fixed}
+            names.update(zip(others, unknown_names(len(others), list(fixed.values())), strict=True))
         return shown.rename(names), names, exclusive.rename(names)

@@ -21,7 +21,7 @@ set in ``configs/ge2e.yaml``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d
@@ -102,14 +102,36 @@ def compute_profiles(
     Raises:
         ProfileError: for an empty enrollment; audio errors (AudioError) name the file.
     """
+
+    def embed(wav: np.ndarray) -> np.ndarray:
+        return steps.embed_utterance(embedder, wav, vad, normalize_db)
+
+    return compute_profiles_with(embed, enrollments, int(embedder.sample_rate), reco_id, allow_pipes)
+
+
+def compute_profiles_with(
+    embed: Callable[[np.ndarray], np.ndarray],
+    enrollments: Sequence[tuple[str, str]],
+    sample_rate: int,
+    reco_id: str | None = None,
+    allow_pipes: bool = False,
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One profile per enrolled speaker: the mean of ``embed(waveform)`` over its files, each
+    decoded at ``sample_rate`` (:func:`compute_profiles` with a VAD and an embedder; frame
+    mode with the frame model as speech detector).
+
+    Raises:
+        ProfileError: for an empty enrollment; NoSpeechError for a silent file or an all-zero
+        embedding; audio errors (AudioError) name the file.
+    """
     if not enrollments:
         raise ProfileError(f"recording {reco_id!r} has no enrollment files")
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     for speaker, source in enrollments:
-        wav = load_audio(source, embedder.sample_rate, reco_id=reco_id, allow_pipes=allow_pipes)
+        wav = load_audio(source, sample_rate, reco_id=reco_id, allow_pipes=allow_pipes)
         check_enrollment_audio(wav, speaker, reco_id, source)
-        vec = steps.embed_utterance(embedder, wav, vad, normalize_db)  # shape: (dim,)
+        vec = np.asarray(embed(wav), dtype=np.float32).reshape(-1)  # shape: (dim,)
         steps.check_embedding(vec, reco_id, source, f"enrollment of speaker {quote(speaker)}")
         sums[speaker] = sums.get(speaker, 0.0) + vec.astype(np.float64)
         counts[speaker] = counts.get(speaker, 0) + 1
@@ -119,14 +141,22 @@ def compute_profiles(
 
 
 class ProfileMaker:
-    """Speaker profiles from enrollment audio (``diar profiles``, ``jobs.profiles``).
+    """Speaker profiles from enrollment audio (``diar profiles``, ``jobs.profiles``), made as
+    the config's diarizer makes them: in mode ``frame`` from the speech the frame model hears
+    (:meth:`~diar.pipelines.frame.FrameDiarizer.enroll`, no VAD), in the other modes from the
+    VAD's speech (with ``profile.enroll_vad``) of the embedder's input.
 
-    Loads the embedder (and, with ``profile.enroll_vad``, the VAD) of ``config`` once;
-    each call makes one recording's profile matrix.
+    Loads the models of ``config`` once; each call makes one recording's profile matrix.
     """
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.frame = None
+        if config.mode == "frame":
+            from diar.pipelines.frame import FrameDiarizer
+
+            self.frame = FrameDiarizer(config)
+            return
         self.embedder = build_embedder(config)
         self.vad = build_vad(config) if config.profile.enroll_vad else None
         set_torch_threads(config.num_threads)
@@ -135,6 +165,8 @@ class ProfileMaker:
         self, reco_id: str, enrollments: Sequence[tuple[str, str]]
     ) -> tuple[np.ndarray, tuple[str, ...]]:
         """[(speaker, path or URL)] -> (profiles (num_speakers, dim) float32, speaker names)."""
+        if self.frame is not None:
+            return self.frame.enroll(enrollments, reco_id)
         return compute_profiles(
             self.embedder,
             enrollments,

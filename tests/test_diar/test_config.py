@@ -41,9 +41,12 @@ def test_values_are_taken_as_they_are_and_validated_with_the_rest(tmp_path: Path
         ("embedding.device=tpu", "embedding.device"),
         ("vad.threshold=2", "vad.threshold"),
         ("frame_model.embed_every=0", "frame_model.embed_every"),
-        ("frame_model.min_speaker_seconds=-1", "frame_model.min_speaker_seconds"),
-        ("frame_model.distinct_distance=-0.1", "frame_model.distinct_distance"),
-        ("frame_model.overlap_fraction=1.5", "frame_model.overlap_fraction"),
+        ("identity.min_speaker_seconds=-1", "identity.min_speaker_seconds"),
+        ("identity.distinct_distance=-0.1", "identity.distinct_distance"),
+        ("identity.overlap_fraction=1.5", "identity.overlap_fraction"),
+        ("identity.split_pause=0", "identity.split_pause"),
+        ("identity.unknown_threshold=2", "identity.unknown_threshold"),
+        ("frame_model.embed_all_seconds=-1", "frame_model.embed_all_seconds"),
     ],
 )
 def test_bad_values_fail_at_load_time_naming_the_key(override: str, key: str) -> None:

@@ -1,7 +1,7 @@
-"""From the local speakers of overlapping windows to recording speakers (diar.stitching), and the
-frame model's grid to the 10 ms label grid: each step on small hand-made window outputs, then
-the steps together on synthetic conversations (speakers are tones; the embedder reads the
-spectrum) whose windows hear their speakers in a random order."""
+"""The frame model's windows and their local speakers (diar.stitching): planning, collecting,
+the speech each local speaker is embedded from, rendering, and the frame model's grid to the
+10 ms label grid, each step on small hand-made window outputs. The step from local speakers to
+speakers is tested in test_identity.py."""
 
 from __future__ import annotations
 
@@ -10,42 +10,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stitching_helpers import (
-    SR,
     STRIDE,
-    TONES,
-    FixedClusters,
+    activity,
     collect,
-    conversation,
-    frame_errors,
-    tone_embedding,
-    tones,
-    turns_to_truth,
-    window_outputs,
 )
 
-from diar.cluster import build_clusterer
-from diar.config import ClusteringConfig
+from diar.identity.assign import relabel
 from diar.postprocess import model_frames_to_labels
 from diar.stitching import (
     WindowCollector,
     WindowOutputs,
-    attach_by_activity,
-    cluster_pieces,
-    distinct_in_windows,
-    distinct_voices,
     embed_regions,
     gather_samples,
-    heard_together,
     piece_speech,
     plan_windows,
-    reference_labels,
-    relabel,
     render,
     select_by_count,
 )
-
-AGGLOMERATIVE = build_clusterer(ClusteringConfig(method="agglomerative", threshold=0.3))
-
 
 # --------------------------------------------------------------------------- windows
 
@@ -234,218 +215,6 @@ def test_gather_samples_spreads_and_caps():
     assert len(gather_samples(wave, [], STRIDE, 100)) == 0
 
 
-# --------------------------------------------------------------------------- clustering
-
-A, B, C = np.eye(3)
-
-
-def test_local_speakers_of_one_window_get_distinct_speakers():
-    # the third window's two local speakers both sound most like A; the one nearer to B is B
-    emb = np.stack([A, B, A, B, A + 0.2 * B, A + 0.6 * B])
-    windows = [[0, 1], [2, 3], [4, 5]]
-    ones = np.ones(6, dtype=bool)
-    clusterer = FixedClusters([0, 1, 0, 1, 0, 0])
-    labels, centroids = cluster_pieces(emb, ones, np.full(6, 5.0), windows, clusterer)
-    assert labels.tolist() == [0, 1, 0, 1, 0, 1]
-    assert centroids.shape == (2, 3) and np.allclose(np.linalg.norm(centroids, axis=1), 1.0)
-    # the same through a real clusterer, which puts both near-A pieces in A's cluster
-    assert AGGLOMERATIVE(emb / np.linalg.norm(emb, axis=1, keepdims=True)).tolist()[4:] == [0, 0]
-    labels, _ = cluster_pieces(emb, ones, np.full(6, 5.0), windows, AGGLOMERATIVE)
-    assert labels[4] != labels[5] and labels[5] == labels[1] and labels[4] == labels[0]
-
-
-def test_more_local_speakers_than_speakers_take_the_nearest():
-    emb = np.stack([A, B, A + 0.1 * B])
-    labels, _ = cluster_pieces(emb, np.ones(3, bool), np.full(3, 5.0), [[0, 1, 2]], FixedClusters([0, 1, 0]))
-    assert labels.tolist() == [0, 1, 0]
-
-
-def test_a_cluster_with_little_speech_folds_into_the_nearest_speaker():
-    # speaker C's cluster has 1.5 s of speech in all: not a speaker of its own at 2 s
-    emb = np.stack([A, B, A, B, C + 0.5 * B, C + 0.5 * B])
-    seconds = np.array([5.0, 5.0, 5.0, 5.0, 0.5, 1.0])
-    windows = [[0, 1], [2, 3], [4], [5]]
-    ok = np.ones(6, dtype=bool)
-    clusterer = FixedClusters([0, 1, 0, 1, 2, 2])
-    labels, centroids = cluster_pieces(emb, ok, seconds, windows, clusterer, min_speaker_seconds=2.0)
-    assert labels.tolist() == [0, 1, 0, 1, 1, 1] and len(centroids) == 2
-    # ... unless min_speakers needs it
-    labels, centroids = cluster_pieces(
-        emb, ok, seconds, windows, clusterer, min_speakers=3, min_speaker_seconds=2.0
-    )
-    assert labels.tolist() == [0, 1, 0, 1, 2, 2] and len(centroids) == 3
-    # ... or it has enough speech
-    labels, _ = cluster_pieces(emb, ok, seconds, windows, clusterer, min_speaker_seconds=1.5)
-    assert labels.tolist() == [0, 1, 0, 1, 2, 2]
-    # a known count keeps every cluster, and the clusterer is told the count and the bounds
-    labels, _ = cluster_pieces(emb, ok, seconds, windows, clusterer, 3, 1, 4, min_speaker_seconds=2.0)
-    assert labels.tolist() == [0, 1, 0, 1, 2, 2]
-    assert clusterer.calls[-1] == (3, 1, 4)
-
-
-def test_known_count_and_bounds_are_honoured():
-    rng = np.random.default_rng(0)
-    centres = np.eye(4)
-    emb = np.stack([centres[k] + rng.normal(0, 0.02, 4) for k in range(4) for _ in range(3)])
-    windows = [[i] for i in range(12)]
-    ok, seconds = np.ones(12, bool), np.full(12, 3.0)
-    labels, _ = cluster_pieces(emb, ok, seconds, windows, AGGLOMERATIVE)
-    assert labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
-    for count in (2, 3):
-        labels, centroids = cluster_pieces(emb, ok, seconds, windows, AGGLOMERATIVE, num_speakers=count)
-        assert len(set(labels.tolist())) == count == len(centroids)
-    labels, _ = cluster_pieces(emb, ok, seconds, windows, AGGLOMERATIVE, max_speakers=2)
-    assert len(set(labels.tolist())) == 2
-    labels, _ = cluster_pieces(emb, ok, seconds, windows, AGGLOMERATIVE, min_speakers=5)
-    assert len(set(labels.tolist())) == 5
-
-
-def test_distinct_voices_counts_the_local_speakers_of_one_window_that_sound_apart():
-    near_a = A + 0.1 * B  # a speaker split in two local speakers: the halves sound alike
-    emb = np.stack([A, B, near_a, C, A, A + 0.05 * C])
-    windows = [[0, 1, 2], [3], [4, 5]]
-    ok = np.ones(6, dtype=bool)
-    assert distinct_voices(emb, ok, windows, 0.5) == 2
-    assert distinct_voices(emb, ok, windows, 0.0) == 3  # at distance 0 every local speaker counts
-    assert distinct_voices(np.stack([A, B, C]), np.ones(3, bool), [[0, 1, 2]], 0.5) == 3
-    ok[1] = False  # unreliable pieces do not count
-    assert distinct_voices(emb, ok, windows, 0.5) == 1
-    assert distinct_voices(emb, np.zeros(6, bool), windows, 0.5) == 0
-
-
-def test_heard_together_is_the_most_speakers_the_count_holds_long_enough():
-    # window 0 [0, 50): x 0-50, y 10-30 (two at once on 20 frames); window 1 [50, 100): u 50-90
-    w0 = np.stack([activity(50, (0, 50)), activity(50, (10, 30))], axis=1)
-    w1 = activity(50, (0, 40))[:, None]
-    outputs = collect(100, [(0, w0), (50, w1)])  # 90 frames of speech, 20 of them overlapped
-    assert heard_together(outputs, 0.05, 10) == 2
-    assert heard_together(outputs, 0.05, 21) == 1  # too short
-    assert heard_together(outputs, 0.25, 10) == 1  # too small a part of the speech (20 < 22.5)
-    # three at once on 10 frames, two or more on 20
-    w3 = np.stack([activity(50, (0, 50)), activity(50, (10, 30)), activity(50, (20, 30))], axis=1)
-    three = collect(100, [(0, w3), (50, w1)])
-    assert heard_together(three, 0.05, 10) == 3
-    assert heard_together(three, 0.05, 15) == 2
-    assert heard_together(collect(100, [(0, np.zeros((50, 2))), (50, np.zeros((50, 2)))]), 0.05, 1) == 0
-
-
-def test_two_voices_one_window_hears_at_once_stay_two_speakers():
-    # a clustering that merges every voice leaves one speaker where a window hears two
-    merge_all = build_clusterer(ClusteringConfig(method="agglomerative", threshold=1.5))
-    emb = np.stack([A, B, A, B])
-    windows = [[0, 1], [2, 3]]
-    ok, seconds = np.ones(4, dtype=bool), np.full(4, 5.0)
-    labels, _ = cluster_pieces(emb, ok, seconds, windows, merge_all)
-    assert labels.tolist() == [0, 0, 0, 0]
-    labels, centroids = cluster_pieces(emb, ok, seconds, windows, merge_all, distinct_distance=0.5)
-    assert labels.tolist() == [0, 1, 0, 1] and len(centroids) == 2
-    # a known count or max_speakers wins over the bound
-    labels, _ = cluster_pieces(emb, ok, seconds, windows, merge_all, num_speakers=1, distinct_distance=0.5)
-    assert labels.tolist() == [0, 0, 0, 0]
-    labels, _ = cluster_pieces(emb, ok, seconds, windows, merge_all, max_speakers=1, distinct_distance=0.5)
-    assert labels.tolist() == [0, 0, 0, 0]
-    # two local speakers that sound alike (one speaker split in two) do not make two speakers
-    split = np.stack([A, A + 0.1 * B, A, A + 0.1 * B])
-    labels, _ = cluster_pieces(split, ok, seconds, windows, merge_all, distinct_distance=0.5)
-    assert labels.tolist() == [0, 0, 0, 0]
-    # two the frame model hears at once (heard) make two speakers however alike they sound,
-    # up to max_speakers
-    labels, _ = cluster_pieces(split, ok, seconds, windows, merge_all, distinct_distance=0.5, heard=2)
-    assert labels.tolist() == [0, 1, 0, 1]
-    labels, _ = cluster_pieces(split, ok, seconds, windows, merge_all, max_speakers=1, heard=2)
-    assert labels.tolist() == [0, 0, 0, 0]
-
-
-def test_unreliable_pieces_stay_unlabelled():
-    emb = np.stack([A, B, A, np.full(3, np.nan)])  # rows of unreliable pieces are not read
-    reliable = np.array([True, True, True, False])
-    labels, centroids = cluster_pieces(
-        emb, reliable, np.full(4, 5.0), [[0, 1], [2, 3]], FixedClusters([0, 1, 0])
-    )
-    assert labels.tolist() == [0, 1, 0, -1] and np.isfinite(centroids).all()
-    labels, centroids = cluster_pieces(emb, np.zeros(4, bool), np.zeros(4), [[0, 1], [2, 3]], AGGLOMERATIVE)
-    assert labels.tolist() == [-1, -1, -1, -1] and centroids.shape == (0, 3)
-
-
-# --------------------------------------------------------------------------- attaching
-
-
-def activity(length: int, *spans: tuple[int, int]) -> np.ndarray:
-    """Shape (length,) probabilities: 1 inside the [start, end) spans, else 0."""
-    out = np.zeros(length, dtype=np.float32)
-    for start, end in spans:
-        out[start:end] = 1.0
-    return out
-
-
-def test_a_short_piece_takes_the_speaker_whose_activity_it_shares():
-    #          frames 0-9                     10-19                 20-29
-    # window 0 [0, 10): x (speaker 0) 0-6, y (speaker 1) 3-10
-    # window 1 [5, 15): p (pending) 5-10, q (speaker 1) 5-15
-    # window 2 [20, 30): r (pending) 20-25, overlaps nobody
-    w0 = np.stack([activity(10, (0, 7)), activity(10, (3, 10))], axis=1)
-    w1 = np.stack([activity(10, (0, 5)), activity(10, (0, 10))], axis=1)
-    w2 = np.stack([activity(10, (0, 5)), activity(10)], axis=1)
-    outputs = collect(30, [(0, w0), (5, w1), (20, w2)])
-    assert [(p.window, p.local) for p in outputs.pieces] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]
-    labels = attach_by_activity(outputs, np.array([0, 1, -1, 1, -1]))
-    # p shares more with speaker 1 (frames 5-10 in both windows) than with speaker 0 (5-7), but
-    # speaker 1 is q's, another local speaker of p's window
-    assert labels.tolist() == [0, 1, 0, 1, -1]
-    # without q in its window, p takes speaker 1
-    assert attach_by_activity(outputs, np.array([0, 1, -1, 0, -1])).tolist() == [0, 1, 1, 0, -1]
-    # nobody labelled: nothing to attach to
-    assert attach_by_activity(outputs, np.full(5, -1)).tolist() == [-1] * 5
-
-
-def test_local_speakers_labelled_after_clustering_take_a_speaker_their_window_lacks():
-    # window (frames)   clustered piece (speaker)   piece labelled later (its label)
-    # 0 [0, 20)         x 0-20 (0)                  p 5-10 (0: its window's x has it)
-    # 1 [20, 40)        y 20-40 (1)                 q 35-40 (none)
-    # 2 [40, 60)        z 40-60 (2)                 r 50-60 (2: z has it)
-    # 3 [60, 100)       u 60-100 (0)                v 90-95 (none)
-    # 4 [80, 100)       s 85-100 (1)
-    w0 = np.stack([activity(20, (0, 20)), activity(20, (5, 10))], axis=1)
-    w1 = np.stack([activity(20, (0, 20)), activity(20, (15, 20))], axis=1)
-    w2 = np.stack([activity(20, (0, 20)), activity(20, (10, 20))], axis=1)
-    w3 = np.stack([activity(40, (0, 40)), activity(40, (30, 35))], axis=1)
-    w4 = activity(20, (5, 20))[:, None]
-    outputs = collect(100, [(0, w0), (20, w1), (40, w2), (60, w3), (80, w4)])
-    labels = np.array([0, 0, 1, -1, 2, 2, 0, -1, 1])
-    fixed = np.array([True, False, True, False, True, False, True, False, True])
-    got = distinct_in_windows(outputs, labels, fixed, near=15)
-    # p and r: nobody they could be talks with them, so the one who talks most within 15
-    # frames (p: 1 at 20-25; r: 0 at 60-75 over 1 at 35-40); q: 2 (40-55; 0 is 15 frames
-    # away); v: 1, who talks with it (s, in the next window)
-    assert got.tolist() == [0, 1, 1, 2, 2, 0, 0, 1, 1]
-    for members in outputs.pieces_by_window():
-        assert len({int(got[i]) for i in members}) == len(members)
-    # nobody within `near`: the speaker who talks most (q: 0, 65 frames, over 2's 30)
-    assert distinct_in_windows(outputs, labels, fixed, near=0)[3] == 0
-    # a label free in its window stays; one speaker: nothing to give
-    free = np.array([0, 2, 1, 0, 2, 1, 0, 2, 1])
-    assert distinct_in_windows(outputs, free, fixed, 15).tolist() == free.tolist()
-    assert distinct_in_windows(outputs, np.zeros(9, np.int64), fixed, 15).tolist() == [0] * 9
-
-
-def test_reference_labels_give_each_local_speaker_the_reference_speaker_it_overlaps_most():
-    # reference: A talks 0-30, B 20-50; C 60-70 is heard by no window's local speaker
-    ref = np.zeros((80, 3), dtype=bool)
-    ref[0:30, 0] = ref[20:50, 1] = ref[60:70, 2] = True
-    # window 0 [0, 40): x 0-30 (A), y 20-40 (B), z 0-10 (A again: the model split A in two)
-    # window 1 [30, 70): u 30-50 (B), v 52-58 (nobody talks there)
-    w0 = np.stack([activity(40, (0, 30)), activity(40, (20, 40)), activity(40, (0, 10))], axis=1)
-    w1 = np.stack([activity(40, (0, 20)), activity(40, (22, 28))], axis=1)
-    outputs = collect(80, [(0, w0), (30, w1)])
-    assert [(p.window, p.local) for p in outputs.pieces] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
-    # x and y take distinct speakers; z shares A with x (it overlaps nobody else), v none
-    assert reference_labels(outputs, ref).tolist() == [0, 1, 0, 1, -1]
-    # a reference without speakers labels nothing; a reference on another grid is refused
-    assert reference_labels(outputs, np.zeros((80, 0), dtype=bool)).tolist() == [-1] * 5
-    with pytest.raises(ValueError, match="79 frames"):
-        reference_labels(outputs, ref[:79])
-
-
 # --------------------------------------------------------------------------- rendering
 
 
@@ -533,50 +302,3 @@ def test_each_label_takes_the_model_frame_with_the_nearest_centre(
     for j, i in enumerate(labels[:, 0]):
         distance = np.abs(centres - (j + 0.5) * label_stride)
         assert distance[i] == distance.min()
-
-
-# --------------------------------------------------------------------------- together
-
-
-def stitch(truth: np.ndarray, window=500, hop=250, local=2, seed=0, num_speakers=None) -> np.ndarray:
-    """The steps FrameDiarizer runs, on simulated window outputs: (frames, speakers) bool."""
-    outputs = collect(len(truth), window_outputs(truth, window, hop, local, seed))
-    regions = embed_regions(outputs)
-    speech = piece_speech(outputs, regions, tones(truth), STRIDE, 30 * SR, context=50)
-    seconds = np.array([len(x) / SR for x in speech])
-    reliable = seconds >= 1.0
-    emb = np.zeros((len(speech), len(TONES)))
-    emb[reliable] = [tone_embedding(x) for x, ok in zip(speech, reliable, strict=True) if ok]
-    clusterer = build_clusterer(ClusteringConfig())
-    labels, _ = cluster_pieces(
-        emb, reliable, seconds, outputs.pieces_by_window(), clusterer, num_speakers, min_speaker_seconds=2.0
-    )
-    labels = attach_by_activity(outputs, labels)
-    return select_by_count(render(outputs, relabel(labels)), outputs.speaker_count())
-
-
-def test_permutation_flips_are_recovered():
-    truth = turns_to_truth(conversation((0, 1), 0.0, 60.0), 60.0, 2)
-    hyp = stitch(truth, seed=3)
-    assert hyp.shape[1] == 2 and frame_errors(truth, hyp) == 0
-
-
-def test_four_speakers_from_two_local_outputs_with_overlap():
-    turns = (
-        conversation((0, 1), 0, 40)
-        + conversation((2, 3), 50, 90)
-        + conversation((0, 3), 100, 140)
-        + conversation((1, 2), 150, 190)
-    )
-    truth = turns_to_truth(turns, 190.0, 4)
-    hyp = stitch(truth, seed=1)
-    assert hyp.shape[1] == 4
-    assert frame_errors(truth, hyp) == 0  # overlap included
-
-
-def test_three_local_outputs_and_a_known_count():
-    turns = conversation((0, 1, 2), 0, 40, turn=3.0) + conversation((2, 3), 50, 80, turn=3.0)
-    truth = turns_to_truth(turns, 80.0, 4)
-    hyp = stitch(truth, local=3, seed=2)
-    assert hyp.shape[1] == 4 and frame_errors(truth, hyp) == 0
-    assert stitch(truth, local=3, seed=2, num_speakers=3).shape[1] == 3

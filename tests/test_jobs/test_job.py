@@ -336,7 +336,9 @@ def test_diar_run_command_is_the_job(
     assert (out / "corpus.rttm").read_bytes() == (reference / "corpus.rttm").read_bytes()
 
 
-def test_profile_scp_option_selects_profile_mode(tmp_path: Path) -> None:
+def test_profile_scp_option_keeps_frame_mode_and_selects_profile_mode_for_cluster(tmp_path: Path) -> None:
+    """``--profile-scp`` with the default config keeps mode frame (its identity step matches the
+    profiles); a cluster-mode config becomes mode profile, as ``diar diarize`` does."""
     import numpy as np
 
     from diar.manifests import write_profiles
@@ -349,10 +351,11 @@ def test_profile_scp_option_selects_profile_mode(tmp_path: Path) -> None:
         modes.append(cfg.mode)
         return energy_factory()(cfg)
 
-    argv = ["--wav-scp", str(scp), "--out", str(tmp_path / "out"), "--local", "--no-progress"]
-    assert main([*argv, "--profile-scp", str(profile_scp)], factory) == 0
-    assert modes == ["profile"]
-    assert set(read_rttm(tmp_path / "out" / "corpus.rttm")["r1"].speakers) <= {"ann", "bo"}
+    argv = ["--wav-scp", str(scp), "--local", "--no-progress", "--profile-scp", str(profile_scp)]
+    assert main([*argv, "--out", str(tmp_path / "out")], factory) == 0
+    assert main([*argv, "--out", str(tmp_path / "out2"), "--set", "mode=cluster"], factory) == 0
+    assert modes == ["frame", "profile"]
+    assert set(read_rttm(tmp_path / "out2" / "corpus.rttm")["r1"].speakers) <= {"ann", "bo"}
 
 
 def test_speaker_counts_and_profiles_reach_the_diarizer(tmp_path: Path) -> None:

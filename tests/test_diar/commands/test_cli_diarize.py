@@ -113,18 +113,24 @@ def test_embed_writes_kaldi_ark_and_scp(
     assert "valid names" in capsys.readouterr().err
 
 
-def test_enroll_runs_profile_mode_with_enrolled_speaker_names(audio: Path, tmp_path: Path) -> None:
+def test_enroll_names_the_enrolled_speakers(audio: Path, tmp_path: Path) -> None:
+    """``--enroll`` with the default config (mode frame): the speakers found are matched to the
+    enrolled ones and named as enrolled, the others are unknown; a recording without enrollment
+    is clustered. A cluster-mode config becomes profile mode, where it fails."""
     enroll = tmp_path / "enroll.scp"
     lines = (SAMPLE / "enroll.scp").read_text().split("\n")
     entries = [line.split() for line in lines if line.strip()]
     enroll.write_text("".join(f"rec-a {spk} {SAMPLE / path}\n" for _, spk, path in entries))
     out = tmp_path / "out.rttm"
-    assert main(["diarize", str(audio / "wav.scp"), "-o", str(out), "--enroll", str(enroll)]) == 1
+    assert main(["diarize", str(audio / "wav.scp"), "-o", str(out), "--enroll", str(enroll)]) == 0
     result = read_rttm(out)
-    # rec-a has enrollment and is diarized with the enrolled names; rec-b has none and fails
-    assert list(result) == ["rec-a"]
-    assert set(result["rec-a"].speakers) <= {spk for _, spk, _ in entries}
-    assert result["rec-a"].speakers
+    assert list(result) == ["rec-a", "rec-b"]
+    enrolled = {spk for _, spk, _ in entries}
+    assert result["rec-a"].speakers and set(result["rec-a"].speakers) <= enrolled | {"unknown1", "unknown2"}
+    assert not set(result["rec-b"].speakers) & enrolled
+    assert main(["diarize", str(audio / "wav.scp"), "-o", str(out), "--enroll", str(enroll), "--config",
+                 str(REPO / "configs" / "ge2e.yaml")]) == 1  # fmt: skip
+    assert list(read_rttm(out)) == ["rec-a"]  # profile mode: rec-b has no enrollment and fails
 
 
 def test_exclusive_option_and_format_keep_one_speaker_at_a_time(audio: Path, tmp_path: Path) -> None:

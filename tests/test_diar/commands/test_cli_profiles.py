@@ -54,7 +54,7 @@ def test_xvector_profiles_round_trip_kaldiio(tmp_path: Path, enrollment: Path, c
     out = tmp_path / "out"
     code = run_command(
         "--enroll", str(enrollment), "--out", str(out), "--model", "xvector", "--model-dir", str(model),
-        "--set", "profile.enroll_vad=false", "--device", "cpu",
+        "--set", "mode=profile", "--set", "profile.enroll_vad=false", "--device", "cpu",
     )  # fmt: skip
     assert code == 0
     assert capsys.readouterr().out.strip() == str(out / "profile.scp")
@@ -89,12 +89,19 @@ def test_xvector_profiles_round_trip_kaldiio(tmp_path: Path, enrollment: Path, c
 
 
 def test_default_profiles_of_bundled_sample(tmp_path: Path) -> None:
-    """Default embedder (CAM++) and enrollment VAD on real speech: two distinct speakers."""
+    """The default config (mode frame): CAM++ of the speech segmentation-3.0 hears in each
+    enrollment file (no VAD), as the frame diarizer makes them: two distinct speakers."""
+    from diar.manifests import read_enrollment
+    from diar.pipelines.frame import FrameDiarizer
+
     assert run_command("--enroll", str(SAMPLE / "enroll.scp"), "--out", str(tmp_path)) == 0
     ((reco, matrix),) = kaldiio.load_scp(str(tmp_path / "profile.scp")).items()
     assert reco == "sim01_2spk" and matrix.shape == (2, 192) and np.isfinite(matrix).all()
     unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)  # CAM++ rows are not unit length
     assert float(unit[0] @ unit[1]) < 0.5  # two voices far apart in cosine
+    expected, names = FrameDiarizer(load_config()).enroll(read_enrollment(SAMPLE / "enroll.scp")[reco], reco)
+    assert names == ("3005", "3331")
+    np.testing.assert_allclose(matrix, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_campplus_profiles_round_trip_kaldiio(tmp_path: Path, enrollment: Path) -> None:
@@ -103,7 +110,8 @@ def test_campplus_profiles_round_trip_kaldiio(tmp_path: Path, enrollment: Path) 
     out = tmp_path / "out"
     code = run_command(
         "--enroll", str(enrollment), "--out", str(out), "--model", "campplus",
-        "--model-dir", str(TINY_CAMPPLUS), "--set", "profile.enroll_vad=false", "--device", "cpu",
+        "--model-dir", str(TINY_CAMPPLUS), "--set", "mode=profile", "--set", "profile.enroll_vad=false",
+        "--device", "cpu",
     )  # fmt: skip
     assert code == 0
     emb = CAMPPlusEmbedder(str(TINY_CAMPPLUS), device="cpu")
@@ -171,6 +179,7 @@ def job_config(model: Path, *overrides: str, name: str = "xvector") -> Config:
             f"embedding.name={name}",
             f"embedding.model_dir={model}",
             "embedding.device=cpu",
+            "mode=profile",
             "profile.enroll_vad=false",
             "job.num_cpus=1",
             *overrides,
@@ -208,7 +217,8 @@ def test_job_local_with_campplus_equals_diar_profiles(tmp_path: Path, enrollment
     cli_out = tmp_path / "cli"
     run_command(
         "--enroll", str(enrollment), "--out", str(cli_out), "--model", "campplus",
-        "--model-dir", str(TINY_CAMPPLUS), "--set", "profile.enroll_vad=false", "--device", "cpu",
+        "--model-dir", str(TINY_CAMPPLUS), "--set", "mode=profile", "--set", "profile.enroll_vad=false",
+        "--device", "cpu",
     )  # fmt: skip
     out = tmp_path / "job"
     config = job_config(TINY_CAMPPLUS, "job.num_shards=2", name="campplus")
@@ -244,7 +254,7 @@ def test_job_on_ray_equals_diar_profiles(
     cli_out = tmp_path / "cli"
     run_command(
         "--enroll", str(enrollment), "--out", str(cli_out), "--model", "xvector", "--model-dir", str(model),
-        "--set", "profile.enroll_vad=false", "--device", "cpu",
+        "--set", "mode=profile", "--set", "profile.enroll_vad=false", "--device", "cpu",
     )  # fmt: skip
     out = tmp_path / "ray"
     report = run_profiles_job(

@@ -197,10 +197,10 @@ def test_two_voices_heard_at_once_stay_two_speakers_however_alike_they_sound() -
     merge_all = {  # a clustering that hears one voice, and no window bound from the embeddings
         "clustering.method": "agglomerative",
         "clustering.threshold": 1.9,
-        "frame_model.distinct_distance": "null",
+        "identity.distinct_distance": "null",
     }
     for fraction, expected in (("null", 1), ("0.05", 2), ("0.5", 1)):
-        diarizer, _ = tone_diarizer(**merge_all, **{"frame_model.overlap_fraction": fraction})
+        diarizer, _ = tone_diarizer(**merge_all, **{"identity.overlap_fraction": fraction})
         annotation = diarizer.apply(RecordingInput("rec", audio))
         assert len(annotation.speakers) == expected, fraction
     two, _ = tone_diarizer(**merge_all)
