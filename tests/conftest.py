@@ -129,3 +129,16 @@ def scp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from job_helpers import DURATIONS, make_corpus
 
     return make_corpus(tmp_path_factory.mktemp("corpus"), DURATIONS)
+
+
+@pytest.fixture(scope="session")
+def sim_out(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A job's OUT of sim for the report tests (the energy diarizer, one recording failed); the
+    page the job wrote is kept beside it as job-report.html (tests may write OUT/report.html
+    again). Here, not in a conftest of tests/test_diar/report: two conftest modules would shadow
+    each other for the tests that import helpers from this one."""
+    from report_helpers import sim_job
+
+    out = sim_job(tmp_path_factory.mktemp("sim") / "OUT", corpus)
+    (out.parent / "job-report.html").write_bytes((out / "report.html").read_bytes())
+    return out
