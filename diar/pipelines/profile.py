@@ -106,7 +106,8 @@ def compute_profiles(
     def embed(wav: np.ndarray) -> np.ndarray:
         return steps.embed_utterance(embedder, wav, vad, normalize_db)
 
-    return compute_profiles_with(embed, enrollments, int(embedder.sample_rate), reco_id, allow_pipes)
+    rate = int(embedder.sample_rate) if enrollments else 0  # none: refused before any audio is read
+    return compute_profiles_with(embed, enrollments, rate, reco_id, allow_pipes)
 
 
 def compute_profiles_with(

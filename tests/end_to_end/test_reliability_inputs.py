@@ -197,7 +197,7 @@ def test_overwrite_removes_only_the_jobs_own_files(
     assert job_main(changed, energy_factory()) == 0
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert names == sorted(
-        [".lock", "corpus.parquet", "corpus.rttm", "failures.tsv", "job.json", "summary.json"]
+        [".lock", "corpus.parquet", "corpus.rttm", "failures.tsv", "job.json", "report.html", "summary.json"]
         + [
             f"shards/shard-0000{i}.{ext}"
             for i in range(2)
