@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from diar.errors import ProfileError, quote
 from diar.identity.counting import unit
 
 
@@ -55,18 +54,3 @@ def unknown_names(count: int, enrolled: Sequence[str]) -> list[str]:
     while any(f"{prefix}{k + 1}" in taken for k in range(count)):
         prefix += "_"
     return [f"{prefix}{k + 1}" for k in range(count)]
-
-
-def check_profile_shape(profiles: np.ndarray, names: Sequence[str] | None, dim: int, reco_id: str) -> None:
-    """Raise ProfileError when profiles do not fit the embedder (dimension) or their names."""
-    p = np.asarray(profiles)
-    if p.ndim != 2 or p.shape[1] != dim:
-        raise ProfileError(
-            f"recording {quote(reco_id)}: profiles of shape {p.shape} do not fit the embedder's "
-            f"{dim}-dimensional embeddings; make them with the same embedding model (diar profiles)"
-        )
-    if names is not None and len(names) != len(p):
-        raise ProfileError(
-            f"recording {quote(reco_id)}: {len(p)} profiles but {len(names)} names "
-            f"({', '.join(map(quote, names))})"
-        )

@@ -28,7 +28,7 @@ from diar.audio import SpooledAudio, Waveform
 from diar.cluster import build_clusterer, speaker_shortfall
 from diar.config import Config
 from diar.identity import IdentityParams, identify
-from diar.identity.profiles import check_profile_shape, unknown_names
+from diar.identity.profiles import unknown_names
 from diar.identity.splitting import split_at_pauses, split_parts
 from diar.memory import release_free_memory
 from diar.models.base import Embedder, FeatureEmbedder, FrameModel
@@ -43,7 +43,7 @@ from diar.pipelines.base import (
     speaker_traces,
     timed,
 )
-from diar.pipelines.profile import check_profiles, compute_profiles_with
+from diar.pipelines.profile import check_profile_fit, compute_profiles_with, default_names
 from diar.postprocess import exclusive_annotation, labels_to_annotation, model_frames_to_labels
 from diar.stitching import (
     WindowCollector,
@@ -512,17 +512,18 @@ class FrameDiarizer(Diarizer):
 
     def profiles_for(self, recording: RecordingInput, dim: int) -> tuple[np.ndarray | None, tuple[str, ...]]:
         """The recording's enrolled profiles and names: given (``profiles``, names ``spk1``... when
-        it has none), made from its ``enrollment`` files (:meth:`enroll`), or (None, ())."""
+        it has none), made from its ``enrollment`` files (:meth:`enroll`), or (None, ()).
+        Checked against the embedder's dimension ``dim`` (0: nothing was embedded to check with)."""
         if recording.profiles is not None:
             profiles = np.asarray(recording.profiles, dtype=np.float32)
-            names = recording.profile_names or tuple(f"spk{k + 1}" for k in range(len(profiles)))
+            names = recording.profile_names or default_names(len(profiles))
         elif recording.enrollment:
             profiles, names = self.enroll(recording.enrollment, recording.reco_id)
         else:
             return None, ()
-        if dim:
-            check_profile_shape(profiles, names, dim, recording.reco_id)
-        check_profiles(profiles, names, recording.reco_id)
+        check_profile_fit(
+            profiles, names, dim or profiles.shape[-1], self.config.embedding.name, recording.reco_id
+        )
         return profiles, tuple(names)
 
     def enroll(

@@ -77,6 +77,22 @@ def check_profiles(profiles: np.ndarray, names: Sequence[str], reco_id: str) -> 
             )
 
 
+def check_profile_fit(
+    profiles: np.ndarray, names: Sequence[str], dimension: int, embedder: str, reco_id: str
+) -> None:
+    """Raise ProfileError when a recording's profiles do not fit the embedder (not a non-empty
+    matrix of its dimension) or their names (one per row), or a row is all zeros."""
+    p = np.asarray(profiles)
+    if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] != dimension:
+        raise ProfileError(
+            f"recording {reco_id!r}: profiles of shape {p.shape} do not fit the {embedder} embedder "
+            f"(dimension {dimension}); make them with the same embedder"
+        )
+    if len(names) != len(p):
+        raise ProfileError(f"recording {reco_id!r}: {len(names)} names for {len(p)} profiles")
+    check_profiles(p, names, reco_id)
+
+
 def compute_profiles(
     embedder: Embedder,
     enrollments: Sequence[tuple[str, str]],
@@ -344,18 +360,10 @@ class ProfileDiarizer(Diarizer):
         cfg = self.config
         sr = self.sample_rate
         profiles, names_given = self.profiles_for(recording, hook)  # shape: (S, D)
-        if profiles.ndim != 2 or profiles.shape[0] == 0 or profiles.shape[1] != self.embedder.dimension:
-            raise ProfileError(
-                f"recording {recording.reco_id!r}: profiles of shape {profiles.shape} do not fit the "
-                f"{cfg.embedding.name} embedder (dimension {self.embedder.dimension}); make them with "
-                "the same embedder"
-            )
         names = names_given or default_names(len(profiles))
-        if len(names) != len(profiles):
-            raise ProfileError(
-                f"recording {recording.reco_id!r}: {len(names)} names for {len(profiles)} profiles"
-            )
-        check_profiles(profiles, names, recording.reco_id)
+        check_profile_fit(
+            profiles, names, int(self.embedder.dimension), cfg.embedding.name, recording.reco_id
+        )
         wav = np.asarray(recording.waveform, dtype=np.float32)  # shape: (N,)
         num_frames = steps.num_label_frames(len(wav), sr)
         with timed(hook, "vad"):
