@@ -238,7 +238,7 @@ def embed_regions(outputs: WindowOutputs, every: int = 1) -> np.ndarray:
     return regions
 
 
-def _runs(mask: np.ndarray, offset: int) -> list[tuple[int, int]]:
+def frame_runs(mask: np.ndarray, offset: int = 0) -> list[tuple[int, int]]:
     """[start, end) frame runs of a boolean vector, shifted by ``offset``."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
     return [(int(s) + offset, int(e) + offset) for s, e in zip(edges[::2], edges[1::2], strict=True)]
@@ -305,7 +305,7 @@ def piece_speech(
             keep = np.sort(frames[np.argsort(distance, kind="stable")[: max_samples // stride]])
             mask[:] = False
             mask[keep - a] = True
-        runs = _runs(mask, a)
+        runs = frame_runs(mask, a)
         out.append(gather_samples(waveform, runs, stride, max_samples))
     return out
 

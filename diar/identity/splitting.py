@@ -15,18 +15,17 @@ import itertools
 
 import numpy as np
 
-from diar.stitching import Piece, WindowOutputs
+from diar.stitching import Piece, WindowOutputs, frame_runs
 
 
 def _groups(active: np.ndarray, pause: int) -> list[tuple[int, int]]:
     """[start, end) frame spans of the runs of ``active``, runs closer than ``pause`` joined."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
     spans: list[list[int]] = []
-    for s, e in zip(edges[::2], edges[1::2], strict=True):
+    for s, e in frame_runs(active):
         if spans and s - spans[-1][1] < pause:
-            spans[-1][1] = int(e)
+            spans[-1][1] = e
         else:
-            spans.append([int(s), int(e)])
+            spans.append([s, e])
     return [(s, e) for s, e in spans]
 
 

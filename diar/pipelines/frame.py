@@ -49,6 +49,7 @@ from diar.stitching import (
     WindowCollector,
     WindowOutputs,
     embed_regions,
+    frame_runs,
     gather_samples,
     piece_speech,
     plan_windows,
@@ -556,8 +557,7 @@ class FrameDiarizer(Diarizer):
                 break
         else:
             frames = np.ones(len(count), dtype=bool)
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], frames.astype(np.int8), [0]])))
-        runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+        runs = frame_runs(frames)
         speech = gather_samples(wav, runs, outputs.frame_stride, len(wav)) if runs else wav
         return self.embed_inputs(self._speech_inputs([speech if len(speech) else wav], no_hook))[0]
 
