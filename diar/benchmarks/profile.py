@@ -44,25 +44,11 @@ def most_talkative(annotation) -> str:  # type: ignore[no-untyped-def]
 
 
 def mapped_speaker(reference, hypothesis, speaker: str) -> str | None:  # type: ignore[no-untyped-def]
-    """The hypothesis label that the one-to-one mapping of most shared time (the mapping DER
-    scores with) gives reference ``speaker``, or None when it gets none."""
-    import numpy as np
-    from scipy.optimize import linear_sum_assignment
+    """The hypothesis label DER's speaker mapping gives reference ``speaker``, or None."""
+    from diar.scoring import error_regions
 
-    refs, hyps = sorted(reference.speakers), sorted(hypothesis.speakers)
-    if not refs or not hyps:
-        return None
-    shared = np.zeros((len(refs), len(hyps)))  # shape: (R, H) seconds talking together
-    for r in reference:
-        for h in hypothesis:
-            shared[refs.index(r.speaker), hyps.index(h.speaker)] += max(
-                0.0, min(r.end, h.end) - max(r.start, h.start)
-            )
-    rows, cols = linear_sum_assignment(shared, maximize=True)
-    for row, col in zip(rows, cols, strict=True):
-        if refs[row] == speaker and shared[row, col] > 0:
-            return hyps[col]
-    return None
+    mapping = error_regions(reference.turns, hypothesis.turns).mapping  # hypothesis -> reference
+    return next((hyp for hyp, ref in sorted(mapping.items()) if ref == speaker), None)
 
 
 def main(argv: list[str] | None = None) -> int:
