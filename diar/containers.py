@@ -117,7 +117,7 @@ def read_header(f: IO[bytes] | str | os.PathLike[str]) -> Header | None:
         for parse in (_riff, _w64, _iff, _au, _caf, _nist, _flac):
             try:
                 header = parse(_Reader(fh, start, end), head)
-            except (struct.error, ValueError, OverflowError):
+            except (struct.error, ValueError, OverflowError, IndexError):  # bytes cut short
                 return None
             if header is not None:
                 return header
