@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -114,10 +115,9 @@ def read_header(f: IO[bytes] | str | os.PathLike[str]) -> Header | None:
         fh.seek(start)
         head = fh.read(40)
         for parse in (_riff, _w64, _iff, _au, _caf, _nist, _flac):
-            fh.seek(start)
             try:
                 header = parse(_Reader(fh, start, end), head)
-            except (struct.error, ValueError, OverflowError):
+            except (struct.error, ValueError, OverflowError, IndexError):  # bytes cut short
                 return None
             if header is not None:
                 return header
@@ -142,6 +142,24 @@ class _Reader:
         return self.fh.read(size)
 
 
+def _chunks(
+    r: _Reader, pos: int, id_size: int, size_format: str, align: int = 1, inclusive: bool = False
+) -> Iterator[tuple[bytes, int, int]]:
+    """``(id, size, body position)`` of each chunk from ``pos`` on, for the chunked containers:
+    an ``id_size``-byte id, a ``size_format`` size (struct), the body padded to ``align`` bytes;
+    ``inclusive``: the size counts the chunk's own id and size (W64). Ends at the end of the
+    file or at a size that cannot be stepped over (negative, or less than what it includes)."""
+    head = id_size + struct.calcsize(size_format)
+    while pos + head <= r.end:
+        chunk = r.at(pos, head)
+        size = struct.unpack(size_format, chunk[id_size:head])[0]
+        yield chunk[:id_size], size, pos + head
+        step = size if inclusive else head + size
+        if size < 0 or step < head:
+            return
+        pos += step + (-step % align)
+
+
 def _known(size: int, unknown: tuple[int, ...]) -> int | None:
     return None if size in unknown else size
 
@@ -162,23 +180,19 @@ def _riff(r: _Reader, head: bytes) -> Header | None:
     rate: float | None = None
     frame_bytes: int | None = None
     ds64_data: int | None = None
-    pos = 12
-    while pos + 8 <= r.end:
-        chunk = r.at(pos, 8)
-        cid, size = chunk[:4], struct.unpack(endian + "I", chunk[4:8])[0]
+    for cid, size, body in _chunks(r, 12, 4, endian + "I", align=2):
         if cid == b"ds64":
-            ds64_data = _known(struct.unpack("<Q", r.at(pos + 16, 8))[0], (0, 2**64 - 1))
+            ds64_data = _known(struct.unpack("<Q", r.at(body + 8, 8))[0], (0, 2**64 - 1))
         elif cid == b"fmt ":
-            rate, frame_bytes = _wave_fmt(r.at(pos + 8, min(size, 40)), endian)
+            rate, frame_bytes = _wave_fmt(r.at(body, min(size, 40)), endian)
         elif cid == b"data":
             if size == 0xFFFFFFFF and container != "WAV":
                 declared = ds64_data
             else:
                 declared = _known(size, (0,)) if size < UNKNOWN_SIZE_32 else None
-            return Header(container, rate, declared, r.end - (pos + 8), frame_bytes)
+            return Header(container, rate, declared, r.end - body, frame_bytes)
         if size == 0xFFFFFFFF:
             break  # an RF64 chunk sized in the ds64 table: not one diar needs
-        pos += 8 + size + (size & 1)
     return Header(container, rate)
 
 
@@ -187,18 +201,12 @@ def _w64(r: _Reader, head: bytes) -> Header | None:
         return None
     rate: float | None = None
     frame_bytes: int | None = None
-    pos = 40
-    while pos + 24 <= r.end:
-        chunk = r.at(pos, 24)
-        guid, size = chunk[:16], struct.unpack("<Q", chunk[16:24])[0]
+    for guid, size, body in _chunks(r, 40, 16, "<Q", align=8, inclusive=True):
         if guid == b"fmt " + _W64_TAIL:
-            rate, frame_bytes = _wave_fmt(r.at(pos + 24, 40), "<")
+            rate, frame_bytes = _wave_fmt(r.at(body, 40), "<")
         elif guid == b"data" + _W64_TAIL:
             declared = size - 24 if 24 < size < 2**63 else None
-            return Header("W64", rate, declared, r.end - (pos + 24), frame_bytes)
-        if size < 24:
-            break
-        pos += (size + 7) & ~7
+            return Header("W64", rate, declared, r.end - body, frame_bytes)
     return Header("W64", rate)
 
 
@@ -222,28 +230,24 @@ def _iff(r: _Reader, head: bytes) -> Header | None:
     container = "AIFF" if kind in (b"AIFF", b"AIFC") else "8SVX"
     rate: float | None = None
     frame_bytes: int | None = None
-    pos = 12
-    while pos + 8 <= r.end:
-        chunk = r.at(pos, 8)
-        cid, size = chunk[:4], struct.unpack(">I", chunk[4:8])[0]
+    for cid, size, body in _chunks(r, 12, 4, ">I", align=2):
         if cid == b"COMM":
-            body = r.at(pos + 8, min(size, 22))
-            channels, _frames, bits = struct.unpack(">hIh", body[:8])
-            rate = _extended(body[8:18])
-            compression = body[18:22] if kind == b"AIFC" else b"NONE"
+            comm = r.at(body, min(size, 22))
+            channels, _frames, bits = struct.unpack(">hIh", comm[:8])
+            rate = _extended(comm[8:18])
+            compression = comm[18:22] if kind == b"AIFC" else b"NONE"
             if compression in _AIFC_SAMPLE_BYTES and channels > 0 and bits > 0:
                 sample = _AIFC_SAMPLE_BYTES[compression] or (bits + 7) // 8
                 frame_bytes = channels * sample
         elif cid == b"VHDR":
-            rate = float(struct.unpack(">H", r.at(pos + 20, 2))[0])
+            rate = float(struct.unpack(">H", r.at(body + 12, 2))[0])
         elif cid in (b"SSND", b"BODY"):
-            data_start, declared = pos + 8, size
+            data_start, declared = body, size
             if cid == b"SSND":
-                offset = struct.unpack(">I", r.at(pos + 8, 4))[0]
-                data_start, declared = pos + 16 + offset, size - 8 - offset
+                offset = struct.unpack(">I", r.at(body, 4))[0]
+                data_start, declared = body + 8 + offset, size - 8 - offset
             known = declared if 0 < size < UNKNOWN_SIZE_32 and declared >= 0 else None
             return Header(container, rate, known, r.end - data_start, frame_bytes)
-        pos += 8 + size + (size & 1)
     return Header(container, rate)
 
 
@@ -263,23 +267,17 @@ def _caf(r: _Reader, head: bytes) -> Header | None:
         return None
     rate: float | None = None
     frame_bytes: int | None = None
-    pos = 8
-    while pos + 12 <= r.end:
-        chunk = r.at(pos, 12)
-        cid, size = chunk[:4], struct.unpack(">q", chunk[4:12])[0]
+    for cid, size, body in _chunks(r, 8, 4, ">q"):
         if cid == b"desc":
-            body = r.at(pos + 12, 32)
-            rate = struct.unpack(">d", body[:8])[0]
-            fmt, _flags, packet_bytes, packet_frames = struct.unpack(">4sIII", body[8:24])
+            desc = r.at(body, 32)
+            rate = struct.unpack(">d", desc[:8])[0]
+            fmt, _flags, packet_bytes, packet_frames = struct.unpack(">4sIII", desc[8:24])
             if fmt == b"lpcm" and packet_frames == 1 and packet_bytes > 0:
                 frame_bytes = packet_bytes
         elif cid == b"data":
-            data_start = pos + 12 + 4  # after the edit count
+            data_start = body + 4  # after the edit count
             declared = size - 4 if size >= 4 else None  # -1: to the end of the file
             return Header("CAF", rate, declared, r.end - data_start, frame_bytes)
-        if size < 0:
-            break
-        pos += 12 + size
     return Header("CAF", rate)
 
 

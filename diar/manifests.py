@@ -24,11 +24,11 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, AnyStr
 
 import numpy as np
 
@@ -147,7 +147,7 @@ def iter_lines(
         what: what the file is, for the errors about the file itself ("RTTM file", ...).
     """
     if not isinstance(source, (str, os.PathLike)):
-        yield from _iter_text_lines(source, problems)
+        yield from _lines(source_name(source), source.readline, _text_line, problems)
         return
     name = os.fspath(source)
     try:
@@ -160,46 +160,43 @@ def iter_lines(
 
         f.close()
         raise ManifestError(name, None, f"is {kind_of(mode)}, not {_article(what)} {what}")
-    number = 0
+
+    def readline(size: int) -> bytes:
+        try:
+            return f.readline(size)
+        except OSError as exc:
+            raise ManifestError(name, None, describe_path_error(exc, what)) from exc
+
     with f:
-        while True:
-            try:
-                chunk = f.readline(MAX_LINE_BYTES + 1)
-            except OSError as exc:
-                raise ManifestError(name, None, describe_path_error(exc, what)) from exc
-            if not chunk:
-                return
-            if len(chunk) > MAX_LINE_BYTES:
-                raise _long_line(name, number + 1, chunk[:64])
-            for raw in chunk.splitlines():  # as bytes.splitlines: \n, \r\n and \r end a line
-                number += 1
-                try:
-                    line = _decode_line(name, number, raw)
-                except ManifestError as error:
-                    if problems is None:
-                        raise
-                    problems.add(error)
-                    continue
-                if line is not None:
-                    yield line
+        yield from _lines(name, readline, _decode_line, problems)
 
 
-def _iter_text_lines(f: IO[str], problems: LineProblems | None) -> Iterator[Line]:
-    """:func:`iter_lines` of an open text file."""
-    name = str(getattr(f, "name", "<stream>"))
+def source_name(source: PathLike | IO[Any]) -> str:
+    """How errors name ``source``: its path, or an open file's name (``<stream>`` without one)."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return str(getattr(source, "name", "<stream>"))
+
+
+def _lines(
+    name: str,
+    readline: Callable[[int], AnyStr],
+    parse: Callable[[str, int, AnyStr], Line | None],
+    problems: LineProblems | None,
+) -> Iterator[Line]:
+    """:func:`iter_lines`' loop over the bytes of a path or the text of an open file: each line
+    ``parse(name, number, raw)``; a malformed one recorded in ``problems`` (else raised)."""
     number = 0
     while True:
-        chunk = f.readline(MAX_LINE_BYTES + 1)
+        chunk = readline(MAX_LINE_BYTES + 1)
         if not chunk:
             return
         if len(chunk) > MAX_LINE_BYTES:
             raise _long_line(name, number + 1, chunk[:64])
-        for text in chunk.splitlines():
+        for raw in chunk.splitlines():  # \n, \r\n and \r end a line (and, in text, \f, \x85, ...)
             number += 1
-            if number == 1:
-                text = text.removeprefix("\ufeff")
             try:
-                line = _split_line(name, number, text)
+                line = parse(name, number, raw)
             except ManifestError as error:
                 if problems is None:
                     raise
@@ -224,6 +221,10 @@ def _decode_line(name: str, number: int, raw: bytes) -> Line | None:
     except UnicodeDecodeError as exc:
         raise ManifestError(name, number, "line is not valid UTF-8", raw) from exc
     return _split_line(name, number, text)
+
+
+def _text_line(name: str, number: int, text: str) -> Line | None:
+    return _split_line(name, number, text.removeprefix("\ufeff") if number == 1 else text)
 
 
 def _split_line(name: str, number: int, text: str) -> Line | None:

@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diar.errors import DiarError
+from diar.benchmarks.default import CORPUS, say
+from diar.errors import DiarError, one_line
 
-#: The checkout this module belongs to (where ``scripts/`` and ``../shared/corpus`` are).
+#: The checkout this module belongs to (where ``scripts/`` is).
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus"
 #: Data sets packed by default (``../shared/corpus/<name>``).
 DEFAULT_SETS = ("sim", "ami30")
 #: What the GPU machine takes per call: the working tree and the carried folders together.
@@ -115,12 +115,6 @@ IMAGE_PACKAGES = frozenset(
 class GpuCheckError(DiarError):
     """The GPU check cannot go on: a missing pack, module or weight file, a pack too large to
     travel, a wheel whose needs nothing provides (the message says what to do)."""
-
-
-def say(line: str = "") -> None:
-    """Benchmarks print their figures (library code logs instead)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def canonical(name: str) -> str:
@@ -831,10 +825,8 @@ def measure(args: argparse.Namespace) -> int:
         }
         try:
             loading, per_set = execute(run, sets, settings, args.threads)
-        except (
-            Exception
-        ) as e:  # a configuration that fails (out of memory, an op without fp16) is a figure too
-            entry["error"] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        except Exception as e:  # a configuration that fails (out of memory, no fp16 op): a figure too
+            entry["error"] = f"{type(e).__name__}: {one_line(str(e), 300)}"
             say(f"  failed: {entry['error']}")
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()

@@ -139,14 +139,9 @@ def read_text(
     reader (:func:`diar.manifests.iter_lines`: a byte-order mark dropped, a folder, a device,
     binary data or non-UTF-8 refused); the malformed lines ``parse`` records in ``problems``
     are raised together at the end (ManifestError naming the file and line)."""
-    from diar.manifests import LineProblems, iter_lines
+    from diar.manifests import LineProblems, iter_lines, source_name
 
-    name = (
-        os.fspath(source)
-        if isinstance(source, (str, os.PathLike))
-        else str(getattr(source, "name", "<stream>"))
-    )
-    problems = LineProblems(name)
+    problems = LineProblems(source_name(source))
     result = parse(iter_lines(source, problems, what=f"{what} file"), problems)
     problems.check()
     return result
@@ -158,19 +153,18 @@ def read_file(
     what: str,
 ) -> T:
     """``parse(file, name)`` of a path or an open text file, for formats that are not one record
-    per line (JSON, subtitles); a byte-order mark is dropped; missing, non-UTF-8 or folder
-    paths: ManifestError naming the file."""
+    per line (JSON, subtitles); a byte-order mark is dropped; a path that is missing, a folder,
+    unreadable or not UTF-8: ManifestError naming the file and saying which."""
     from diar.errors import ManifestError
+    from diar.manifests import describe_path_error, source_name
 
+    name = source_name(source)
     if not isinstance(source, (str, os.PathLike)):
-        return parse(source, str(getattr(source, "name", "<stream>")))
-    name = os.fspath(source)
+        return parse(source, name)
     try:
         with open(name, encoding="utf-8-sig") as f:
             return parse(f, name)
-    except FileNotFoundError as exc:
-        raise ManifestError(name, None, f"{what} file does not exist") from exc
-    except IsADirectoryError as exc:
-        raise ManifestError(name, None, f"is a directory, not a {what} file") from exc
+    except OSError as exc:  # missing, a folder, no permission, ...
+        raise ManifestError(name, None, describe_path_error(exc, f"{what} file")) from exc
     except UnicodeDecodeError as exc:
         raise ManifestError(name, None, f"{what} file is not valid UTF-8 ({exc})") from exc

@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from diar.errors import ManifestError, one_line, quote
 from diar.formats import as_annotations, atomic_open
-from diar.manifests import describe_path_error
+from diar.manifests import describe_path_error, source_name
 from diar.types import MAX_SECONDS, Annotation, Turn
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def read_parquet(path: str | os.PathLike[str] | IO[bytes]) -> dict[str, Annotati
     """
     import pyarrow.parquet as pq
 
-    name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(getattr(path, "name", "<stream>"))
+    name = source_name(path)
     try:
         table = pq.read_table(os.fspath(path) if isinstance(path, os.PathLike) else path)
     except OSError as e:

@@ -18,7 +18,7 @@ from typing import IO
 
 from diar.errors import FormatError, quote
 from diar.linking import SpeakerLink
-from diar.manifests import Line, LineProblems, iter_lines, parse_seconds
+from diar.manifests import Line, LineProblems, iter_lines, parse_seconds, source_name
 
 HEADER = ("reco_id", "speaker", "global_speaker", "seconds")
 
@@ -50,12 +50,7 @@ def read_speakers(source: str | os.PathLike[str] | IO[str]) -> list[SpeakerLink]
             field count, seconds that are no finite number >= 0, a (recording, speaker) twice,
             a global speaker twice in one recording), or a missing file.
     """
-    name = (
-        os.fspath(source)
-        if isinstance(source, (str, os.PathLike))
-        else str(getattr(source, "name", "<stream>"))
-    )
-    problems = LineProblems(name)
+    problems = LineProblems(source_name(source))
     rows: list[SpeakerLink] = []
     seen: tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]] = ({}, {})
     header = True

@@ -139,10 +139,10 @@ def read_traces(
         ):
             raise FormatError(f"{name}: table row {i + 1} is not a trace (seconds {quote(seconds)})")
         trace = Trace(
-            rows["reco_id"][i],
-            rows["speaker"][i],
+            reco_id,
+            speaker,
             np.asarray(vector, dtype=np.float32).reshape(-1),
-            float(rows["seconds"][i]),
+            seconds,
             bool(rows["enrolled"][i]),
         )
         if key != ark_key(trace) or trace.embedding.size != rows["dim"][i]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from audio_containers import zero_rate
+from audio_containers import CONTAINERS, SR, zero_rate
 from helpers import REPO, TINY_CAMPPLUS
 from job_helpers import energy_factory, make_corpus, read_failures_tsv, speechlike
 
@@ -25,7 +25,6 @@ from diar.containers import read_header
 from diar.formats.rttm import read_rttm
 from jobs.diarize import main as job_main
 
-SR = 16000
 SAMPLE = REPO / "diar" / "data" / "sample" / "sim01_2spk.flac"
 DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
 
@@ -46,9 +45,8 @@ def one_error_line(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
 
 # --------------------------------------------------------------------------- audio
 
-#: Containers whose header declares the length: soundfile format, extension.
-DECLARING = {"aiff": ("AIFF", "aiff"), "rf64": ("RF64", "rf64"), "w64": ("W64", "w64"), "au": ("AU", "au")}
-DECLARING |= {"caf": ("CAF", "caf"), "nist": ("NIST", "nist"), "wav": ("WAV", "wav")}
+#: Containers whose header declares the length (16-bit PCM, names of audio_containers.CONTAINERS).
+DECLARING = ("aiff", "rf64", "w64", "au", "caf", "nist", "wav")
 
 
 def half_held(path: Path) -> None:
@@ -70,16 +68,17 @@ def odd_audio(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     lines = scp.read_text(encoding="utf-8").splitlines()
     expected: dict[str, str] = {}
     speech = speechlike(20.0, seed=7)
-    for name, (fmt, ext) in DECLARING.items():
+    for name in DECLARING:
+        fmt, subtype, ext, container, _ = CONTAINERS[name]
         cut = folder / f"cut.{ext}"
-        sf.write(cut, speech, SR, format=fmt, subtype="PCM_16")
+        sf.write(cut, speech, SR, format=fmt, subtype=subtype)
         half_held(cut)
         lines.append(f"cut-{name} {cut}")
         expected[f"cut-{name}"] = (
-            f"truncated audio: the {name.upper()} header declares {20 * SR} frames, the file holds {10 * SR}"
+            f"truncated audio: the {container} header declares {20 * SR} frames, the file holds {10 * SR}"
         )
         zero = folder / f"zero.{ext}"
-        sf.write(zero, speech[: 2 * SR], SR, format=fmt, subtype="PCM_16")
+        sf.write(zero, speech[: 2 * SR], SR, format=fmt, subtype=subtype)
         zero_rate(zero)
         lines.append(f"zero-{name} {zero}")
         expected[f"zero-{name}"] = "implausible sample rate 0 Hz in the header (allowed: 1000 to 768000 Hz)"
@@ -109,9 +108,10 @@ def test_whole_files_of_every_declaring_container_are_diarized(tmp_path: Path) -
     folder = tmp_path / "whole"
     folder.mkdir()
     lines = []
-    for name, (fmt, ext) in DECLARING.items():
+    for name in DECLARING:
+        fmt, subtype, ext, _, _ = CONTAINERS[name]
         path = folder / f"a.{ext}"
-        sf.write(path, np.stack([speechlike(6.0, seed=3)] * 2, axis=1), SR, format=fmt, subtype="PCM_16")
+        sf.write(path, np.stack([speechlike(6.0, seed=3)] * 2, axis=1), SR, format=fmt, subtype=subtype)
         lines.append(f"{name} {path}")
     scp = folder / "wav.scp"
     scp.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -325,8 +325,7 @@ def finished_job(tmp_path: Path) -> Path:
     """A finished job of 13 recordings in 4 shards (linking off)."""
     scp = make_corpus(tmp_path / "corpus", {f"rec-{i:02d}": 3.0 + i % 4 for i in range(13)})
     out = tmp_path / "out"
-    argv = ["--wav-scp", str(scp), "--out", str(out), "--local", "--no-progress", "--num-shards", "4"]
-    assert job_main(argv, energy_factory()) == 0
+    assert job_main(job_argv(scp, out, "--num-shards", "4"), energy_factory()) == 0
     return out
 
 

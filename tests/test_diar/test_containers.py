@@ -81,13 +81,20 @@ def test_sizes_a_streaming_writer_leaves_unknown_are_not_checked(name: str, tmp_
     assert header is not None and header.data_bytes is None and not header.truncated
 
 
+#: An AIFF whose COMM chunk ends inside its sample rate (the file is cut there).
+CUT_COMM = b"FORM\x00\x00\x00\x1cAIFFCOMM\x00\x00\x00\x12\x00\x01\x00\x00\x00\x10\x00\x10\x40"
+
+
 def test_odd_bytes_are_left_to_libsndfile(tmp_path: Path) -> None:
     for i, head in enumerate(
-        [b"RIFF\x00\x00\x00\x00WAVEfmt \xff\xff", b"FORM", b".snd\x00", b"NIST_1A\nxx", b""]
+        [b"RIFF\x00\x00\x00\x00WAVEfmt \xff\xff", b"FORM", b".snd\x00", b"NIST_1A\nxx", b"", CUT_COMM]
     ):
         path = tmp_path / f"odd{i}.wav"
         path.write_bytes(head)
         read_header(path)  # never raises
+    assert read_header(tmp_path / "odd5.wav") is None
+    with pytest.raises(AudioDecodeError):  # libsndfile's own refusal, as an AudioError
+        load_audio(str(tmp_path / "odd5.wav"), SR, "a")
     with open(tmp_path / "odd0.wav", "rb") as f:
         f.read(3)
         read_header(f)
