@@ -19,7 +19,6 @@ its cues with :func:`write_cues` and :func:`parse_cue`.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +26,7 @@ from typing import IO
 
 from diar.errors import FormatError, ManifestError, quote
 from diar.formats import read_file
+from diar.formats.rttm import to_milliseconds
 from diar.words import Utterance
 
 _CLOCK = r"(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{3})"
@@ -36,7 +36,7 @@ _SPEAKER = re.compile(r"^\[([^\[\]\n]+)\] ")
 
 def format_clock(seconds: float, separator: str = ",") -> str:
     """Seconds as ``HH:MM:SS,mmm`` (rounded to milliseconds)."""
-    ms = math.floor(seconds * 1000 + 0.5)
+    ms = to_milliseconds(seconds)
     hours, rest = divmod(ms, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
     secs, ms = divmod(rest, 1000)
