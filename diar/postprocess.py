@@ -192,9 +192,8 @@ def exclusive_annotation(
     """
     one = exclusive_labels(labels, scores)  # shape: (num_frames, num_speakers)
     smoothed = exclusive_labels(smooth_labels(one, smooth_size), scores)
-    return Annotation.from_turns(
-        reco_id, labels_to_turns(reco_id, smoothed, speakers, dur_threshold, shift, offset)
-    )
+    # smoothed already: smooth_size 1 leaves the labels as they are
+    return labels_to_annotation(reco_id, smoothed, speakers, 1, dur_threshold, shift, offset)
 
 
 def exclusive_turns(annotation: Annotation) -> Annotation:

@@ -152,20 +152,6 @@ def corpus_files(
     return files
 
 
-def write_corpus(
-    out: OutDir,
-    annotations: Sequence[Annotation],
-    formats: Sequence[str],
-    model: str,
-    exclusive: Sequence[Annotation] | None = None,
-) -> list[str]:
-    """Write ``corpus.<suffix>`` for each requested format (rttm always), all or none (a full disk
-    leaves the previous ones); return the names written."""
-    files = corpus_files(annotations, formats, model, exclusive)
-    out.write_many(files)
-    return list(files)
-
-
 def json_bytes(data: Any) -> bytes:
     """``data`` as indented JSON (keys in insertion order), UTF-8."""
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")

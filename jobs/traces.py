@@ -345,7 +345,7 @@ def link_file_names(formats: Sequence[str]) -> set[str]:
     """The files ``diar link`` writes: speakers.tsv, corpus.local.rttm and the corpus files."""
     from diar.formats.writers import corpus_formats
 
-    return {*LINK_FILES, *(f"corpus.{fmt.name}" for fmt in corpus_formats(formats))}
+    return {*LINK_FILES, *(fmt.file_name("corpus") for fmt in corpus_formats(formats))}
 
 
 def check_destination(target: OutDir, formats: Sequence[str]) -> None:

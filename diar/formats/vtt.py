@@ -28,7 +28,7 @@ from typing import IO
 
 from diar.errors import FormatError, ManifestError, quote
 from diar.formats import read_file
-from diar.formats.srt import blocks, format_clock, parse_timing
+from diar.formats.srt import blocks, cue_lines, parse_cue, write_cues
 from diar.words import Utterance
 
 _VOICE = re.compile(r"^<v(?:\.[^\s>]*)?[ \t]+([^>]+)>")
@@ -40,11 +40,7 @@ def _escape(text: str) -> str:
 
 
 def _cue_text(cue: Utterance) -> str:
-    lines = [_escape(line) for line in cue.text.splitlines() if line.strip()]
-    if not lines:
-        raise FormatError(
-            f"WebVTT cannot hold an empty cue of recording {quote(cue.reco_id)} at {cue.start:.3f} s"
-        )
+    lines = [_escape(line) for line in cue_lines(cue, "WebVTT")]
     if cue.speaker is not None:
         if not cue.speaker.strip() or "\n" in cue.speaker:
             raise FormatError(f"WebVTT cannot name speaker {quote(cue.speaker)}: empty or holds a newline")
@@ -54,11 +50,7 @@ def _cue_text(cue: Utterance) -> str:
 
 def write_vtt(cues: Iterable[Utterance], f: IO[str]) -> int:
     """Write cues (of one recording, in time order) as WebVTT; returns the number of cues."""
-    texts = [(cue, _cue_text(cue)) for cue in cues]
-    f.write("WEBVTT\n\n")
-    for index, (cue, text) in enumerate(texts, start=1):
-        f.write(f"{index}\n{format_clock(cue.start, '.')} --> {format_clock(cue.end, '.')}\n{text}\n\n")
-    return len(texts)
+    return write_cues(cues, f, _cue_text, ".", header="WEBVTT\n\n")
 
 
 def read_vtt(source: str | os.PathLike[str] | IO[str], reco_id: str) -> list[Utterance]:
@@ -75,18 +67,7 @@ def _parse(f: IO[str], name: str, reco_id: str) -> list[Utterance]:
         if lines[0].startswith(("NOTE", "STYLE", "REGION")) and "-->" not in lines[0]:
             continue
         at = 0 if "-->" in lines[0] else 1  # an optional cue identifier first
-        timing = parse_timing(lines[at]) if at < len(lines) else None
-        if timing is None:
-            raise ManifestError(
-                name,
-                first + at,
-                "expected a timing line 'HH:MM:SS.mmm --> HH:MM:SS.mmm'",
-                lines[min(at, len(lines) - 1)],
-            )
-        start, end = timing
-        if end < start:
-            raise ManifestError(name, first + at, "the cue ends before it starts", lines[at])
-        text = "\n".join(lines[at + 1 :])
+        start, end, text = parse_cue(name, first, lines, at, ".")
         m = _VOICE.match(text)
         speaker = html.unescape(m.group(1).strip()) if m else None
         body = _TAG.sub("", text[m.end() :] if m else text)

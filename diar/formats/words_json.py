@@ -40,6 +40,7 @@ from typing import IO, Any
 
 from diar.errors import ManifestError, quote
 from diar.formats import read_file
+from diar.formats.rttm import to_milliseconds
 from diar.words import Word, join_words
 
 #: Keys a word's confidence may have, in order of preference.
@@ -200,7 +201,7 @@ def speaker_runs(words: Sequence[Word]) -> list[list[Word]]:
 
 
 def _ms(seconds: float) -> float:
-    return math.floor(seconds * 1000 + 0.5) / 1000
+    return to_milliseconds(seconds) / 1000
 
 
 def to_json(words: Iterable[Word]) -> list[dict[str, Any]]:

@@ -107,6 +107,8 @@ def test_linked_exclusive_turns_carry_the_global_labels(scp: Path, tmp_path: Pat
     again = tmp_path / "relinked"
     link_folders([str(out)], str(again), settings_of(cfg.job), cfg.job.out_formats)
     assert (again / "corpus.exclusive.rttm").read_bytes() == (out / "corpus.exclusive.rttm").read_bytes()
+    # a folder diar link wrote before is its own to write again, corpus.exclusive.rttm included
+    link_folders([str(out)], str(again), settings_of(cfg.job), cfg.job.out_formats)
     plain = tmp_path / "plain"
     run_local(config("job.out_formats=[rttm]"), scp, plain)
     with pytest.raises(LinkJobError, match=r"no exclusive turns.*job\.out_formats"):
